@@ -1,0 +1,155 @@
+"""Errors and warnings written for people: each names the field path, the bad value, the rule
+and the fix.
+
+Validation itself is pydantic's, so users who already catch ``pydantic.ValidationError`` keep
+doing so. What this module adds is the vocabulary peftkit uses on top of it: a rule violation
+carries its rule and fix in the error context, and :func:`problems` turns any
+``ValidationError`` into a list of :class:`Problem` that the CLI prints without a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+
+class PeftkitWarning(UserWarning):
+    """A legal but doubtful choice; the message says why and what to do instead."""
+
+
+class PeftkitDeprecationWarning(PeftkitWarning, FutureWarning):
+    """An old key that peftkit still accepts and maps to its current name.
+
+    It derives from FutureWarning too, so Python shows it by default: the user pasted the key and
+    should see that it was renamed.
+    """
+
+
+class RecipeError(ValueError):
+    """A user error outside field validation: a missing file, bad YAML, a malformed override."""
+
+
+class MissingExtraError(ImportError):
+    """A feature needs an optional dependency; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        super().__init__(
+            f"{feature} needs the '{package}' package, which is not installed. "
+            f"Fix: pip install 'peftkit[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+def require(package: str, extra: str, feature: str) -> None:
+    """Fail early, naming the extra, when an optional package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        raise MissingExtraError(package, extra, feature)
+
+
+RULE = "recipe_rule"
+"""Error type of every peftkit rule; its context holds ``rule`` and ``fix``."""
+
+
+def rule_error(loc: Sequence[str | int], value: Any, rule: str, fix: str) -> InitErrorDetails:
+    """One violated rule, located at ``loc`` relative to the model that checks it."""
+    return InitErrorDetails(
+        type=PydanticCustomError(RULE, "{rule}. Fix: {fix}", {"rule": rule, "fix": fix}),
+        loc=tuple(loc),
+        input=value,
+    )
+
+
+def raise_all(title: str, errors: Iterable[InitErrorDetails]) -> None:
+    """Raise every collected error at once, as one ValidationError (nothing if none)."""
+    errors = list(errors)
+    if errors:
+        raise ValidationError.from_exception_data(title, errors)
+
+
+def did_you_mean(key: str, choices: Iterable[str], aliases: dict[str, str] | None = None) -> str:
+    """A suggestion for a misspelled or foreign key, or an empty string."""
+    if aliases and key in aliases:
+        return f"did you mean '{aliases[key]}'? (peftkit's name for {key})"
+    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a recipe, in the four parts a person needs to fix it."""
+
+    path: str
+    value: Any
+    rule: str
+    fix: str
+
+    def __str__(self) -> str:
+        value = "(missing)" if self.value is _MISSING else repr(self.value)
+        return (
+            f"{self.path or '(recipe)'}: got {value}\n    rule: {self.rule}\n    fix:  {self.fix}"
+        )
+
+
+_MISSING = object()
+
+# Fixes for pydantic's own error types; the rule is pydantic's message.
+_FIXES = {
+    "missing": "add this field",
+    "extra_forbidden": "remove this key; `peftkit schema` lists the allowed keys",
+    "literal_error": "use one of the values named in the rule",
+    "enum": "use one of the values named in the rule",
+    "greater_than": "use a value above {gt}",
+    "greater_than_equal": "use a value of at least {ge}",
+    "less_than": "use a value below {lt}",
+    "less_than_equal": "use a value of at most {le}",
+    "int_parsing": "write a whole number, e.g. 16",
+    "int_from_float": "write a whole number, e.g. 16",
+    "int_type": "write a whole number, e.g. 16",
+    "float_parsing": "write a number, e.g. 0.0002 or 2e-4",
+    "float_type": "write a number, e.g. 0.0002 or 2e-4",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_type": "write a string",
+    "string_too_short": "write a non-empty string",
+    "dict_type": "write a mapping (key: value lines)",
+    "model_type": "write a mapping (key: value lines)",
+    "model_attributes_type": "write a mapping (key: value lines)",
+    "tuple_type": "write a list, e.g. [q_proj, v_proj]",
+    "list_type": "write a list, e.g. [q_proj, v_proj]",
+    "too_short": "give at least {min_length} item(s)",
+    "union_tag_not_found": "add the key `recipe:` naming one of the recipes",
+    "union_tag_invalid": "use one of the recipe names listed in the rule",
+}
+
+
+def problems(error: ValidationError) -> list[Problem]:
+    """Every error of a ValidationError as a Problem (path, value, rule, fix)."""
+    found = []
+    for item in error.errors(include_url=False):
+        ctx = item.get("ctx") or {}
+        path = ".".join(str(part) for part in item["loc"])
+        value = _MISSING if item["type"] == "missing" else item.get("input")
+        if item["type"] == RULE:
+            rule, fix = ctx["rule"], ctx["fix"]
+        else:
+            rule = item["msg"]
+            fix = ctx.get("fix") or _FIXES.get(item["type"], "see `peftkit schema`").format(**ctx)
+        found.append(Problem(path, value, rule, fix))
+    return found
+
+
+def describe(error: BaseException) -> str:
+    """The text the CLI prints for a user error: every problem, no traceback."""
+    if isinstance(error, ValidationError):
+        listed = problems(error)
+        header = f"{len(listed)} problem(s) in the recipe:"
+        return "\n".join([header, *(f"- {p}" for p in listed)])
+    return str(error)

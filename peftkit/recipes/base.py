@@ -1,0 +1,248 @@
+"""The base ``Recipe``: its sections, the rules that span sections, and its builders.
+
+Rules that involve one section live in that section; rules that relate sections to each other
+live here, in :meth:`Recipe.problems`, which a recipe subclass extends with its own. All of them
+are checked together and reported in one ``ValidationError``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+from pydantic_core import InitErrorDetails
+
+from peftkit.errors import PeftkitWarning, raise_all, rule_error
+from peftkit.recipes.callback_settings import CallbackSettings
+from peftkit.recipes.data import DataSection
+from peftkit.recipes.distributed import DistributedSection
+from peftkit.recipes.lora import LoraSection
+from peftkit.recipes.model import ModelSection
+from peftkit.recipes.quantization import QuantizationSection
+from peftkit.recipes.section import Section
+from peftkit.recipes.training import TrainingSection
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+    from trl import SFTConfig
+
+Method = Literal["full", "lora", "qlora"]
+
+# Usual peak learning rates. LoRA: 1e-4..3e-4 in the LoRA/QLoRA papers and PEFT examples; 2e-5
+# (SFTConfig's default, tuned for full fine-tuning) barely moves an adapter. Full fine-tuning of
+# LLMs: 1e-5..5e-5 (InstructGPT, Llama 2 chat, Alpaca).
+LEARNING_RATE_USUAL: dict[str, tuple[float, float]] = {
+    "full": (1e-6, 1e-4),
+    "lora": (5e-5, 1e-3),
+    "qlora": (5e-5, 1e-3),
+}
+MAX_USUAL_EPOCHS = 3
+
+
+def section(kind: type[Section]) -> Any:
+    """A recipe field holding a section, described by the section's docstring."""
+    return Field(default_factory=kind, description=(kind.__doc__ or "").strip())
+
+
+class Recipe(Section):
+    """A custom recipe: every section at its general default. Prefer a built-in recipe."""
+
+    SUGGEST: ClassVar[dict[str, str]] = {
+        "peft": "lora",
+        "lora_config": "lora",
+        "bnb": "quantization",
+        "quantization_config": "quantization",
+        "sft": "training",
+        "sft_config": "training",
+        "args": "training",
+        "dataset": "data",
+    }
+
+    recipe: Literal["custom"] = Field(
+        "custom", description="Which recipe this is; decides the defaults of every other field."
+    )
+    method: Method = Field(
+        "lora",
+        description="'lora' trains an adapter, 'qlora' an adapter on a 4-bit base, 'full' every "
+        "weight.",
+    )
+    model: ModelSection = section(ModelSection)
+    lora: LoraSection = section(LoraSection)
+    quantization: QuantizationSection = section(QuantizationSection)
+    training: TrainingSection = section(TrainingSection)
+    data: DataSection = section(DataSection)
+    callbacks: CallbackSettings = section(CallbackSettings)
+    distributed: DistributedSection = section(DistributedSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_shorthand(cls, data: Any) -> Any:
+        """``model: org/name`` (or ``Recipe(model="org/name")``) means ``model: {name: ...}``."""
+        if isinstance(data, dict) and isinstance(data.get("model"), str):
+            return {**data, "model": {"name": data["model"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Recipe:
+        raise_all(type(self).__name__, self.problems())
+        for doubt in self.doubts():
+            warnings.warn(doubt, PeftkitWarning, stacklevel=2)
+        return self
+
+    @property
+    def has_eval_data(self) -> bool:
+        return self.training.eval_fraction > 0 or self.data.eval_path is not None
+
+    def problems(self) -> list[InitErrorDetails]:
+        """Contradictions between sections. Subclasses add theirs to this list."""
+        found = []
+        q, t = self.quantization, self.training
+        if self.method == "qlora" and q.bits != 4:
+            found.append(
+                rule_error(
+                    ["quantization", "bits"],
+                    q.bits,
+                    "method 'qlora' trains an adapter on a 4-bit base model",
+                    "set quantization.bits: 4, or method: lora",
+                )
+            )
+        if self.method == "lora" and q.bits == 4:
+            found.append(
+                rule_error(
+                    ["method"],
+                    self.method,
+                    "LoRA on a 4-bit base model is QLoRA",
+                    "set method: qlora",
+                )
+            )
+        if self.method == "full" and q.bits is not None:
+            found.append(
+                rule_error(
+                    ["quantization", "bits"],
+                    q.bits,
+                    "quantized weights cannot be trained in full",
+                    "set quantization.bits: null, or method: qlora",
+                )
+            )
+        uses_bf16 = self.model.dtype == "bfloat16" or (
+            q.bits == 4 and q.compute_dtype == "bfloat16"
+        )
+        if t.precision == "fp16" and uses_bf16:
+            found.append(
+                rule_error(
+                    ["training", "precision"],
+                    t.precision,
+                    "fp16 mixed precision with bfloat16 weights or compute: the fp16 gradient "
+                    "scaler cannot unscale bfloat16 gradients",
+                    "set training.precision: bf16 (or auto), or use float16 weights and "
+                    "quantization.compute_dtype: float16 on GPUs without bf16",
+                )
+            )
+        if t.precision == "bf16" and q.bits == 4 and q.compute_dtype == "float16":
+            found.append(
+                rule_error(
+                    ["quantization", "compute_dtype"],
+                    q.compute_dtype,
+                    "bf16 training with float16 4-bit compute mixes two half-precision formats",
+                    "set quantization.compute_dtype: bfloat16",
+                )
+            )
+        if (
+            self.distributed.strategy == "fsdp"
+            and q.bits == 4
+            and q.storage_dtype != q.compute_dtype
+        ):
+            found.append(
+                rule_error(
+                    ["quantization", "storage_dtype"],
+                    q.storage_dtype,
+                    "FSDP shards parameters of one dtype, so 4-bit weights must be stored in the "
+                    "compute dtype",
+                    f"set quantization.storage_dtype: {q.compute_dtype}",
+                )
+            )
+        if t.eval_strategy != "no" and not self.has_eval_data:
+            found.append(
+                rule_error(
+                    ["training", "eval_strategy"],
+                    t.eval_strategy,
+                    "evaluations are scheduled but there is no evaluation data "
+                    "(training.eval_fraction is 0 and data.eval_path is not set)",
+                    "set training.eval_fraction (e.g. 0.1) or data.eval_path, or "
+                    "training.eval_strategy: no",
+                )
+            )
+        for name in ("early_stopping", "overfit"):
+            if getattr(self.callbacks, name).enabled and t.eval_strategy == "no":
+                found.append(
+                    rule_error(
+                        ["callbacks", name, "enabled"],
+                        True,
+                        f"the {name.replace('_', ' ')} callback decides at evaluations, and "
+                        "training.eval_strategy is 'no'",
+                        f"set training.eval_strategy: steps, or callbacks.{name}.enabled: false",
+                    )
+                )
+        if self.data.completion_only_loss and self.data.format == "text":
+            found.append(
+                rule_error(
+                    ["data", "completion_only_loss"],
+                    True,
+                    "raw text has no completion to restrict the loss to",
+                    "use prompt-completion or messages data, or completion_only_loss: false",
+                )
+            )
+        return found
+
+    def doubts(self) -> list[str]:
+        """Legal but doubtful choices, each with the reason; emitted as PeftkitWarning."""
+        found = []
+        t = self.training
+        low, high = LEARNING_RATE_USUAL[self.method]
+        if not low <= t.learning_rate <= high:
+            found.append(
+                f"training.learning_rate={t.learning_rate:g} is outside the usual "
+                f"[{low:g}, {high:g}] for method '{self.method}'; too low barely trains, too "
+                "high diverges."
+            )
+        if t.max_steps is None and t.epochs > MAX_USUAL_EPOCHS:
+            found.append(
+                f"training.epochs={t.epochs:g}: more than {MAX_USUAL_EPOCHS} passes over the same "
+                "data usually overfits; keep early stopping on and watch the eval loss."
+            )
+        if t.max_grad_norm == 0:
+            found.append(
+                "training.max_grad_norm=0 switches gradient clipping off; one bad batch can then "
+                "wreck the adapter. The usual value is 1.0 (0.3 in QLoRA)."
+            )
+        return found
+
+    # --- builders: pure functions of the recipe; heavy imports happen only here ---------------
+
+    def build_lora_config(self) -> LoraConfig | None:
+        """The ``peft.LoraConfig``; None for ``method: full``, which trains every weight."""
+        from peftkit.recipes import build
+
+        return build.lora_config(self)
+
+    def build_bnb_config(self) -> BitsAndBytesConfig | None:
+        """The ``transformers.BitsAndBytesConfig``, or None when the base is not quantized."""
+        from peftkit.recipes import build
+
+        return build.bnb_config(self)
+
+    def build_sft_config(self, output_dir: str | Path, **overrides: Any) -> SFTConfig:
+        """The ``trl.SFTConfig``, resolved for this machine; ``overrides`` win over the recipe."""
+        from peftkit.recipes import build
+
+        return build.sft_config(self, output_dir, **overrides)
+
+    def to_yaml(self) -> str:
+        """The whole recipe as YAML; ``recipes.load`` reads it back to an equal recipe."""
+        from peftkit.recipes import files
+
+        return files.to_yaml(self)

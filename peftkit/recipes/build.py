@@ -1,0 +1,122 @@
+"""Recipe -> HF config objects. Pure functions of the recipe (and of the machine's precision).
+
+Only current HF field names are passed (``activation_checkpointing``, ``eval_strategy``,
+``max_length``, fractional ``warmup_steps``), so building a config emits no FutureWarning.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from peftkit.errors import require
+from peftkit.hardware import resolve_precision
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+    from trl import SFTConfig
+
+    from peftkit.recipes.base import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def lora_config(recipe: Recipe) -> LoraConfig | None:
+    if recipe.method == "full":
+        log.info("method 'full' trains every weight: there is no LoraConfig to build")
+        return None
+    from peft import LoraConfig
+
+    lora = recipe.lora
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules
+        if lora.target_modules == "all-linear"
+        else list(lora.target_modules),
+        use_rslora=lora.use_rslora,
+        use_dora=lora.use_dora,
+        bias=lora.bias,
+        modules_to_save=list(lora.modules_to_save) or None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def bnb_config(recipe: Recipe) -> BitsAndBytesConfig | None:
+    q = recipe.quantization
+    if q.bits is None:
+        return None
+    require("bitsandbytes", "qlora", f"quantization.bits={q.bits}")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if q.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
+        bnb_4bit_quant_storage=getattr(torch, q.storage_dtype),
+    )
+
+
+def sft_config_kwargs(recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
+    """The SFTConfig keyword arguments a recipe stands for, on this machine."""
+    t, d = recipe.training, recipe.data
+    precision = resolve_precision(t.precision)
+    log.info("precision %s (%s)", precision.name, precision.reason)
+    if t.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
+        require("bitsandbytes", "qlora", f"training.optimizer={t.optimizer}")
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "learning_rate": t.learning_rate,
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps or -1,
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "max_length": t.max_length,
+        "packing": t.packing,
+        "lr_scheduler_type": t.lr_scheduler,
+        "warmup_steps": t.warmup_steps,
+        "max_grad_norm": t.max_grad_norm,
+        "weight_decay": t.weight_decay,
+        "optim": t.optimizer,
+        "activation_checkpointing": t.activation_checkpointing,
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "eval_strategy": t.eval_strategy,
+        "eval_steps": t.eval_steps,
+        "logging_steps": t.logging_steps,
+        "bf16": precision.name == "bf16",
+        "fp16": precision.name == "fp16",
+        "use_cpu": precision.use_cpu,
+        "report_to": "none",
+        "model_init_kwargs": {
+            "dtype": recipe.model.dtype,
+            "trust_remote_code": recipe.model.trust_remote_code,
+        },
+    }
+    if t.activation_checkpointing:
+        # Non-reentrant checkpointing works with frozen inputs (adapters) without hooks.
+        kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
+    if d.format == "messages":
+        kwargs["assistant_only_loss"] = bool(d.completion_only_loss)
+    else:
+        kwargs["completion_only_loss"] = d.completion_only_loss
+    if recipe.distributed.strategy == "ddp":
+        kwargs["ddp_find_unused_parameters"] = False
+    elif recipe.distributed.strategy == "fsdp":
+        kwargs["fsdp"] = "full_shard auto_wrap"
+        kwargs["fsdp_config"] = {"use_orig_params": recipe.method == "full"}
+    return kwargs
+
+
+def sft_config(recipe: Recipe, output_dir: str | Path, **overrides: Any) -> SFTConfig:
+    from trl import SFTConfig
+
+    return SFTConfig(**{**sft_config_kwargs(recipe, output_dir), **overrides})

@@ -1,0 +1,36 @@
+"""The ``data`` section: what the training examples look like and where the loss applies."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from peftkit.recipes.section import Section
+
+DataFormat = Literal["auto", "text", "prompt-completion", "messages"]
+
+
+class DataSection(Section):
+    """The dataset's format and files; the CLI's --data/--eval-data override the paths."""
+
+    SUGGEST: ClassVar[dict[str, str]] = {
+        "dataset": "train_path",
+        "path": "train_path",
+        "train_file": "train_path",
+    }
+
+    format: DataFormat = Field(
+        "auto",
+        description="'text' (raw text), 'prompt-completion', 'messages' (chat), or 'auto' to "
+        "detect it from the columns.",
+    )
+    completion_only_loss: bool | None = Field(
+        None,
+        description="Train only on completions/assistant turns; null keeps TRL's default "
+        "(on for prompt-completion data).",
+    )
+    train_path: str | None = Field(None, description="Training data file or dataset folder.")
+    eval_path: str | None = Field(
+        None, description="Evaluation data; when absent, training.eval_fraction is held out."
+    )

@@ -1,0 +1,131 @@
+"""Recipes as files: loading YAML (built-in or the user's), dotted overrides, writing YAML."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from peftkit.errors import RecipeError, did_you_mean
+from peftkit.recipes.base import Recipe
+from peftkit.recipes.registry import BUILTIN, from_dict, summary
+from peftkit.recipes.section import Section
+
+
+def builtin_dir() -> Path:
+    """Folder of the built-in YAML files: inside the installed wheel, or the source checkout."""
+    packaged = Path(str(resources.files("peftkit") / "builtin_recipes"))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "recipes"
+
+
+def load(source: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """A recipe from a built-in name (``"json-output"``) or a YAML path, plus dotted overrides.
+
+    Overrides such as ``"training.learning_rate=1e-4"`` are parsed as YAML values and validated
+    exactly like the file's own values.
+    """
+    data = read(source)
+    for override in overrides:
+        apply_override(data, override)
+    return from_dict(data)
+
+
+def read(source: str | Path) -> dict[str, Any]:
+    """The raw mapping of a recipe file, before validation."""
+    path = Path(source)
+    if str(source) in BUILTIN and not path.exists():
+        path = builtin_dir() / f"{source}.yaml"
+    if not path.is_file():
+        hint = did_you_mean(str(source), BUILTIN)
+        raise RecipeError(
+            f"recipe '{source}': no such file and no built-in recipe of that name. "
+            f"Built-ins: {', '.join(BUILTIN)}." + (f" {hint}" if hint else "")
+        )
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise RecipeError(
+            f"{path}: not valid YAML{where}: {problem}. Fix: check the indentation and quoting "
+            "there (`peftkit show json-output` prints a valid example)."
+        ) from None
+    if data is None:
+        raise RecipeError(
+            f"{path}: the file is empty. Fix: start from a built-in: "
+            f"peftkit new {path} --from json-output"
+        )
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"{path}: the top level must be a mapping of sections (recipe:, model:, lora:, ...), "
+            f"not a {type(data).__name__}."
+        )
+    return data
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Set ``section.field=value`` in a raw recipe mapping, in place."""
+    key, sep, raw = override.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise RecipeError(
+            f"override '{override}': expected section.field=value, e.g. training.learning_rate=1e-4"
+        )
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise RecipeError(
+            f"override '{override}': the value is not valid YAML. Fix: quote it, e.g. "
+            f"{key}='\"{raw}\"'"
+        ) from None
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if part == "model" and depth == 0 and isinstance(child, str):
+            child = {"name": child}
+        if child is None:
+            child = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise RecipeError(
+                f"override '{override}': '{where}' is a value, not a section, so it has no field "
+                f"'{parts[depth + 1]}'. Fix: set {where}=... instead."
+            )
+        node[part] = child
+        node = child
+    section = _section_class(parts[:-1])
+    renamed = {**section.RENAMED, **{new: old for old, new in section.RENAMED.items()}}
+    node.pop(renamed.get(parts[-1], ""), None)  # the override wins over the file's other spelling
+    node[parts[-1]] = value
+
+
+def _section_class(path: list[str]) -> type[Section]:
+    """The section class at a dotted path (the recipe itself for an empty or unknown path)."""
+    kind: type[Section] = Recipe
+    for part in path:
+        field = kind.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, Section)):
+            return kind
+        kind = annotation
+    return kind
+
+
+def to_yaml(recipe: Recipe) -> str:
+    """The recipe as commented YAML; loading it gives back an equal recipe."""
+    name = recipe.recipe
+    header = [
+        f"# peftkit recipe '{name}': {summary(type(recipe))}",
+        "# Check it:     peftkit validate THIS_FILE",
+        "# Override:     peftkit validate THIS_FILE training.learning_rate=1e-4 lora.r=32",
+        "# Every field:  peftkit schema",
+    ]
+    body = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return "\n".join(header) + "\n" + body

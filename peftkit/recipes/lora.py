@@ -1,0 +1,122 @@
+"""The ``lora`` section: the adapter's shape (rank, scaling, where it attaches)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from peftkit.errors import PeftkitWarning, raise_all, rule_error
+from peftkit.recipes.section import Section
+
+ATTENTION_ONLY = frozenset(
+    {"q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "qkv_proj", "Wqkv"}
+)
+"""Module names of attention projections across the common architectures."""
+
+# alpha/r (alpha/sqrt(r) with rsLoRA) is the factor the adapter's update is scaled by. Published
+# recipes sit between 0.25 (QLoRA: r=64, alpha=16) and 4 (PEFT example: r=8, alpha=32); far
+# outside that the update is either invisible or blows up the first steps.
+SCALE_USUAL = (0.25, 4.0)
+SCALE_LIMITS = (1 / 16, 16.0)
+
+
+class LoraSection(Section):
+    """The LoRA adapter. Ignored by ``method: full``."""
+
+    SUGGEST: ClassVar[dict[str, str]] = {
+        "rank": "r",
+        "lora_r": "r",
+        "lora_alpha": "alpha",
+        "lora_dropout": "dropout",
+        "target": "target_modules",
+        "targets": "target_modules",
+    }
+
+    r: int = Field(16, ge=1, le=1024, description="Rank of the low-rank update matrices.")
+    alpha: float = Field(
+        32.0,
+        gt=0,
+        description="Scaling numerator: the update is scaled by alpha/r "
+        "(alpha/sqrt(r) with rsLoRA).",
+    )
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: Literal["all-linear"] | tuple[str, ...] = Field(
+        "all-linear",
+        description=(
+            "Modules that get an adapter: 'all-linear' (every linear layer but the output head) "
+            "or a list of module names such as [q_proj, v_proj]."
+        ),
+    )
+    use_rslora: bool = Field(
+        False, description="Rank-stabilised LoRA: scale by alpha/sqrt(r) so high ranks learn."
+    )
+    use_dora: bool = Field(
+        False, description="DoRA: learn magnitude and direction separately (slower per step)."
+    )
+    bias: Literal["none", "all", "lora_only"] = Field(
+        "none", description="Which biases train along with the adapter."
+    )
+    modules_to_save: tuple[str, ...] = Field(
+        (),
+        description="Modules trained in full and saved with the adapter "
+        "(e.g. lm_head, embed_tokens).",
+    )
+
+    @property
+    def scale(self) -> float:
+        """The factor the adapter's update is multiplied by."""
+        return self.alpha / (math.sqrt(self.r) if self.use_rslora else self.r)
+
+    @property
+    def attention_only(self) -> bool:
+        return self.target_modules != "all-linear" and set(self.target_modules) <= ATTENTION_ONLY
+
+    @model_validator(mode="after")
+    def _check(self) -> LoraSection:
+        errors = []
+        if self.target_modules != "all-linear" and not self.target_modules:
+            errors.append(
+                rule_error(
+                    ["target_modules"], [], "no module would get an adapter", "use 'all-linear'"
+                )
+            )
+        low, high = SCALE_LIMITS
+        formula = "alpha/sqrt(r)" if self.use_rslora else "alpha/r"
+        if not low <= self.scale <= high:
+            errors.append(
+                rule_error(
+                    ["alpha"],
+                    self.alpha,
+                    f"{formula} = {self.scale:.3g} with r={self.r}; outside [{low:g}, {high:g}] "
+                    "the update is either negligible or unstable",
+                    f"set alpha near 2*r (alpha: {2 * self.r})",
+                )
+            )
+        raise_all(type(self).__name__, errors)
+        usual_low, usual_high = SCALE_USUAL
+        if low <= self.scale <= high and not usual_low <= self.scale <= usual_high:
+            warnings.warn(
+                f"lora.alpha: {formula} = {self.scale:.3g} is outside the usual "
+                f"[{usual_low:g}, {usual_high:g}]; the usual choice is alpha = 2*r.",
+                PeftkitWarning,
+                stacklevel=2,
+            )
+        if self.attention_only:
+            warnings.warn(
+                "lora.target_modules: attention projections only. Adapters on every linear layer "
+                "match full fine-tuning far better (Dettmers et al. 2023, QLoRA, sec. 4); use "
+                "'all-linear' unless memory forbids it.",
+                PeftkitWarning,
+                stacklevel=2,
+            )
+        if self.r > 256:
+            warnings.warn(
+                f"lora.r={self.r}: ranks above 256 cost memory and rarely help; "
+                "consider r <= 128 with use_rslora: true.",
+                PeftkitWarning,
+                stacklevel=2,
+            )
+        return self

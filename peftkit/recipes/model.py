@@ -1,0 +1,39 @@
+"""The ``model`` section: which base model to fine-tune and how to load it."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from peftkit.recipes.section import Section
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""Small enough to fine-tune on a laptop CPU, large enough to be useful; peftkit's demo model."""
+
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+
+
+class ModelSection(Section):
+    """The base model. A plain string in a recipe (``model: org/name``) means ``name``."""
+
+    SUGGEST: ClassVar[dict[str, str]] = {
+        "model_name_or_path": "name",
+        "model_id": "name",
+        "path": "name",
+        "torch_dtype": "dtype",
+    }
+
+    name: str = Field(
+        DEFAULT_MODEL,
+        min_length=1,
+        description="Hub model id (org/name) or path to a local model folder.",
+    )
+    dtype: Dtype = Field(
+        "auto",
+        description="dtype to load the unquantized weights in; 'auto' keeps the checkpoint's.",
+    )
+    trust_remote_code: bool = Field(
+        False,
+        description="Run modelling code shipped with the checkpoint. Off unless you trust it.",
+    )

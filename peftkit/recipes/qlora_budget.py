@@ -1,0 +1,74 @@
+"""``QLoRABudget``: 4-bit QLoRA, for fine-tuning a large model on a small GPU budget."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_core import InitErrorDetails
+
+from peftkit.errors import rule_error
+from peftkit.recipes.base import Method, Recipe, section
+from peftkit.recipes.lora import LoraSection
+from peftkit.recipes.quantization import QuantizationSection
+from peftkit.recipes.section import with_defaults
+from peftkit.recipes.training import TrainingSection
+
+_Lora = with_defaults(
+    LoraSection, "QLoRABudgetLora", LoraSection.__doc__ or "", r=64, alpha=16.0, dropout=0.1
+)
+_Quantization = with_defaults(
+    QuantizationSection, "QLoRABudgetQuantization", QuantizationSection.__doc__ or "", bits=4
+)
+_Training = with_defaults(
+    TrainingSection,
+    "QLoRABudgetTraining",
+    TrainingSection.__doc__ or "",
+    learning_rate=2e-4,
+    lr_scheduler="constant",
+    max_grad_norm=0.3,
+    optimizer="paged_adamw_32bit",
+    activation_checkpointing=True,
+)
+
+
+class QLoRABudget(Recipe):
+    """4-bit QLoRA: the largest model a GPU (or a dollar budget) allows.
+
+    Use it when the model in 16-bit would not fit the GPU for training, or when a cheaper GPU is
+    the point. The base weights are stored in 4-bit NF4 and stay frozen; only the adapter trains.
+
+    Why the defaults (all from Dettmers et al. 2023, "QLoRA", sec. 3-5 and appendix B):
+
+    - ``quantization: bits=4, nf4, double_quant, compute bfloat16``: NF4 with double quantization
+      matches 16-bit fine-tuning quality at ~4.5 bits per parameter.
+    - ``lora.r=64, alpha=16, dropout=0.1`` on ``all-linear``: the paper's setting for models up
+      to 13B; adapters on every linear layer are what closes the gap to 16-bit.
+    - ``learning_rate=2e-4``, constant schedule, ``max_grad_norm=0.3``: the paper's
+      hyperparameters for 7B-13B models.
+    - ``optimizer=paged_adamw_32bit``: paged optimizer states absorb memory spikes from long
+      sequences instead of failing with out-of-memory.
+    - ``activation_checkpointing=true``: trades ~25% time for the activation memory that
+      otherwise dominates at small budgets.
+    """
+
+    recipe: Literal["qlora-budget"] = Field(  # type: ignore[assignment]
+        "qlora-budget", description="Which recipe this is."
+    )
+    method: Method = Field("qlora", description="Always 'qlora' for this recipe.")
+    lora: _Lora = section(_Lora)  # type: ignore[valid-type]
+    quantization: _Quantization = section(_Quantization)  # type: ignore[valid-type]
+    training: _Training = section(_Training)  # type: ignore[valid-type]
+
+    def problems(self) -> list[InitErrorDetails]:
+        found = super().problems()
+        if self.method != "qlora":
+            found.append(
+                rule_error(
+                    ["method"],
+                    self.method,
+                    "the qlora-budget recipe is 4-bit QLoRA",
+                    "keep method: qlora, or use another recipe for LoRA or full fine-tuning",
+                )
+            )
+        return found

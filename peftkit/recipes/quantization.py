@@ -1,0 +1,79 @@
+"""The ``quantization`` section: how the frozen base weights are stored (bitsandbytes)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+from pydantic_core import InitErrorDetails
+
+from peftkit.errors import rule_error
+from peftkit.recipes.section import Section
+
+ComputeDtype = Literal["bfloat16", "float16", "float32"]
+
+
+class QuantizationSection(Section):
+    """Base-weight quantization. ``bits: null`` keeps the weights in ``model.dtype``."""
+
+    SUGGEST: ClassVar[dict[str, str]] = {
+        "bnb_4bit_quant_type": "quant_type",
+        "bnb_4bit_use_double_quant": "double_quant",
+        "bnb_4bit_compute_dtype": "compute_dtype",
+        "bnb_4bit_quant_storage": "storage_dtype",
+    }
+
+    bits: Literal[4, 8] | None = Field(
+        None, description="4 (NF4/FP4, QLoRA), 8 (LLM.int8) or null for no quantization."
+    )
+    quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4",
+        description="4-bit data type; NF4 is information-theoretically optimal for normal weights.",
+    )
+    double_quant: bool = Field(
+        True, description="Quantize the quantization constants too (~0.37 bit/param saved)."
+    )
+    compute_dtype: ComputeDtype = Field(
+        "bfloat16", description="dtype the 4-bit weights are dequantized to for matmuls."
+    )
+    storage_dtype: Literal["uint8", "bfloat16", "float16", "float32"] = Field(
+        "uint8",
+        description="Container dtype of packed 4-bit weights; FSDP needs it equal to "
+        "compute_dtype.",
+    )
+
+    @classmethod
+    def _prepare(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[InitErrorDetails]]:
+        """Also accept BitsAndBytesConfig's load_in_4bit/load_in_8bit, which users paste."""
+        data, errors = super()._prepare(data)
+        if not {"load_in_4bit", "load_in_8bit"} & set(data):
+            return data, errors
+        data = dict(data)
+        flags = {key: data.pop(key) for key in ("load_in_4bit", "load_in_8bit") if key in data}
+        errors += [
+            rule_error([key], value, "must be true or false", "write true or false")
+            for key, value in flags.items()
+            if not isinstance(value, bool)
+        ]
+        four, eight = flags.get("load_in_4bit") is True, flags.get("load_in_8bit") is True
+        if four and eight:
+            errors.append(
+                rule_error(
+                    ["load_in_8bit"],
+                    True,
+                    "4-bit and 8-bit quantization are both switched on",
+                    "choose one: bits: 4 (QLoRA) or bits: 8",
+                )
+            )
+        elif "bits" in data and (four or eight):
+            errors.append(
+                rule_error(
+                    ["bits"],
+                    data["bits"],
+                    "bits is set and so is load_in_4bit/load_in_8bit",
+                    "keep only bits",
+                )
+            )
+        elif four or eight:
+            data["bits"] = 4 if four else 8
+        return data, errors

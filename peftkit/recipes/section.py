@@ -1,0 +1,138 @@
+"""The base of every recipe model: frozen, no unknown keys, helpful messages.
+
+Pydantic reports an unknown key as "Extra inputs are not permitted". People paste keys from
+LoraConfig, BitsAndBytesConfig or an older SFTConfig, so each section knows the foreign names
+users reach for (``SUGGEST``) and the keys older TRL/transformers releases used (``RENAMED``).
+Renamed keys are accepted with a :class:`~peftkit.errors.PeftkitDeprecationWarning`; unknown keys
+stay errors, with a "did you mean" suggestion in the message itself, so a plain
+``except ValidationError`` in user code shows it too.
+"""
+
+from __future__ import annotations
+
+import typing
+import warnings
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
+
+from peftkit.errors import PeftkitDeprecationWarning, did_you_mean, raise_all, rule_error
+
+_CORE_ERROR_TYPES = frozenset(typing.get_args(core_schema.ErrorType))
+
+S = TypeVar("S", bound="Section")
+
+
+class Section(BaseModel):
+    """A part of a recipe; immutable once validated (data flows one way, into the builders)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    RENAMED: ClassVar[dict[str, str]] = {}
+    """Keys of older HF releases that are accepted, warned about and mapped: old -> new."""
+    SUGGEST: ClassVar[dict[str, str]] = {}
+    """Foreign names (HF config fields) that map to one of ours, for "did you mean"."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _friendly_keys(cls, data: Any, handler: Any) -> Any:
+        found: list[InitErrorDetails] = []
+        if isinstance(data, dict):
+            data, found = cls._prepare(data)
+        try:
+            result = handler(data)
+        except ValidationError as error:
+            items = error.errors(include_url=False)
+            if not found and not any(_unknown_here(i) for i in items):
+                raise
+            raise_all(cls.__name__, [*found, *(cls._rebuild(i) for i in items)])
+        raise_all(cls.__name__, found)
+        return result
+
+    @classmethod
+    def _prepare(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[InitErrorDetails]]:
+        """Map the raw input before field validation; problems found here join the field errors.
+
+        The base maps ``RENAMED`` keys; a section with other pasted-key conventions extends it.
+        """
+        if not any(old in data for old in cls.RENAMED):
+            return data, []
+        data = dict(data)
+        conflicts = []
+        for old, new in cls.RENAMED.items():
+            if old not in data:
+                continue
+            if new in data:
+                conflicts.append(
+                    rule_error(
+                        [old],
+                        data.pop(old),
+                        f"'{old}' is the old name of '{new}', and both are set",
+                        f"keep only '{new}'",
+                    )
+                )
+                continue
+            warnings.warn(
+                f"'{old}' was renamed to '{new}' in current TRL/transformers; "
+                f"peftkit mapped it. Write '{new}' to silence this warning.",
+                PeftkitDeprecationWarning,
+                stacklevel=2,
+            )
+            data[new] = data.pop(old)
+        return data, conflicts
+
+    @classmethod
+    def _rebuild(cls, item: dict[str, Any]) -> InitErrorDetails:
+        kind, loc, ctx = item["type"], tuple(item["loc"]), item.get("ctx")
+        if _unknown_here(item):
+            key = str(loc[0])
+            hint = did_you_mean(key, cls.model_fields, cls.SUGGEST)
+            fix = f"{hint} Otherwise remove it." if hint else "remove it"
+            allowed = ", ".join(cls.model_fields)
+            return InitErrorDetails(
+                type=PydanticCustomError(
+                    "extra_forbidden",
+                    "unknown key '{key}' (allowed here: {allowed})",
+                    {"key": key, "allowed": allowed, "fix": fix},
+                ),
+                loc=loc,
+                input=item["input"],
+            )
+        if kind in _CORE_ERROR_TYPES:
+            details = InitErrorDetails(type=kind, loc=loc, input=item["input"])
+            if ctx:
+                details["ctx"] = ctx
+            return details
+        # A peftkit rule or a suggestion from a nested section: keep its message and context.
+        return InitErrorDetails(
+            type=PydanticCustomError(kind, item["msg"], ctx), loc=loc, input=item["input"]
+        )
+
+
+def _unknown_here(item: dict[str, Any]) -> bool:
+    """An unknown key of this very section (not of a nested one)."""
+    return item["type"] == "extra_forbidden" and len(item["loc"]) == 1
+
+
+def with_defaults(section: type[S], name: str, doc: str, **defaults: Any) -> type[S]:
+    """A subclass of ``section`` whose listed fields have other defaults.
+
+    Recipes differ from each other mostly in defaults. Redeclaring a field in a subclass would drop
+    its description and constraints, and a plain dict of defaults would not show in the JSON
+    Schema; this keeps both, so a partial ``lora: {r: 32}`` still gets the recipe's own alpha.
+    """
+    unknown = set(defaults) - set(section.model_fields)
+    if unknown:
+        raise TypeError(f"{section.__name__} has no field(s) {sorted(unknown)}")
+    fields: dict[str, Any] = {
+        key: (
+            section.model_fields[key].annotation,
+            FieldInfo.merge_field_infos(section.model_fields[key], default=value),
+        )
+        for key, value in defaults.items()
+    }
+    model = create_model(name, __base__=section, __doc__=doc, **fields)
+    model.__module__ = section.__module__
+    return model

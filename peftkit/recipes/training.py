@@ -1,0 +1,121 @@
+"""The ``training`` section: optimisation, precision, length and evaluation cadence.
+
+Field names follow current ``trl.SFTConfig`` where it has one (``max_length``, ``warmup_steps``,
+``eval_strategy``, ``activation_checkpointing``); the names older releases used are accepted and
+mapped with a warning, because they are what blog posts still show.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from peftkit.recipes.section import Section
+
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Optimizer = Literal[
+    "adamw_torch",
+    "adamw_torch_fused",
+    "adamw_8bit",
+    "paged_adamw_8bit",
+    "paged_adamw_32bit",
+    "adafactor",
+    "sgd",
+]
+Scheduler = Literal[
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+]
+
+
+class TrainingSection(Section):
+    """How the adapter (or model) is trained and evaluated."""
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "max_seq_length": "max_length",
+        "warmup_ratio": "warmup_steps",
+        "evaluation_strategy": "eval_strategy",
+        "gradient_checkpointing": "activation_checkpointing",
+    }
+    SUGGEST: ClassVar[dict[str, str]] = {
+        "lr": "learning_rate",
+        "num_train_epochs": "epochs",
+        "num_epochs": "epochs",
+        "per_device_train_batch_size": "batch_size",
+        "micro_batch_size": "batch_size",
+        "lr_scheduler_type": "lr_scheduler",
+        "optim": "optimizer",
+        "bf16": "precision",
+        "fp16": "precision",
+        "seq_len": "max_length",
+        "sequence_len": "max_length",
+    }
+
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
+    epochs: float = Field(
+        1.0,
+        gt=0,
+        le=1000,
+        description="Passes over the training data (ignored if max_steps is set).",
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Optimizer steps to train for; overrides epochs when set."
+    )
+    batch_size: int = Field(4, ge=1, le=4096, description="Examples per device per forward pass.")
+    gradient_accumulation_steps: int = Field(
+        4, ge=1, le=4096, description="Forward passes per optimizer step."
+    )
+    max_length: int = Field(
+        1024, ge=16, le=1_048_576, description="Tokens per example; longer ones are truncated."
+    )
+    packing: bool = Field(
+        False, description="Pack several examples into each sequence (no padding is wasted)."
+    )
+    lr_scheduler: Scheduler = Field("cosine", description="Learning-rate schedule after warmup.")
+    warmup_steps: float = Field(
+        0.03,
+        ge=0,
+        description="Warmup length: a value in [0, 1) is a fraction of all steps, "
+        ">= 1 a step count.",
+    )
+    max_grad_norm: float = Field(
+        1.0, ge=0, description="Clip the gradient norm to this value; 0 switches clipping off."
+    )
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="Decoupled weight decay (AdamW).")
+    optimizer: Optimizer = Field(
+        "adamw_torch", description="Optimizer; 8-bit and paged variants need bitsandbytes."
+    )
+    precision: Precision = Field(
+        "auto",
+        description="Mixed precision; 'auto' picks bf16 where the hardware has it, else fp16 on "
+        "GPU or fp32 on CPU.",
+    )
+    activation_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, ~25% slower."
+    )
+    seed: int = Field(42, ge=0, description="Seed for weights init, shuffling and the eval split.")
+    eval_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=0.5,
+        description="Share of the training data held out for evaluation when no eval "
+        "data is given.",
+    )
+    eval_strategy: Literal["no", "steps", "epoch"] = Field(
+        "steps", description="When to evaluate: every eval_steps steps, every epoch, or never."
+    )
+    eval_steps: int | None = Field(
+        None, ge=1, description="Steps between evaluations (default: logging_steps)."
+    )
+    logging_steps: int = Field(10, ge=1, description="Steps between training-loss log lines.")
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Examples per optimizer step on one device."""
+        return self.batch_size * self.gradient_accumulation_steps
