@@ -9,7 +9,6 @@ carries its rule and fix in the error context, and :func:`problems` turns any
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +75,8 @@ def raise_all(title: str, errors: Iterable[InitErrorDetails]) -> None:
 
 def did_you_mean(key: str, choices: Iterable[str], aliases: dict[str, str] | None = None) -> str:
     """A suggestion for a misspelled or foreign key, or an empty string."""
+    import difflib
+
     if aliases and key in aliases:
         return f"did you mean '{aliases[key]}'? (peftkit's name for {key})"
     close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
@@ -104,6 +105,7 @@ _MISSING = object()
 _FIXES = {
     "missing": "add this field",
     "extra_forbidden": "remove this key; `peftkit schema` lists the allowed keys",
+    "unknown_key": "remove this key; `peftkit schema` lists the allowed keys",
     "literal_error": "use one of the values named in the rule",
     "enum": "use one of the values named in the rule",
     "greater_than": "use a value above {gt}",
@@ -131,19 +133,33 @@ _FIXES = {
 
 
 def problems(error: ValidationError) -> list[Problem]:
-    """Every error of a ValidationError as a Problem (path, value, rule, fix)."""
-    found = []
+    """Every error of a ValidationError as a Problem (path, value, rule, fix).
+
+    A field with several allowed types (``"all-linear"`` or a list) fails once per type, under
+    pydantic's internal branch names; those are dropped from the path and the failures merged.
+    """
+    found: dict[tuple[str, str], Problem] = {}
     for item in error.errors(include_url=False):
         ctx = item.get("ctx") or {}
-        path = ".".join(str(part) for part in item["loc"])
+        path = ".".join(str(part) for part in item["loc"] if _is_field(part))
         value = _MISSING if item["type"] == "missing" else item.get("input")
         if item["type"] == RULE:
             rule, fix = ctx["rule"], ctx["fix"]
         else:
             rule = item["msg"]
             fix = ctx.get("fix") or _FIXES.get(item["type"], "see `peftkit schema`").format(**ctx)
-        found.append(Problem(path, value, rule, fix))
-    return found
+        key = (path, repr(value))
+        if key in found:
+            earlier = found[key]
+            found[key] = Problem(path, value, f"{earlier.rule}; or {rule}", earlier.fix)
+        else:
+            found[key] = Problem(path, value, rule, fix)
+    return list(found.values())
+
+
+def _is_field(part: str | int) -> bool:
+    """A field name or list index, not a union branch such as ``tuple[str, ...]``."""
+    return isinstance(part, int) or "[" not in part
 
 
 def describe(error: BaseException) -> str:

@@ -111,8 +111,16 @@ def sft_config_kwargs(recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
     if recipe.distributed.strategy == "ddp":
         kwargs["ddp_find_unused_parameters"] = False
     elif recipe.distributed.strategy == "fsdp":
-        kwargs["fsdp"] = "full_shard auto_wrap"
-        kwargs["fsdp_config"] = {"use_orig_params": recipe.method == "full"}
+        # FSDP checkpoints inside its own wrapper; the Trainer-level flag would add an AllGather.
+        kwargs["activation_checkpointing"] = False
+        kwargs.pop("activation_checkpointing_kwargs", None)
+        kwargs["fsdp"] = True
+        kwargs["fsdp_config"] = {
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "activation_checkpointing": t.activation_checkpointing,
+            "cpu_ram_efficient_loading": True,
+            "use_orig_params": recipe.method == "full",
+        }
     return kwargs
 
 

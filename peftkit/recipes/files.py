@@ -119,7 +119,10 @@ def _section_class(path: list[str]) -> type[Section]:
 
 
 def to_yaml(recipe: Recipe) -> str:
-    """The recipe as commented YAML; loading it gives back an equal recipe."""
+    """The recipe as commented YAML; loading it gives back an equal recipe.
+
+    Non-ASCII characters are escaped: YAML reads some of them (U+0085) as line breaks.
+    """
     name = recipe.recipe
     header = [
         f"# peftkit recipe '{name}': {summary(type(recipe))}",
@@ -127,5 +130,5 @@ def to_yaml(recipe: Recipe) -> str:
         "# Override:     peftkit validate THIS_FILE training.learning_rate=1e-4 lora.r=32",
         "# Every field:  peftkit schema",
     ]
-    body = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    body = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     return "\n".join(header) + "\n" + body

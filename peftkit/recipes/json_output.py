@@ -75,19 +75,34 @@ class JsonOutput(Recipe):
                 )
             )
         if self.json_schema is not None:
-            from jsonschema import SchemaError, validators
-
-            checker = validators.validator_for(self.json_schema)
-            try:
-                checker.check_schema(self.json_schema)
-            except SchemaError as error:
-                where = "/".join(str(p) for p in error.path) or "(top level)"
-                found.append(
-                    rule_error(
-                        ["json_schema"],
-                        error.instance,
-                        f"not a valid JSON Schema at {where}: {error.message}",
-                        "fix the schema (check it with jsonschema's check_schema)",
-                    )
-                )
+            found.extend(_schema_problems(self.json_schema))
         return found
+
+
+def _schema_problems(schema: dict[str, Any]) -> list[InitErrorDetails]:
+    """Why ``schema`` is not a usable JSON Schema (empty when it is)."""
+    from jsonschema import SchemaError, validators
+
+    dialect = schema.get("$schema")
+    if dialect is not None and not isinstance(dialect, str):
+        return [
+            rule_error(
+                ["json_schema", "$schema"],
+                dialect,
+                "$schema must be the URI of a JSON Schema dialect",
+                "remove $schema or write e.g. https://json-schema.org/draft/2020-12/schema",
+            )
+        ]
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as error:
+        where = "/".join(str(p) for p in error.path) or "(top level)"
+        return [
+            rule_error(
+                ["json_schema"],
+                error.instance,
+                f"not a valid JSON Schema at {where}: {error.message}",
+                "fix the schema (check it with jsonschema's check_schema)",
+            )
+        ]
+    return []

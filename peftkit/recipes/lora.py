@@ -71,6 +71,11 @@ class LoraSection(Section):
         return self.alpha / (math.sqrt(self.r) if self.use_rslora else self.r)
 
     @property
+    def usual_alpha(self) -> float:
+        """The alpha that gives a scale of 2 (alpha = 2r, or 2*sqrt(r) with rsLoRA)."""
+        return round(2 * (math.sqrt(self.r) if self.use_rslora else self.r), 1)
+
+    @property
     def attention_only(self) -> bool:
         return self.target_modules != "all-linear" and set(self.target_modules) <= ATTENTION_ONLY
 
@@ -92,7 +97,7 @@ class LoraSection(Section):
                     self.alpha,
                     f"{formula} = {self.scale:.3g} with r={self.r}; outside [{low:g}, {high:g}] "
                     "the update is either negligible or unstable",
-                    f"set alpha near 2*r (alpha: {2 * self.r})",
+                    f"set alpha: {self.usual_alpha:g} (a scale of 2)",
                 )
             )
         raise_all(type(self).__name__, errors)
@@ -100,7 +105,8 @@ class LoraSection(Section):
         if low <= self.scale <= high and not usual_low <= self.scale <= usual_high:
             warnings.warn(
                 f"lora.alpha: {formula} = {self.scale:.3g} is outside the usual "
-                f"[{usual_low:g}, {usual_high:g}]; the usual choice is alpha = 2*r.",
+                f"[{usual_low:g}, {usual_high:g}]; alpha: {self.usual_alpha:g} gives the usual "
+                "scale of 2.",
                 PeftkitWarning,
                 stacklevel=2,
             )

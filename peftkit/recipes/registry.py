@@ -21,21 +21,18 @@ BUILTIN: dict[str, type[Recipe]] = {
 
 ALL: dict[str, type[Recipe]] = {**BUILTIN, "custom": Recipe}
 
-_SCHEMA_ADAPTER: TypeAdapter[Recipe] = TypeAdapter(
-    Annotated[DomainAdaptation | JsonOutput | QLoRABudget | Recipe, Discriminator("recipe")]
-)
-
 
 def from_dict(data: Any) -> Recipe:
     """Validate a mapping (as read from YAML) into the recipe class its ``recipe:`` key names."""
-    kind = ALL.get(data.get("recipe")) if isinstance(data, dict) else Recipe
+    name = data.get("recipe") if isinstance(data, dict) else None
+    kind = ALL.get(name) if isinstance(name, str) else None if isinstance(data, dict) else Recipe
     if kind is None:
         raise_all(
             "Recipe",
             [
                 rule_error(
                     ["recipe"],
-                    data.get("recipe", "(missing)"),
+                    name,
                     f"the `recipe:` key must name one of: {', '.join(ALL)}",
                     "put `recipe: json-output` (or another name from the list) at the top",
                 )
@@ -46,7 +43,11 @@ def from_dict(data: Any) -> Recipe:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of every recipe file, for editor completion and the docs."""
-    schema = _SCHEMA_ADAPTER.json_schema()
+    # Built on demand: the union's validator is never needed to load a file, and costs import time.
+    adapter: TypeAdapter[Recipe] = TypeAdapter(
+        Annotated[DomainAdaptation | JsonOutput | QLoRABudget | Recipe, Discriminator("recipe")]
+    )
+    schema = adapter.json_schema()
     schema["title"] = "peftkit recipe"
     return schema
 

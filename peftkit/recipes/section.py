@@ -21,6 +21,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 from peftkit.errors import PeftkitDeprecationWarning, did_you_mean, raise_all, rule_error
 
 _CORE_ERROR_TYPES = frozenset(typing.get_args(core_schema.ErrorType))
+UNKNOWN_KEY = "unknown_key"
+"""Error type of an unknown key with peftkit's suggestion (pydantic calls it extra_forbidden)."""
 
 S = TypeVar("S", bound="Section")
 
@@ -89,13 +91,17 @@ class Section(BaseModel):
         if _unknown_here(item):
             key = str(loc[0])
             hint = did_you_mean(key, cls.model_fields, cls.SUGGEST)
-            fix = f"{hint} Otherwise remove it." if hint else "remove it"
             allowed = ", ".join(cls.model_fields)
             return InitErrorDetails(
                 type=PydanticCustomError(
-                    "extra_forbidden",
-                    "unknown key '{key}' (allowed here: {allowed})",
-                    {"key": key, "allowed": allowed, "fix": fix},
+                    UNKNOWN_KEY,
+                    "unknown key '{key}'{hint} (allowed here: {allowed})",
+                    {
+                        "key": key,
+                        "hint": f"; {hint}" if hint else "",
+                        "allowed": allowed,
+                        "fix": f"{hint} Otherwise remove it." if hint else "remove it",
+                    },
                 ),
                 loc=loc,
                 input=item["input"],

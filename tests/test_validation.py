@@ -1,0 +1,495 @@
+"""Recipe validation: every way a recipe can be wrong is reported at the right field, with a rule
+and a fix, and every legal-but-doubtful choice is a PeftkitWarning.
+
+``BAD_RECIPES`` and ``YAML_ERRORS`` are module-level tables so that tests/test_cli.py runs the
+very same cases through ``peftkit validate``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+import peftkit
+from peftkit import PeftkitDeprecationWarning, PeftkitWarning, RecipeError, recipes
+from peftkit.errors import problems
+
+J = "recipe: json-output\n"
+"""Start of most YAML rows: the recipe whose other defaults are all valid."""
+
+# One row per way to get a recipe wrong: (YAML text or dict, dotted path the error must name).
+# YAML text goes through a file and recipes.load; a dict goes through recipes.from_dict.
+BAD_RECIPES = [
+    # --- wrong types ---
+    pytest.param(J + "lora: {r: big}\n", "lora.r", id="type-r-string"),
+    pytest.param(
+        J + "training: {learning_rate: [1]}\n", "training.learning_rate", id="type-lr-list"
+    ),
+    pytest.param(J + "training: {packing: maybe}\n", "training.packing", id="type-packing-maybe"),
+    pytest.param(J + "training: {epochs: three}\n", "training.epochs", id="type-epochs-word"),
+    pytest.param(J + "model: 5\n", "model", id="type-model-number"),
+    pytest.param({"recipe": "json-output", "lora": [16]}, "lora", id="type-section-list"),
+    # --- out of range ---
+    pytest.param(J + "lora: {r: 0}\n", "lora.r", id="range-r-zero"),
+    pytest.param(J + "lora: {r: 2000, alpha: 4000}\n", "lora.r", id="range-r-too-big"),
+    pytest.param(J + "lora: {dropout: 1.5}\n", "lora.dropout", id="range-dropout-1.5"),
+    pytest.param(
+        J + "training: {eval_fraction: 0.9}\n", "training.eval_fraction", id="range-eval-fraction"
+    ),
+    pytest.param(
+        J + "training: {max_grad_norm: -1}\n", "training.max_grad_norm", id="range-neg-grad-norm"
+    ),
+    pytest.param(J + "training: {max_length: 8}\n", "training.max_length", id="range-max-length"),
+    pytest.param(J + "quantization: {bits: 3}\n", "quantization.bits", id="range-bits-3"),
+    pytest.param(
+        J + "callbacks: {early_stopping: {patience: 0}}\n",
+        "callbacks.early_stopping.patience",
+        id="range-patience-zero",
+    ),
+    # --- unknown keys, at every level ---
+    pytest.param(J + "foo: 1\n", "foo", id="unknown-top-level"),
+    pytest.param(J + "model: {name: org/m, foo: 1}\n", "model.foo", id="unknown-model"),
+    pytest.param(J + "lora: {foo: 1}\n", "lora.foo", id="unknown-lora"),
+    pytest.param(J + "quantization: {foo: 1}\n", "quantization.foo", id="unknown-quantization"),
+    pytest.param(J + "training: {foo: 1}\n", "training.foo", id="unknown-training"),
+    pytest.param(J + "data: {foo: 1}\n", "data.foo", id="unknown-data"),
+    pytest.param(
+        J + "callbacks: {early_stopping: {foo: 1}}\n",
+        "callbacks.early_stopping.foo",
+        id="unknown-early-stopping",
+    ),
+    pytest.param(
+        {"recipe": "qlora-budget", "json_schema": {"type": "object"}},
+        "json_schema",
+        id="unknown-json-schema-outside-json-output",
+    ),
+    # --- misspelled or foreign keys (the suggestions are checked in their own test) ---
+    pytest.param(J + "lora: {alpa: 32}\n", "lora.alpa", id="misspelled-alpa"),
+    pytest.param(J + "lora: {lora_alpha: 32}\n", "lora.lora_alpha", id="foreign-lora_alpha"),
+    pytest.param(
+        J + "training: {num_train_epochs: 2}\n",
+        "training.num_train_epochs",
+        id="foreign-num_train_epochs",
+    ),
+    pytest.param(
+        J + "training: {per_device_train_batch_size: 8}\n",
+        "training.per_device_train_batch_size",
+        id="foreign-per_device_train_batch_size",
+    ),
+    # --- contradictory sections ---
+    pytest.param(J + "method: qlora\n", "quantization.bits", id="rule-qlora-without-4bit"),
+    pytest.param(J + "quantization: {bits: 4}\n", "method", id="rule-lora-with-4bit"),
+    pytest.param(
+        J + "method: full\nquantization: {bits: 8}\n", "quantization.bits", id="rule-full-quantized"
+    ),
+    pytest.param(
+        J + "method: qlora\nquantization: {load_in_4bit: true, load_in_8bit: true}\n",
+        "quantization.load_in_8bit",
+        id="rule-4bit-and-8bit",
+    ),
+    pytest.param(
+        J + "quantization: {load_in_4bit: 'yes'}\n",
+        "quantization.load_in_4bit",
+        id="rule-load-in-4bit-not-bool",
+    ),
+    pytest.param(
+        J + "model: {dtype: bfloat16}\ntraining: {precision: fp16}\n",
+        "training.precision",
+        id="rule-fp16-with-bf16-weights",
+    ),
+    pytest.param(
+        "recipe: qlora-budget\n"
+        "quantization: {compute_dtype: float16}\n"
+        "training: {precision: bf16}\n",
+        "quantization.compute_dtype",
+        id="rule-bf16-with-fp16-compute",
+    ),
+    pytest.param(
+        "recipe: qlora-budget\ndistributed: {strategy: fsdp}\n",
+        "quantization.storage_dtype",
+        id="rule-fsdp-storage-dtype",
+    ),
+    pytest.param(
+        J + "training: {eval_strategy: steps, eval_fraction: 0}\n",
+        "training.eval_strategy",
+        id="rule-eval-without-data",
+    ),
+    pytest.param(
+        J + "training: {eval_strategy: 'no'}\n",
+        "callbacks.early_stopping.enabled",
+        id="rule-early-stopping-without-eval",
+    ),
+    pytest.param(
+        "recipe: custom\ndata: {format: text, completion_only_loss: true}\n",
+        "data.completion_only_loss",
+        id="rule-completion-loss-on-text",
+    ),
+    pytest.param(J + "data: {format: text}\n", "data.format", id="rule-json-output-text"),
+    pytest.param(
+        "recipe: domain-adaptation\ndata: {format: prompt-completion}\n",
+        "data.format",
+        id="rule-domain-adaptation-prompt-completion",
+    ),
+    pytest.param("recipe: qlora-budget\nmethod: lora\n", "method", id="rule-qlora-budget-lora"),
+    pytest.param(J + "lora: {r: 4, alpha: 512}\n", "lora.alpha", id="rule-alpha-over-r"),
+    pytest.param(J + "lora: {target_modules: []}\n", "lora.target_modules", id="rule-no-targets"),
+    pytest.param(
+        {"recipe": "json-output", "json_schema": {"type": 12}},
+        "json_schema",
+        id="rule-invalid-json-schema",
+    ),
+    pytest.param(
+        J + "training: {max_seq_length: 100, max_length: 200}\n",
+        "training.max_seq_length",
+        id="rule-old-and-new-name",
+    ),
+    # --- which recipe ---
+    pytest.param("recipe: nope\n", "recipe", id="recipe-unknown-name"),
+    pytest.param("method: lora\nlora: {r: 8}\n", "recipe", id="recipe-key-missing"),
+]
+
+RECIPE_FILE = "recipe.yaml"
+VALID_WITH_MODEL_STRING = "recipe: json-output\nmodel: org/name\n"
+
+# Errors outside field validation: (file text or None for no file, overrides, text the message
+# must contain). The file is always called RECIPE_FILE.
+YAML_ERRORS = [
+    pytest.param("recipe: json-output\nlora: {r: 3\n", (), RECIPE_FILE, id="bad-yaml-syntax"),
+    pytest.param("", (), RECIPE_FILE, id="empty-file"),
+    pytest.param("# only a comment\n", (), RECIPE_FILE, id="comment-only-file"),
+    pytest.param("- recipe\n- json-output\n", (), RECIPE_FILE, id="top-level-list"),
+    pytest.param(None, (), RECIPE_FILE, id="missing-file"),
+    pytest.param(VALID_WITH_MODEL_STRING, ("lora.r",), "lora.r", id="override-without-equals"),
+    pytest.param(VALID_WITH_MODEL_STRING, ("=3",), "'=3'", id="override-without-key"),
+    pytest.param(VALID_WITH_MODEL_STRING, ("lora.r=[",), "lora.r=[", id="override-bad-yaml"),
+    pytest.param(
+        VALID_WITH_MODEL_STRING, ("model.name.x=1",), "model.name.x=1", id="override-through-value"
+    ),
+]
+
+
+def load_source(source: str | dict[str, Any], tmp_path: Path) -> recipes.Recipe:
+    """Load a table row: YAML text through a file, a dict through from_dict; no warnings shown."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PeftkitWarning)
+        if isinstance(source, dict):
+            return recipes.from_dict(source)
+        path = tmp_path / RECIPE_FILE
+        path.write_text(source, encoding="utf-8")
+        return recipes.load(path)
+
+
+def validation_error(source: str | dict[str, Any], tmp_path: Path) -> ValidationError:
+    """The ValidationError a bad source raises (the test fails if it raises nothing)."""
+    with pytest.raises(ValidationError) as info:
+        load_source(source, tmp_path)
+    return info.value
+
+
+def recorded_warnings(load: Any) -> list[warnings.WarningMessage]:
+    """Every warning ``load()`` emits, none filtered away."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load()
+    return caught
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def test_table_is_big_enough() -> None:
+    """The table covers at least 35 distinct mistakes (the CLI test reuses it)."""
+    assert len(BAD_RECIPES) >= 35
+    assert len({p.id for p in BAD_RECIPES}) == len(BAD_RECIPES)
+
+
+@pytest.mark.parametrize(("source", "path"), BAD_RECIPES)
+def test_bad_recipe_is_reported_at_its_field(
+    source: str | dict[str, Any], path: str, tmp_path: Path
+) -> None:
+    """Each mistake is a ValidationError naming the field, and every problem has a rule and fix."""
+    found = problems(validation_error(source, tmp_path))
+    assert path in [p.path for p in found]
+    for problem in found:
+        assert problem.rule.strip(), problem
+        assert problem.fix.strip(), problem
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "suggestion"),
+    [
+        pytest.param("lora", "alpa", "did you mean 'alpha'", id="alpa"),
+        pytest.param("lora", "lora_alpha", "did you mean 'alpha'", id="lora_alpha"),
+        pytest.param(
+            "training", "num_train_epochs", "did you mean 'epochs'", id="num_train_epochs"
+        ),
+        pytest.param(
+            "training",
+            "per_device_train_batch_size",
+            "did you mean 'batch_size'",
+            id="per_device_train_batch_size",
+        ),
+        pytest.param(None, "qunatization", "did you mean 'quantization'", id="top-level-typo"),
+    ],
+)
+def test_unknown_key_suggests_the_right_name(
+    section: str | None, key: str, suggestion: str
+) -> None:
+    """A misspelled or foreign key gets a "did you mean" in the fix and in the error message
+    itself, so that a plain ``except ValidationError: print(err)`` in user code shows it too."""
+    data: dict[str, Any] = {"recipe": "json-output"}
+    if section is None:
+        data[key] = {}
+    else:
+        data[section] = {key: 1}
+    with pytest.raises(ValidationError) as info:
+        recipes.from_dict(data)
+    path = key if section is None else f"{section}.{key}"
+    (problem,) = [p for p in problems(info.value) if p.path == path]
+    assert suggestion in problem.fix
+    if key in ("lora_alpha", "num_train_epochs", "per_device_train_batch_size"):
+        assert f"peftkit's name for {key}" in problem.fix
+    assert suggestion in str(info.value)
+
+
+def test_union_field_error_is_reported_at_the_field_path() -> None:
+    """``target_modules: q_proj`` (neither 'all-linear' nor a list) is reported at
+    lora.target_modules, not at pydantic's internal union-branch names."""
+    with pytest.raises(ValidationError) as info:
+        recipes.from_dict({"recipe": "json-output", "lora": {"target_modules": "q_proj"}})
+    assert [p.path for p in problems(info.value)] == ["lora.target_modules"]
+
+
+# --- errors outside field validation ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "overrides", "names"), YAML_ERRORS)
+def test_file_and_override_errors_are_recipe_errors(
+    text: str | None, overrides: tuple[str, ...], names: str, tmp_path: Path
+) -> None:
+    """Bad YAML, an empty or non-mapping file, a missing file and malformed overrides raise
+    RecipeError (not a traceback-worthy exception) whose message names the file or override."""
+    path = tmp_path / RECIPE_FILE
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(RecipeError) as info:
+        recipes.load(path, overrides=overrides)
+    assert names in str(info.value)
+
+
+def test_bad_yaml_message_gives_the_line(tmp_path: Path) -> None:
+    """A YAML syntax error says where it is."""
+    path = tmp_path / RECIPE_FILE
+    path.write_text("recipe: json-output\nlora:\n  r: 8\n   alpha: 16\n", encoding="utf-8")
+    with pytest.raises(RecipeError, match=r"line \d+"):
+        recipes.load(path)
+
+
+def test_unknown_builtin_name_suggests_the_closest() -> None:
+    """A typo in a built-in recipe's name is a RecipeError with a suggestion."""
+    with pytest.raises(RecipeError, match="did you mean 'json-output'"):
+        recipes.load("json-outptu")
+
+
+# --- all errors at once -------------------------------------------------------------------------
+
+
+def test_field_errors_in_several_sections_are_reported_together(tmp_path: Path) -> None:
+    """One run shows every field error, not just the first, so users fix them in one go."""
+    text = (
+        "recipe: json-output\n"
+        "model: {dtype: int8}\n"
+        "lora: {r: 0}\n"
+        "quantization: {bits: 3}\n"
+        "training: {packing: maybe}\n"
+        "data: {format: csv}\n"
+        "callbacks: {early_stopping: {patience: 0}}\n"
+    )
+    paths = {p.path for p in problems(validation_error(text, tmp_path))}
+    assert paths == {
+        "model.dtype",
+        "lora.r",
+        "quantization.bits",
+        "training.packing",
+        "data.format",
+        "callbacks.early_stopping.patience",
+    }
+
+
+def test_contradictions_are_reported_together() -> None:
+    """Fields that are fine one by one but break three rules give three problems at once."""
+    data = {
+        "recipe": "json-output",
+        "method": "full",
+        "quantization": {"bits": 8},
+        "model": {"dtype": "bfloat16"},
+        "training": {"precision": "fp16", "eval_fraction": 0},
+    }
+    with pytest.raises(ValidationError) as info:
+        recipes.from_dict(data)
+    found = problems(info.value)
+    assert sorted(p.path for p in found) == [
+        "quantization.bits",
+        "training.eval_strategy",
+        "training.precision",
+    ]
+    assert all(p.rule and p.fix for p in found)
+
+
+def test_unknown_keys_keep_their_message_when_reported_together() -> None:
+    """A nested unknown key is described the same way ("unknown key ...") whether or not
+    another section has an unknown key too."""
+    data = {"recipe": "json-output", "bogus": 1, "lora": {"alpa": 1}, "training": {"foo": 1}}
+    with pytest.raises(ValidationError) as info:
+        recipes.from_dict(data)
+    found = {p.path: p for p in problems(info.value)}
+    assert set(found) == {"bogus", "lora.alpa", "training.foo"}
+    for path, problem in found.items():
+        assert problem.rule.startswith(f"unknown key '{path.split('.')[-1]}'"), problem
+
+
+# --- warnings -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "mentions"),
+    [
+        pytest.param(["training.learning_rate=1e-5"], "learning_rate", id="low-learning-rate"),
+        pytest.param(["training.epochs=5"], "epochs", id="many-epochs"),
+        pytest.param(["lora.target_modules=[q_proj,v_proj]"], "target_modules", id="attention"),
+        pytest.param(["training.max_grad_norm=0"], "max_grad_norm", id="no-clipping"),
+    ],
+)
+def test_doubtful_choice_gives_one_warning(overrides: list[str], mentions: str) -> None:
+    """A legal but doubtful choice loads, with exactly one PeftkitWarning that names the field."""
+    caught = recorded_warnings(lambda: recipes.load("json-output", overrides=overrides))
+    ours = [w for w in caught if issubclass(w.category, PeftkitWarning)]
+    assert len(ours) == 1, [str(w.message) for w in caught]
+    assert mentions in str(ours[0].message)
+
+
+@pytest.mark.parametrize("name", sorted(recipes.BUILTIN))
+def test_builtin_recipes_load_without_any_warning(name: str) -> None:
+    """The shipped recipes are the recommended settings: loading one warns about nothing."""
+    caught = recorded_warnings(lambda: recipes.load(name))
+    assert caught == [], [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+# --- renamed keys -------------------------------------------------------------------------------
+
+RENAMED = [
+    pytest.param("max_seq_length", "max_length", 100, id="max_seq_length"),
+    pytest.param("warmup_ratio", "warmup_steps", 0.1, id="warmup_ratio"),
+    pytest.param("evaluation_strategy", "eval_strategy", "epoch", id="evaluation_strategy"),
+    pytest.param(
+        "gradient_checkpointing", "activation_checkpointing", True, id="gradient_checkpointing"
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "value"), RENAMED)
+def test_renamed_key_is_mapped_with_a_deprecation_warning(old: str, new: str, value: Any) -> None:
+    """An old SFTConfig/TrainingArguments key still works: it warns and sets the new field."""
+    with pytest.warns(PeftkitDeprecationWarning, match=f"'{old}' was renamed to '{new}'"):
+        recipe = recipes.from_dict({"recipe": "json-output", "training": {old: value}})
+    assert getattr(recipe.training, new) == value
+
+
+@pytest.mark.parametrize(("old", "new", "value"), RENAMED)
+def test_renamed_key_works_as_an_override(old: str, new: str, value: Any) -> None:
+    """``training.<old>=v`` on a built-in (whose file spells the new key) wins over the file's
+    value instead of clashing with it."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    with pytest.warns(PeftkitDeprecationWarning):
+        recipe = recipes.load("json-output", overrides=[f"training.{old}={text}"])
+    assert getattr(recipe.training, new) == value
+
+
+def test_deprecation_warning_is_a_peftkit_warning_and_a_future_warning() -> None:
+    """Callers filtering PeftkitWarning catch renames too, and Python shows them by default."""
+    assert issubclass(peftkit.PeftkitDeprecationWarning, PeftkitWarning)
+    assert issubclass(peftkit.PeftkitDeprecationWarning, FutureWarning)
+
+
+# --- overrides ----------------------------------------------------------------------------------
+
+
+def test_override_values_are_parsed_as_yaml() -> None:
+    """Overrides are YAML values validated like the file: numbers, lists and the model string."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PeftkitWarning)  # attention-only targets warn
+        recipe = recipes.load(
+            "json-output",
+            overrides=[
+                "training.learning_rate=1e-4",
+                "lora.target_modules=[q_proj,v_proj]",
+                "model=foo/bar",
+            ],
+        )
+    assert recipe.training.learning_rate == 1e-4
+    assert isinstance(recipe.training.learning_rate, float)
+    assert recipe.lora.target_modules == ("q_proj", "v_proj")
+    assert recipe.model.name == "foo/bar"
+
+
+def test_override_of_a_field_of_the_model_shorthand(tmp_path: Path) -> None:
+    """``model.dtype=...`` works on a file that wrote ``model: org/name``, keeping the name."""
+    path = tmp_path / RECIPE_FILE
+    path.write_text(VALID_WITH_MODEL_STRING, encoding="utf-8")
+    recipe = recipes.load(path, overrides=["model.dtype=float16"])
+    assert (recipe.model.name, recipe.model.dtype) == ("org/name", "float16")
+
+
+@pytest.mark.parametrize(
+    ("override", "path"),
+    [
+        pytest.param("lora.r=big", "lora.r", id="r-word"),
+        pytest.param("training.packing=maybe", "training.packing", id="packing-word"),
+        pytest.param("lora.alpa=3", "lora.alpa", id="unknown-key"),
+        pytest.param("method=qlora", "quantization.bits", id="breaks-a-rule"),
+    ],
+)
+def test_invalid_override_is_a_validation_error_naming_the_field(override: str, path: str) -> None:
+    """A bad override value fails exactly like the same value in the file."""
+    with pytest.raises(ValidationError) as info:
+        recipes.load("json-output", overrides=[override])
+    assert path in [p.path for p in problems(info.value)]
+
+
+# --- construction from Python -------------------------------------------------------------------
+
+
+def test_model_shorthand_in_python() -> None:
+    """``JsonOutput(model="org/name")`` is ``model: {name: org/name}``."""
+    assert recipes.JsonOutput(model="org/name").model.name == "org/name"
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        pytest.param(lambda: recipes.load("qlora-budget", overrides=["lora.r=32"]), id="override"),
+        pytest.param(
+            lambda: recipes.from_dict({"recipe": "qlora-budget", "lora": {"r": 32}}),
+            id="partial-section",
+        ),
+    ],
+)
+def test_recipe_defaults_survive_a_partial_section(load: Any) -> None:
+    """Setting one lora field keeps the recipe's own alpha and dropout, not the section's
+    generic defaults (32.0 and 0.05)."""
+    lora = load().lora
+    assert (lora.r, lora.alpha, lora.dropout) == (32, 16.0, 0.1)
+
+
+def test_loaded_recipe_is_immutable() -> None:
+    """Recipes are frozen at every level; data flows one way, into the builders."""
+    recipe = recipes.load("json-output")
+    with pytest.raises(ValidationError):
+        recipe.method = "full"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        recipe.lora.r = 8  # type: ignore[misc]
+    assert recipe == recipes.load("json-output")
