@@ -47,6 +47,7 @@ def test_sft_config_mirrors_the_training_and_data_sections(tmp_path: Path):
     assert args.warmup_steps == 0.03
     assert args.eval_strategy == "steps"
     assert args.report_to == [] or args.report_to == "none"
+    assert args.restore_callback_states_from_checkpoint is True  # callbacks survive a resume
 
     json_args = recipes.load("json-output").build_sft_config(tmp_path)
     assert (json_args.max_length, json_args.completion_only_loss) == (512, True)

@@ -87,6 +87,11 @@ BAD_RECIPES = [
         J + "method: full\nquantization: {bits: 8}\n", "quantization.bits", id="rule-full-quantized"
     ),
     pytest.param(
+        J + "method: full\ntraining: {learning_rate: 2e-5}\n",
+        "callbacks.early_stopping.restore_best",
+        id="rule-full-copy-needs-opt-in",
+    ),
+    pytest.param(
         J + "method: qlora\nquantization: {load_in_4bit: true, load_in_8bit: true}\n",
         "quantization.load_in_8bit",
         id="rule-4bit-and-8bit",
@@ -321,7 +326,7 @@ def test_field_errors_in_several_sections_are_reported_together(tmp_path: Path) 
 
 
 def test_contradictions_are_reported_together() -> None:
-    """Fields that are fine one by one but break three rules give three problems at once."""
+    """Fields that are fine one by one but break four rules give four problems at once."""
     data = {
         "recipe": "json-output",
         "method": "full",
@@ -333,6 +338,7 @@ def test_contradictions_are_reported_together() -> None:
         recipes.from_dict(data)
     found = problems(info.value)
     assert sorted(p.path for p in found) == [
+        "callbacks.early_stopping.restore_best",  # full fine-tuning copies the whole model
         "quantization.bits",
         "training.eval_strategy",
         "training.precision",

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from peft import LoraConfig
-    from transformers import BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig, TrainerCallback
     from trl import SFTConfig
 
 Method = Literal["full", "lora", "qlora"]
@@ -187,6 +187,23 @@ class Recipe(Section):
                         f"set training.eval_strategy: steps, or callbacks.{name}.enabled: false",
                     )
                 )
+        stopping = self.callbacks.early_stopping
+        if (
+            self.method == "full"
+            and stopping.enabled
+            and stopping.restore_best
+            and not stopping.allow_full_copy
+        ):
+            found.append(
+                rule_error(
+                    ["callbacks", "early_stopping", "restore_best"],
+                    True,
+                    "with method 'full', keeping the best weights copies the whole model to CPU "
+                    "memory at every improved evaluation (4 bytes per parameter in fp32)",
+                    "set callbacks.early_stopping.allow_full_copy: true to accept the cost, or "
+                    "restore_best: false",
+                )
+            )
         if self.data.completion_only_loss and self.data.format == "text":
             found.append(
                 rule_error(
@@ -240,6 +257,12 @@ class Recipe(Section):
         from peftkit.recipes import build
 
         return build.sft_config(self, output_dir, **overrides)
+
+    def build_callbacks(self) -> list[TrainerCallback]:
+        """The enabled peftkit callbacks with this recipe's settings, for any Trainer."""
+        from peftkit.recipes import build
+
+        return build.callbacks(self)
 
     def to_yaml(self) -> str:
         """The whole recipe as YAML; ``recipes.load`` reads it back to an equal recipe."""

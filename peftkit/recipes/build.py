@@ -15,7 +15,7 @@ from peftkit.hardware import resolve_precision
 
 if TYPE_CHECKING:
     from peft import LoraConfig
-    from transformers import BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig, TrainerCallback
     from trl import SFTConfig
 
     from peftkit.recipes.base import Recipe
@@ -96,6 +96,8 @@ def sft_config_kwargs(recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
         "fp16": precision.name == "fp16",
         "use_cpu": precision.use_cpu,
         "report_to": "none",
+        # peftkit's callbacks keep their progress in checkpoints; restore it on resume.
+        "restore_callback_states_from_checkpoint": True,
         "model_init_kwargs": {
             "dtype": recipe.model.dtype,
             "trust_remote_code": recipe.model.trust_remote_code,
@@ -128,3 +130,17 @@ def sft_config(recipe: Recipe, output_dir: str | Path, **overrides: Any) -> SFTC
     from trl import SFTConfig
 
     return SFTConfig(**{**sft_config_kwargs(recipe, output_dir), **overrides})
+
+
+def callbacks(recipe: Recipe) -> list[TrainerCallback]:
+    from peftkit.callbacks import EarlyStopping, GradientCheck, OverfitDetector
+
+    settings = recipe.callbacks
+    built: list[TrainerCallback] = []
+    if settings.early_stopping.enabled:
+        built.append(EarlyStopping(**settings.early_stopping.model_dump(exclude={"enabled"})))
+    if settings.overfit.enabled:
+        built.append(OverfitDetector(**settings.overfit.model_dump(exclude={"enabled"})))
+    if settings.gradient_checks.enabled:
+        built.append(GradientCheck(**settings.gradient_checks.model_dump(exclude={"enabled"})))
+    return built

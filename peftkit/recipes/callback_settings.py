@@ -37,6 +37,11 @@ class EarlyStoppingSettings(Section):
     save_best_to: str | None = Field(
         None, description="Also write the best adapter to this folder (atomically)."
     )
+    allow_full_copy: bool = Field(
+        False,
+        description="With method 'full', accept that restore_best copies every weight to CPU "
+        "memory at each improvement.",
+    )
 
 
 class OverfitSettings(Section):

@@ -1,0 +1,29 @@
+"""Deciding the same way on every rank, and writing files once.
+
+Evaluation metrics reach every rank already gathered, so the ranks normally agree; a stop is
+still shared with an all-reduce (once per evaluation, never per step) because a stop seen by one
+rank only makes the other crash ("Connection closed by peer") or hang.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on any rank (a no-op without torch.distributed)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    backend = dist.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else "cpu"
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def is_main_process(state: Any) -> bool:
+    """Whether this process writes files (the Trainer's world process zero)."""
+    return bool(getattr(state, "is_world_process_zero", True))

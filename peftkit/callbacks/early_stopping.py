@@ -1,0 +1,227 @@
+"""``EarlyStopping``: stop when the monitored metric stops improving, and keep the best weights.
+
+Unlike ``load_best_model_at_end`` it needs no checkpoint per evaluation: at an improved
+evaluation it copies the *trainable* parameters (for an adapter, megabytes) to CPU memory, and
+when training ends, for any reason, it puts them back. ``save_best_to`` also writes the best
+adapter to a folder, atomically.
+
+Resuming: pass ``restore_callback_states_from_checkpoint=True`` in the training arguments (the
+recipes' ``build_sft_config`` does) and the best value, counter, best step and stop reason
+continue from the checkpoint. The in-memory copy of the best weights is not in the checkpoint;
+after a resume it is reloaded from ``save_best_to`` when that is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from peftkit.callbacks.base import PeftkitCallback
+from peftkit.callbacks.distributed import any_rank, is_main_process
+from peftkit.callbacks.monitor import Monitor, infer_mode, metric_value
+from peftkit.callbacks.saving import check_target, save_atomically
+from peftkit.callbacks.stopping import Stop, StopReason, record_stop
+
+log = logging.getLogger("peftkit")
+
+FULL_COPY_SHARE = 0.5
+"""Above this share of trainable parameters, a best-weights copy is a copy of the model."""
+
+
+class EarlyStopping(PeftkitCallback):
+    """Stop on no improvement (or a threshold, or NaN); restore the best trainable weights."""
+
+    STATE = ("best", "best_step", "wait", "evaluations", "stop_record")
+
+    def __init__(
+        self,
+        metric: str = "eval_loss",
+        mode: Literal["min", "max", "auto"] = "min",
+        patience: int = 3,
+        min_delta: float = 0.0,
+        stopping_threshold: float | None = None,
+        divergence_threshold: float | None = None,
+        check_finite: bool = True,
+        start_after: int = 0,
+        restore_best: bool = True,
+        save_best_to: str | Path | None = None,
+        allow_full_copy: bool = False,
+    ) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1, got {patience}")
+        if min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0 (it is an amount), got {min_delta}")
+        super().__init__(
+            metric=metric,
+            mode=mode,
+            patience=patience,
+            min_delta=min_delta,
+            stopping_threshold=stopping_threshold,
+            divergence_threshold=divergence_threshold,
+            check_finite=check_finite,
+            start_after=start_after,
+            restore_best=restore_best,
+            save_best_to=None if save_best_to is None else str(save_best_to),
+            allow_full_copy=allow_full_copy,
+        )
+        self.metric = metric
+        self.monitor = Monitor(infer_mode(metric) if mode == "auto" else mode, min_delta)
+        self.patience = patience
+        self.stopping_threshold = stopping_threshold
+        self.divergence_threshold = divergence_threshold
+        self.check_finite = check_finite
+        self.start_after = start_after
+        self.restore_best = restore_best
+        self.save_best_to = None if save_best_to is None else Path(save_best_to)
+        self.allow_full_copy = allow_full_copy
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.wait = 0
+        self.evaluations = 0
+        self.stop_record: dict[str, Any] | None = None
+        self.best_weights: dict[str, Any] | None = None
+        self.restored = False
+
+    @property
+    def stop(self) -> Stop | None:
+        """Why this callback stopped training, or None if it did not."""
+        return Stop.from_dict(self.stop_record)
+
+    # --- Trainer events ---------------------------------------------------------------------
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any):
+        if self.save_best_to is not None and is_main_process(state):
+            check_target(self.save_best_to)
+        if self.restore_best and model is not None and not self.allow_full_copy:
+            trainable, total = _count(model)
+            if total and trainable / total > FULL_COPY_SHARE:
+                gigabytes = _trainable_bytes(model) / 1e9
+                raise ValueError(
+                    f"restore_best=True would copy {trainable:,} trainable parameters "
+                    f"({gigabytes:.2f} GB) to CPU memory at every improved evaluation: this is "
+                    "full fine-tuning, not an adapter. Fix: pass allow_full_copy=True to accept "
+                    "the cost, or restore_best=False."
+                )
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, float], model: Any = None, **_
+    ):
+        _, value = metric_value(metrics, self.metric)
+        self.evaluations += 1
+        step = state.global_step
+        improved = self.monitor.improved(value, self.best)
+        if improved:
+            self.best, self.best_step, self.wait = value, step, 0
+            self._keep_best(model, state, value)
+        elif math.isfinite(value):
+            self.wait += 1
+        stop = None if step < self.start_after else self._decide(value, step)
+        if any_rank(stop is not None):
+            stop = stop or Stop(StopReason.PATIENCE, "another process decided to stop", step)
+            self.stop_record = stop.to_dict()
+            record_stop(type(self).__name__, stop, state, control)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any):
+        if self.restore_best and model is not None:
+            self.restore(model)
+
+    # --- decisions and weights --------------------------------------------------------------
+
+    def _decide(self, value: float, step: int) -> Stop | None:
+        name = self.metric
+        if self.check_finite and not math.isfinite(value):
+            return Stop(StopReason.NON_FINITE_METRIC, f"{name} is {value}", step)
+        if self.stopping_threshold is not None and self.monitor.reached(
+            value, self.stopping_threshold
+        ):
+            return Stop(
+                StopReason.STOPPING_THRESHOLD,
+                f"{name}={value:.6g} reached the stopping threshold {self.stopping_threshold:g}",
+                step,
+            )
+        if self.divergence_threshold is not None and self.monitor.worse_than(
+            value, self.divergence_threshold
+        ):
+            return Stop(
+                StopReason.DIVERGENCE,
+                f"{name}={value:.6g} is worse than the divergence threshold "
+                f"{self.divergence_threshold:g}",
+                step,
+            )
+        if self.wait >= self.patience:
+            return Stop(
+                StopReason.PATIENCE,
+                f"{name} did not improve by more than {self.monitor.min_delta:g} for "
+                f"{self.wait} evaluations (best {self.best:.6g} at step {self.best_step})",
+                step,
+            )
+        return None
+
+    def _keep_best(self, model: Any, state: Any, value: float) -> None:
+        if model is None:
+            return
+        if self.restore_best:
+            self.best_weights = {
+                name: p.detach().to("cpu", copy=True)
+                for name, p in model.named_parameters()
+                if p.requires_grad
+            }
+        if self.save_best_to is not None and is_main_process(state):
+            save_atomically(
+                model,
+                self.save_best_to,
+                {"metric": self.metric, "value": value, "step": state.global_step},
+            )
+
+    def restore(self, model: Any) -> bool:
+        """Put the best evaluation's trainable weights back into ``model``; True if it did.
+
+        Called at the end of training; call it yourself after an interrupted ``train()``.
+        """
+        if self.best_weights is None:
+            restored = self.best_step is not None and self._restore_from_disk(model)
+        else:
+            import torch
+
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, saved in self.best_weights.items():
+                    params[name].copy_(saved.to(params[name].device))
+            restored = True
+        if restored:
+            self.restored = True
+            log.info(
+                "restored the weights of step %s (%s=%.6g)", self.best_step, self.metric, self.best
+            )
+        return restored
+
+    def _restore_from_disk(self, model: Any) -> bool:
+        """After a resume the in-memory copy is gone: load the adapter ``save_best_to`` holds."""
+        folder = self.save_best_to
+        weights = None if folder is None else folder / "adapter_model.safetensors"
+        if weights is None or not weights.is_file() or not hasattr(model, "peft_config"):
+            log.warning(
+                "the best weights (step %s) are not in memory after resuming and no saved "
+                "adapter was found; set save_best_to to restore them across a resume",
+                self.best_step,
+            )
+            return False
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(weights))
+        return True
+
+
+def _count(model: Any) -> tuple[int, int]:
+    trainable = total = 0
+    for p in model.parameters():
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def _trainable_bytes(model: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)

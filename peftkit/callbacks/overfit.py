@@ -1,0 +1,108 @@
+"""``OverfitDetector``: report overfitting as it starts.
+
+Overfitting shows as the evaluation loss rising above its minimum while the training loss keeps
+falling, so the gap between them grows. At each evaluation this callback compares the training
+loss averaged since the previous evaluation with the evaluation loss, logs the gap, and after
+``patience`` evaluations in a row of (eval loss up, train loss down, gap up) since the
+evaluation-loss minimum, warns or stops. A healthy run keeps making new minima and stays silent.
+
+Set ``logging_steps`` at most ``eval_steps``: an evaluation with no training loss logged since
+the previous one is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any, Literal
+
+from peftkit.callbacks.base import PeftkitCallback
+from peftkit.callbacks.distributed import any_rank
+from peftkit.callbacks.monitor import metric_value
+from peftkit.callbacks.stopping import Stop, StopReason, record_stop
+from peftkit.errors import PeftkitWarning
+
+log = logging.getLogger("peftkit")
+
+
+class OverfitDetector(PeftkitCallback):
+    """Warn (or stop) when eval loss rises while train loss falls and their gap grows."""
+
+    STATE = ("history", "train_sum", "train_count", "best_eval", "rising", "detected_step")
+
+    def __init__(
+        self, action: Literal["warn", "stop"] = "warn", patience: int = 2, metric: str = "eval_loss"
+    ) -> None:
+        if action not in ("warn", "stop"):
+            raise ValueError(f"action must be 'warn' or 'stop', got {action!r}")
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1, got {patience}")
+        super().__init__(action=action, patience=patience, metric=metric)
+        self.action, self.patience, self.metric = action, patience, metric
+        self.history: list[dict[str, float]] = []
+        self.train_sum = 0.0
+        self.train_count = 0
+        self.best_eval: float | None = None
+        self.rising = 0
+        self.detected_step: int | None = None
+
+    @property
+    def detected(self) -> bool:
+        return self.detected_step is not None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any):
+        loss = (logs or {}).get("loss")
+        if loss is not None and math.isfinite(loss):
+            self.train_sum += loss
+            self.train_count += 1
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict, **_: Any):
+        _, eval_loss = metric_value(metrics, self.metric)
+        if self.train_count == 0 or not math.isfinite(eval_loss):
+            return
+        train_loss = self.train_sum / self.train_count
+        self.train_sum, self.train_count = 0.0, 0
+        point = {
+            "step": state.global_step,
+            "train_loss": train_loss,
+            "eval_loss": eval_loss,
+            "gap": eval_loss - train_loss,
+        }
+        previous = self.history[-1] if self.history else None
+        self.history.append(point)
+        state.log_history.append({"overfit_gap": point["gap"], "step": state.global_step})
+        if self.best_eval is None or eval_loss < self.best_eval:
+            self.best_eval, self.rising = eval_loss, 0
+        elif (
+            previous is not None
+            and eval_loss > previous["eval_loss"]
+            and train_loss < previous["train_loss"]
+            and point["gap"] > previous["gap"]
+        ):
+            self.rising += 1
+        found = self.detected_step is None and self.rising >= self.patience
+        if any_rank(found):
+            self._report(point, state, control)
+
+    def _report(self, point: dict[str, float], state: Any, control: Any) -> None:
+        self.detected_step = int(point["step"])
+        message = (
+            f"overfitting: eval loss rose from its minimum {self.best_eval:.4g} to "
+            f"{point['eval_loss']:.4g} over {self.rising} evaluations while train loss fell to "
+            f"{point['train_loss']:.4g} (gap {point['gap']:.4g}). Fix: fewer epochs, more data, "
+            "a lower learning rate or more dropout; early stopping keeps the best adapter."
+        )
+        state.log_history.append(
+            {"overfit_detected": True, "overfit_message": message, "step": self.detected_step}
+        )
+        if self.action == "stop":
+            record_stop(
+                type(self).__name__,
+                Stop(StopReason.OVERFITTING, message, self.detected_step),
+                state,
+                control,
+            )
+        else:
+            log.warning(message)
+            warnings.warn(message, PeftkitWarning, stacklevel=2)

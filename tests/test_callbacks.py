@@ -1,0 +1,423 @@
+"""The three callbacks in real Trainer runs on the tiny model.
+
+Stop decisions are tested with a scripted metric: a callback placed before EarlyStopping writes
+the value of each evaluation into the metrics the Trainer computed, so the run is real and the
+sequence is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+import torch
+from conftest import text_rows
+from tiny_trainer import ScriptedMetric, peft_model, scripted, trainable, trainer
+from transformers import Trainer, TrainerCallback
+
+from peftkit import PeftkitWarning, recipes
+from peftkit.callbacks import (
+    EarlyStopping,
+    GradientCheck,
+    GradientNormMixin,
+    OverfitDetector,
+    StopReason,
+    find,
+)
+
+NAN = float("nan")
+
+
+class WeightsAtEvaluation(TrainerCallback):
+    """Record the trainable weights at every evaluation, to compare with what is restored."""
+
+    def __init__(self) -> None:
+        self.by_step: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        self.by_step[state.global_step] = trainable(model)
+
+
+@pytest.mark.parametrize(
+    ("sequence", "options", "stop_step", "reason"),
+    [
+        pytest.param(
+            [1.0, 0.9, 0.95, 0.96, 0.97, 0.5],
+            {"patience": 3},
+            5,
+            StopReason.PATIENCE,
+            id="patience",
+        ),
+        pytest.param(
+            [1.0, 0.98, 0.97, 0.96, 0.2],
+            {"patience": 3, "min_delta": 0.05},
+            4,
+            StopReason.PATIENCE,
+            id="min_delta",
+        ),
+        pytest.param(
+            [1.0, 0.8, 0.5, 0.4],
+            {"stopping_threshold": 0.6},
+            3,
+            StopReason.STOPPING_THRESHOLD,
+            id="stopping-threshold",
+        ),
+        pytest.param(
+            [1.0, 1.2, 5.0, 0.1],
+            {"divergence_threshold": 3.0},
+            3,
+            StopReason.DIVERGENCE,
+            id="divergence",
+        ),
+        pytest.param([1.0, 0.9, NAN, 0.5], {}, 3, StopReason.NON_FINITE_METRIC, id="nan"),
+        pytest.param(
+            [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            {"patience": 1, "start_after": 4},
+            4,
+            StopReason.PATIENCE,
+            id="start_after",
+        ),
+        pytest.param(
+            [1.0 - step / 20 for step in range(10)], {"patience": 1}, None, None, id="improving"
+        ),
+    ],
+)
+def test_stop_step_min_mode(tiny_model_dir, tmp_path, sequence, options, stop_step, reason):
+    stopper = EarlyStopping(**options, restore_best=False)
+    run = trainer(tiny_model_dir, tmp_path, [ScriptedMetric(scripted(sequence)), stopper])
+    run.train()
+    if stop_step is None:
+        assert stopper.stop is None and run.state.global_step == 10
+        return
+    assert run.state.global_step == stop_step
+    assert stopper.stop.reason is reason and stopper.stop.step == stop_step
+    recorded = [h for h in run.state.log_history if h.get("peftkit_stop") == "EarlyStopping"]
+    assert recorded == [
+        {
+            "peftkit_stop": "EarlyStopping",
+            "stop_reason": reason.value,
+            "stop_message": stopper.stop.message,
+            "step": stop_step,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sequence", "options", "stop_step", "reason"),
+    [
+        pytest.param(
+            [0.1, 0.5, 0.4, 0.3, 0.2], {"patience": 3}, 5, StopReason.PATIENCE, id="patience"
+        ),
+        pytest.param(
+            [0.1, 0.5, 0.95],
+            {"stopping_threshold": 0.9},
+            3,
+            StopReason.STOPPING_THRESHOLD,
+            id="threshold",
+        ),
+        pytest.param(
+            [0.5, 0.4, 0.05],
+            {"divergence_threshold": 0.1},
+            3,
+            StopReason.DIVERGENCE,
+            id="divergence",
+        ),
+    ],
+)
+def test_stop_step_max_mode(tiny_model_dir, tmp_path, sequence, options, stop_step, reason):
+    """mode='auto' infers max from 'accuracy'; the same rules apply mirrored."""
+    stopper = EarlyStopping(metric="eval_accuracy", mode="auto", restore_best=False, **options)
+    assert stopper.monitor.mode == "max"
+    script = ScriptedMetric(scripted(sequence), key="eval_accuracy")
+    run = trainer(tiny_model_dir, tmp_path, [script, stopper])
+    run.train()
+    assert (run.state.global_step, stopper.stop.reason) == (stop_step, reason)
+
+
+def test_missing_metric_lists_the_available_ones(tiny_model_dir, tmp_path):
+    run = trainer(tiny_model_dir, tmp_path, [EarlyStopping(metric="eval_bleu")])
+    with pytest.raises(KeyError, match=r"eval_bleu.*available: .*eval_loss"):
+        run.train()
+
+
+def test_auto_mode_needs_a_telling_name():
+    with pytest.raises(ValueError, match="mode='min' or mode='max'"):
+        EarlyStopping(metric="eval_something", mode="auto")
+
+
+def test_restores_the_best_adapter_tensor_for_tensor(tiny_model_dir, tmp_path):
+    """Best at step 3; stopped at step 6; the weights afterwards are step 3's, exactly."""
+    recorder = WeightsAtEvaluation()
+    stopper = EarlyStopping(patience=3, save_best_to=tmp_path / "best")
+    script = ScriptedMetric(scripted([1.0, 0.9, 0.5, 0.8, 0.9, 0.95]))
+    run = trainer(tiny_model_dir, tmp_path / "out", [script, recorder, stopper])
+    run.train()
+    assert (run.state.global_step, stopper.best_step, stopper.restored) == (6, 3, True)
+    after = trainable(run.model)
+    best, last = recorder.by_step[3], recorder.by_step[6]
+    assert after.keys() == best.keys()
+    assert all(torch.equal(after[n], best[n]) for n in best)
+    assert not all(torch.equal(last[n], best[n]) for n in best)  # the restore changed something
+    marker = json.loads((tmp_path / "best" / "peftkit_best.json").read_text())
+    assert marker == {"metric": "eval_loss", "value": 0.5, "step": 3}
+
+
+def test_model_evaluates_to_the_best_metric_after_training(tiny_model_dir, tmp_path):
+    """A learning rate that wrecks the model after a few steps: the restored one is the best."""
+    stopper = EarlyStopping(patience=2)
+    run = trainer(tiny_model_dir, tmp_path, [stopper], learning_rate=0.5, max_steps=12)
+    run.train()
+    evaluations = [h["eval_loss"] for h in run.state.log_history if "eval_loss" in h]
+    assert stopper.best == min(evaluations) < evaluations[-1]
+    assert run.evaluate()["eval_loss"] == pytest.approx(stopper.best, rel=1e-6)
+
+
+def test_saved_best_adapter_loads_and_matches_memory(tiny_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    stopper = EarlyStopping(patience=2, save_best_to=tmp_path / "best")
+    script = ScriptedMetric(scripted([1.0, 0.4, 0.8, 0.9]))
+    run = trainer(tiny_model_dir, tmp_path / "out", [script, stopper])
+    run.train()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    loaded = trainable(PeftModel.from_pretrained(base, tmp_path / "best", is_trainable=True))
+    assert loaded.keys() == stopper.best_weights.keys()
+    assert all(torch.equal(loaded[n], stopper.best_weights[n]) for n in loaded)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".best")]
+    assert leftovers == []
+
+
+def test_refuses_to_replace_a_folder_it_did_not_write(tiny_model_dir, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    run = trainer(tiny_model_dir, tmp_path / "out", [EarlyStopping(save_best_to=mine)])
+    with pytest.raises(FileExistsError, match="not written by peftkit"):
+        run.train()
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_full_fine_tuning_copy_needs_opt_in(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    full = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    run = trainer(tiny_model_dir, tmp_path, [EarlyStopping()], model=full, max_steps=2)
+    with pytest.raises(ValueError, match=r"GB.*allow_full_copy=True"):
+        run.train()
+    opted_in = EarlyStopping(allow_full_copy=True)
+    full = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trainer(tiny_model_dir, tmp_path, [opted_in], model=full, max_steps=2).train()
+    assert opted_in.best_weights is not None and len(opted_in.best_weights) == len(
+        list(full.parameters())
+    )
+
+
+def test_state_survives_resume_from_checkpoint(tiny_model_dir, tmp_path):
+    """Stop the first run at step 4 (best 0.9 at step 2, counter 2); the resumed run continues
+    the counter and stops at step 5, and restores step 2's adapter from save_best_to."""
+    values = scripted([1.0, 0.9, 0.95, 0.97, 0.98, 0.99, 0.5])
+    recorder = WeightsAtEvaluation()
+    common = {
+        "save_strategy": "steps",
+        "save_steps": 4,
+        "restore_callback_states_from_checkpoint": True,
+    }
+    first = EarlyStopping(patience=3, save_best_to=tmp_path / "best")
+    trainer(
+        tiny_model_dir,
+        tmp_path / "out",
+        [ScriptedMetric(values), recorder, first],
+        max_steps=4,
+        **common,
+    ).train()
+    assert (first.best, first.best_step, first.wait, first.stop) == (0.9, 2, 2, None)
+
+    second = EarlyStopping(patience=3, save_best_to=tmp_path / "best")
+    resumed = trainer(
+        tiny_model_dir, tmp_path / "out", [ScriptedMetric(values), second], max_steps=10, **common
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    live = find(resumed, EarlyStopping)
+    assert live is not second  # the Trainer rebuilt it from the checkpoint
+    assert (live.best, live.best_step, live.wait) == (0.9, 2, 3)
+    assert resumed.state.global_step == 5 and live.stop.reason is StopReason.PATIENCE
+    after = trainable(resumed.model)
+    assert live.restored
+    assert all(torch.equal(after[n], recorder.by_step[2][n]) for n in after)
+
+
+class LossInjector(GradientNormMixin, Trainer):
+    """Multiply the loss by ``factor`` at one optimizer step (a NaN, or a spike)."""
+
+    inject_at: int = -1
+    factor: float = 1.0
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        result = super().compute_loss(model, inputs, *args, **kwargs)
+        if not model.training or self.state.global_step + 1 != self.inject_at:
+            return result
+        return _scaled(result, self.factor)
+
+
+def _scaled(result: Any, factor: float) -> Any:
+    """compute_loss returns the loss, or (loss, outputs) when asked for the outputs."""
+    if isinstance(result, tuple):
+        return (result[0] * factor, *result[1:])
+    return result * factor
+
+
+def _injector(at: int, factor: float) -> type[LossInjector]:
+    return type("Injector", (LossInjector,), {"inject_at": at, "factor": factor})
+
+
+@pytest.mark.parametrize("where", ["loss", "gradients"])
+def test_nan_stops_within_one_step_and_keeps_the_best_adapter(tiny_model_dir, tmp_path, where):
+    stopper = EarlyStopping(patience=5, save_best_to=tmp_path / "best")
+    checks = GradientCheck()
+    model = peft_model(tiny_model_dir)
+    kind = _injector(4, NAN if where == "loss" else 1.0)
+    run = trainer(
+        tiny_model_dir, tmp_path / "out", [stopper, checks], model=model, trainer_class=kind
+    )
+    if where == "gradients":
+        first = next(p for p in model.parameters() if p.requires_grad)
+        first.register_hook(lambda g: g * NAN if run.state.global_step + 1 == 4 else g)
+        # (the hook only runs in backward passes, so evaluation is untouched)
+    run.train()
+    assert run.state.global_step == 4
+    assert checks.stop.reason is StopReason.NON_FINITE_GRADIENT and checks.non_finite == 1
+    weights = trainable(run.model)
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert stopper.best_step <= 3
+    assert all(torch.isfinite(w).all() for w in stopper.best_weights.values())
+    from safetensors.torch import load_file
+
+    on_disk = load_file(tmp_path / "best" / "adapter_model.safetensors")
+    assert on_disk and all(torch.isfinite(w).all() for w in on_disk.values())
+
+
+def test_without_the_mixin_a_nan_is_caught_at_the_log_and_the_best_is_restored(
+    tiny_model_dir, tmp_path
+):
+    """In an unmodified Trainer the NaN step is applied, but training stops at that step and
+    EarlyStopping puts the last good adapter back."""
+
+    class NanAtStep3(Trainer):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            result = super().compute_loss(model, inputs, *args, **kwargs)
+            at_step_3 = model.training and self.state.global_step + 1 == 3
+            return _scaled(result, NAN) if at_step_3 else result
+
+    stopper, checks = EarlyStopping(patience=5), GradientCheck()
+    run = trainer(tiny_model_dir, tmp_path, [stopper, checks], trainer_class=NanAtStep3)
+    run.train()
+    assert run.state.global_step == 3 and checks.stop.reason is StopReason.NON_FINITE_GRADIENT
+    assert all(torch.isfinite(w).all() for w in trainable(run.model).values())
+
+
+def test_gradient_check_counts_clipping_and_spikes(tiny_model_dir, tmp_path):
+    checks = GradientCheck(min_steps=5)
+    run = trainer(
+        tiny_model_dir,
+        tmp_path,
+        [checks],
+        trainer_class=_injector(15, 1000.0),
+        max_grad_norm=1e-6,
+        max_steps=20,
+        eval_strategy="no",
+    )
+    with pytest.warns(PeftkitWarning, match="learning rate is likely too high"):
+        run.train()
+    assert checks.per_step and checks.steps == 20 and checks.clipped == 20
+    assert checks.spikes == 1
+    logged = [h for h in run.state.log_history if "loss" in h]
+    assert logged[-1]["clipped_fraction"] == 1.0 and logged[-1]["grad_spikes"] == 1
+
+
+def test_gradient_check_warns_when_clipping_never_triggers_or_is_off(tiny_model_dir, tmp_path):
+    never = GradientCheck(min_steps=5)
+    with pytest.warns(PeftkitWarning, match="clipping never triggered"):
+        trainer(
+            tiny_model_dir, tmp_path, [never], max_grad_norm=1e6, max_steps=6, eval_strategy="no"
+        ).train()
+    assert never.clipped == 0 and never.steps == 6  # plain callback: every step logged
+    with pytest.warns(PeftkitWarning, match="clipping is off"):
+        trainer(
+            tiny_model_dir,
+            tmp_path,
+            [GradientCheck()],
+            max_grad_norm=0,
+            max_steps=2,
+            eval_strategy="no",
+        ).train()
+
+
+def test_overfitting_run_is_detected_soon_after_the_eval_minimum(tiny_model_dir, tmp_path):
+    """Four examples, many epochs: train loss falls, eval loss turns up."""
+    rows = text_rows(200)
+    detector = OverfitDetector(action="stop")
+    run = trainer(
+        tiny_model_dir,
+        tmp_path,
+        [detector],
+        train_rows=rows[:4],
+        eval_rows=rows[100:116],
+        learning_rate=5e-3,
+        max_steps=60,
+        eval_steps=3,
+        logging_steps=3,
+    )
+    run.train()
+    evals = [(h["step"], h["eval_loss"]) for h in run.state.log_history if "eval_loss" in h]
+    minimum_step = min(evals, key=lambda e: e[1])[0]
+    assert detector.detected
+    assert 0 < detector.detected_step - minimum_step <= 3 * 3  # within three evaluations
+    assert run.state.global_step == detector.detected_step  # action='stop'
+    gaps = [h["overfit_gap"] for h in run.state.log_history if "overfit_gap" in h]
+    assert len(gaps) == len(evals) and gaps[-1] > gaps[0]
+
+
+def test_healthy_run_stays_silent(tiny_model_dir, tmp_path, recwarn):
+    rows = text_rows(200)
+    detector = OverfitDetector()
+    run = trainer(
+        tiny_model_dir,
+        tmp_path,
+        [detector],
+        train_rows=rows[:96],
+        eval_rows=rows[100:116],
+        max_steps=30,
+        eval_steps=3,
+        logging_steps=3,
+    )
+    run.train()
+    assert not detector.detected and len(detector.history) == 10
+    assert not [w for w in recwarn if issubclass(w.category, PeftkitWarning)]
+
+
+def test_recipe_builds_the_three_callbacks_with_its_settings():
+    recipe = recipes.load(
+        "json-output",
+        ["callbacks.early_stopping.patience=5", "callbacks.overfit.action=stop"]
+        + ["callbacks.gradient_checks.spike_factor=4", "callbacks.early_stopping.min_delta=0.01"],
+    )
+    stopper, detector, checks = recipe.build_callbacks()
+    assert isinstance(stopper, EarlyStopping) and (stopper.patience, stopper.monitor.min_delta) == (
+        5,
+        0.01,
+    )
+    assert isinstance(detector, OverfitDetector) and detector.action == "stop"
+    assert isinstance(checks, GradientCheck) and checks.spike_factor == 4
+    fewer = recipes.load("json-output", ["callbacks.overfit.enabled=false"]).build_callbacks()
+    assert [type(c) for c in fewer] == [EarlyStopping, GradientCheck]
+
+
+def test_callback_state_is_json_serialisable(tiny_model_dir, tmp_path):
+    callbacks: list[Any] = [EarlyStopping(patience=2), OverfitDetector(), GradientCheck()]
+    trainer(tiny_model_dir, tmp_path, callbacks, max_steps=4).train()
+    for callback in callbacks:
+        json.dumps(callback.state())
+        assert math.isfinite(json.loads(json.dumps(callback.state()))["args"].get("patience", 1))
