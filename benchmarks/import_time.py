@@ -7,17 +7,35 @@ reported. Writes the "import-time" section of docs/benchmarks.md.
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from report import git_revision, machine, write_section
 
+LLAMA2_7B = {
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "vocab_size": 32000,
+}
+CONFIG = Path(tempfile.mkdtemp()) / "config.json"
+PLAN = (
+    "import sys; from peftkit.cli import main; "
+    f"sys.argv = ['peftkit', 'plan', 'qlora-budget', '--model', {str(CONFIG)!r}, "
+    "'--gpu-memory', '16', '--json']; main()"
+)
 COMMANDS = {
     "`from peftkit import recipes; recipes.load('json-output')`": (
         "from peftkit import recipes; recipes.load('json-output')"
     ),
+    "`peftkit plan qlora-budget --model config.json --gpu-memory 16 --json` (7B)": PLAN,
     "`from trl import SFTConfig`": "from trl import SFTConfig",
     "`python -c pass` (interpreter start)": "pass",
 }
@@ -30,6 +48,7 @@ def wall_time(code: str) -> float:
 
 
 def main(runs: int = 7) -> None:
+    CONFIG.write_text(json.dumps(LLAMA2_7B))
     for code in COMMANDS.values():  # warm the file cache and .pyc files; not measured
         wall_time(code)
     times: dict[str, list[float]] = {label: [] for label in COMMANDS}
@@ -37,7 +56,7 @@ def main(runs: int = 7) -> None:
         for label, code in COMMANDS.items():
             times[label].append(wall_time(code))
     medians = {label: statistics.median(values) for label, values in times.items()}
-    peftkit_label, trl_label = list(COMMANDS)[:2]
+    peftkit_label, plan_label, trl_label = list(COMMANDS)[:3]
     rows = "\n".join(
         f"| {label} | {medians[label]:.3f} | {min(times[label]):.3f} | {max(times[label]):.3f} |"
         for label in COMMANDS
@@ -50,7 +69,8 @@ def main(runs: int = 7) -> None:
         f"{rows}\n\n"
         f"Loading and validating a recipe takes {medians[peftkit_label]:.2f} s, "
         f"{medians[trl_label] / medians[peftkit_label]:.0f}x less than importing SFTConfig "
-        f"({medians[trl_label]:.2f} s).\n"
+        f"({medians[trl_label]:.2f} s). `peftkit plan` answers in {medians[plan_label]:.2f} s "
+        "without importing torch.\n"
     )
     write_section("import-time", body)
     print(body)

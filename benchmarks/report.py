@@ -42,16 +42,16 @@ def machine() -> str:
     )
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of docs/benchmarks.md with ``body``."""
-    text = DOC.read_text() if DOC.exists() else HEADER
+def write_section(name: str, body: str, doc: Path = DOC) -> None:
+    """Replace (or append) the section ``name`` of ``doc`` (docs/benchmarks.md) with ``body``."""
+    text = doc.read_text() if doc.exists() else HEADER
     block = f"<!-- begin {name} -->\n{body.rstrip()}\n<!-- end {name} -->"
     pattern = re.compile(
         rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S
     )
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
 
 
 def git_revision() -> str:

@@ -10,15 +10,19 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 
 from peftkit.errors import MissingExtraError, PeftkitWarning, RecipeError, describe
 
+if TYPE_CHECKING:
+    from peftkit.memory import Plan
+
 USER_ERRORS = (ValidationError, RecipeError, MissingExtraError)
 EXIT_USER_ERROR = 2
+EXIT_DOES_NOT_FIT = 1
 
 app = typer.Typer(
     name="peftkit",
@@ -91,6 +95,86 @@ def schema() -> None:
     from peftkit.recipes import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2))
+
+
+ModelArg = Annotated[
+    str,
+    typer.Option("--model", help="The model's config.json, its folder, or a cached hub name."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")]
+
+
+@app.command()
+def plan(
+    recipe: RecipeArg,
+    model: ModelArg,
+    overrides: Overrides = None,
+    gpu_memory: Annotated[
+        float | None, typer.Option("--gpu-memory", help="GB per GPU (default: the recipe's).")
+    ] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", min=1, help="Number of GPUs.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Peak GPU memory of RECIPE on MODEL, whether it fits, and (qlora-budget) what to change."""
+    from peftkit import memory, recipes
+
+    loaded = recipes.load(recipe, overrides or [])
+    chosen = memory.plan(loaded, memory.shape_of(memory.read_config(model)), gpu_memory, gpus)
+    _show(chosen, as_json)
+
+
+@app.command()
+def estimate(
+    model: ModelArg,
+    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "lora",
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per micro-batch.")] = 1,
+    seq_len: Annotated[int, typer.Option(min=16, help="Tokens per sequence.")] = 1024,
+    r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
+    targets: Annotated[
+        str, typer.Option(help="all-linear, or comma-separated module names (q_proj,v_proj).")
+    ] = "all-linear",
+    activation_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute activations in the backward pass.")
+    ] = False,
+    optimizer: Annotated[str, typer.Option(help="adamw_torch, paged_adamw_8bit, ...")] = (
+        "adamw_torch"
+    ),
+    as_json: JsonFlag = False,
+) -> None:
+    """Peak GPU memory of a one-off setting, without a recipe file."""
+    from peftkit import recipes
+    from peftkit.memory import plan as make_plan
+    from peftkit.memory import read_config, shape_of
+
+    target_list = targets if targets == "all-linear" else targets.split(",")
+    recipe = recipes.from_dict(
+        {
+            "recipe": "custom",
+            "method": method,
+            "lora": {"r": r, "alpha": 2 * r, "target_modules": target_list},
+            "quantization": {"bits": 4 if method == "qlora" else None},
+            "training": {
+                "batch_size": batch_size,
+                "max_length": seq_len,
+                "activation_checkpointing": activation_checkpointing,
+                "optimizer": optimizer,
+            },
+            "callbacks": {"early_stopping": {"allow_full_copy": True}},
+        }
+    )
+    _show(make_plan(recipe, shape_of(read_config(model))), as_json)
+
+
+def _show(chosen: Plan, as_json: bool) -> None:
+    """Print a plan as JSON or as tables; exit 1 when it does not fit."""
+    if as_json:
+        typer.echo(json.dumps(chosen.as_dict(), indent=2))
+    else:
+        from peftkit.report import print_plan
+
+        print_plan(chosen)
+    if not chosen.fits:
+        raise typer.Exit(EXIT_DOES_NOT_FIT)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 from pydantic_core import InitErrorDetails
 
 from peftkit.errors import rule_error
 from peftkit.recipes.base import Method, Recipe, section
+from peftkit.recipes.budget import BudgetSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.quantization import QuantizationSection
 from peftkit.recipes.section import with_defaults
 from peftkit.recipes.training import TrainingSection
+
+if TYPE_CHECKING:
+    from peftkit.memory import Plan
 
 _Lora = with_defaults(
     LoraSection, "QLoRABudgetLora", LoraSection.__doc__ or "", r=64, alpha=16.0, dropout=0.1
@@ -50,6 +54,10 @@ class QLoRABudget(Recipe):
       sequences instead of failing with out-of-memory.
     - ``activation_checkpointing=true``: trades ~25% time for the activation memory that
       otherwise dominates at small budgets.
+
+    ``budget`` names the GPU (memory, count, price) and the data size; :meth:`plan` (and
+    ``peftkit plan``) then chooses micro-batch, gradient accumulation, activation checkpointing,
+    rank and length that fit with headroom and train fastest, and estimates time and cost.
     """
 
     recipe: Literal["qlora-budget"] = Field(  # type: ignore[assignment]
@@ -59,6 +67,17 @@ class QLoRABudget(Recipe):
     lora: _Lora = section(_Lora)  # type: ignore[valid-type]
     quantization: _Quantization = section(_Quantization)  # type: ignore[valid-type]
     training: _Training = section(_Training)  # type: ignore[valid-type]
+    budget: BudgetSection = section(BudgetSection)
+
+    def plan(self, model: Any, gpu_memory_gb: float | None = None, gpus: int | None = None) -> Plan:
+        """Settings that fit ``budget`` (or the arguments) on ``model``'s config, with the cost.
+
+        ``model`` is a config.json path, a model folder, a transformers config or a mapping.
+        Apply the choice with ``recipes.load(..., overrides=plan.overrides())``.
+        """
+        from peftkit.memory import plan, read_config, shape_of
+
+        return plan(self, shape_of(read_config(model)), gpu_memory_gb, gpus)
 
     def problems(self) -> list[InitErrorDetails]:
         found = super().problems()

@@ -1,0 +1,41 @@
+"""Memory and cost before any weights load: pure arithmetic on a model's config.
+
+    from peftkit.memory import estimate_recipe
+    breakdown = estimate_recipe(recipe, "path/to/config.json")
+
+Imports neither torch nor transformers, so `peftkit plan` answers in well under a second.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from peftkit.memory.estimate import Breakdown, Setup, estimate
+from peftkit.memory.gpus import CATALOG, GPU
+from peftkit.memory.plan import Cost, Plan, PlanError, plan, setup_of
+from peftkit.memory.shapes import ModelShape, read_config, shape_of
+
+if TYPE_CHECKING:
+    from peftkit.recipes.base import Recipe
+
+__all__ = [
+    "CATALOG",
+    "GPU",
+    "Breakdown",
+    "Cost",
+    "ModelShape",
+    "Plan",
+    "PlanError",
+    "Setup",
+    "estimate",
+    "estimate_recipe",
+    "plan",
+    "read_config",
+    "setup_of",
+    "shape_of",
+]
+
+
+def estimate_recipe(recipe: Recipe, model: Any, gpus: int = 1) -> Breakdown:
+    """The peak-memory breakdown of ``recipe`` on the model whose config ``model`` names."""
+    return estimate(shape_of(read_config(model)), setup_of(recipe, gpus))

@@ -1,0 +1,45 @@
+"""Rich tables for people: a plan's memory breakdown, verdict, reasons and cost."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from peftkit.memory import Plan
+
+TERMS = {
+    "weights": "frozen weights",
+    "quantization_constants": "quantization constants",
+    "trainable": "trainable parameters",
+    "gradients": "gradients",
+    "optimizer": "optimizer states",
+    "activations": "activations",
+    "logits": "logits and loss",
+    "overhead": "CUDA context and slack",
+}
+
+
+def print_plan(plan: Plan, console: Console | None = None) -> None:
+    console = console or Console()
+    numbers = plan.as_dict()
+    table = Table("memory per GPU", "GB", title="Estimated peak GPU memory")
+    for key, label in TERMS.items():
+        table.add_row(label, f"{numbers[f'{key}_gb']:.2f}")
+    table.add_row("[bold]total[/bold]", f"[bold]{numbers['total_gb']:.2f}[/bold]")
+    console.print(table)
+    console.print(
+        f"{numbers['trainable_params']:,} trainable of {numbers['total_params']:,} parameters"
+    )
+    settings = ", ".join(f"{k}={v}" for k, v in numbers["settings"].items())
+    console.print(f"settings: {settings}")
+    for reason in plan.reasons or ["no GPU memory given: pass --gpu-memory for a verdict"]:
+        console.print(f"- {reason}")
+    if plan.cost is not None:
+        cost = plan.cost
+        money = "" if cost.usd is None else f", ${cost.usd:,.2f}"
+        console.print(
+            f"time: {cost.hours:.1f} h for {cost.tokens:,} tokens x {cost.epochs:g} epochs at "
+            f"~{cost.tokens_per_second:,.0f} tokens/s{money}"
+        )
+        for assumption in cost.assumptions:
+            console.print(f"  assumed: {assumption}")

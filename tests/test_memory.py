@@ -1,0 +1,407 @@
+"""The memory estimator: exact terms checked exactly, the whole checked against published
+measurements (tests/published_memory.py, with sources), and the planner's choices."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from published_memory import NOT_COMPARED, ROWS, TOLERANCE, estimated_gb
+
+from peftkit import recipes
+from peftkit.memory import (
+    GPU,
+    PlanError,
+    Setup,
+    estimate,
+    plan,
+    read_config,
+    shape_of,
+)
+from peftkit.memory.estimate import lora_params, quantized_bytes
+
+TINY = {
+    "pad_token_id": 0,
+    "hidden_size": 64,
+    "intermediate_size": 160,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 300,
+    "max_position_embeddings": 128,
+}
+FAMILIES = {
+    "llama": TINY,
+    "mistral": TINY,
+    "qwen2": TINY,
+    "qwen3": {**TINY, "head_dim": 16},
+    "gemma": {**TINY, "head_dim": 16},
+    "gemma2": {**TINY, "head_dim": 16},
+    "phi3": TINY,
+    "phi": {k: v for k, v in TINY.items() if k != "num_key_value_heads"},
+    "gpt2": {"n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 300, "n_positions": 128},
+    "gpt_bigcode": {"n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 300, "n_positions": 128},
+    "opt": {
+        "pad_token_id": 0,
+        "hidden_size": 64,
+        "ffn_dim": 160,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "vocab_size": 300,
+        "max_position_embeddings": 128,
+        "word_embed_proj_dim": 32,
+    },
+    "bloom": {"pad_token_id": 0, "hidden_size": 64, "n_layer": 2, "n_head": 4, "vocab_size": 300},
+}
+# Real sizes, counted on the meta device (no memory): the shapes of published checkpoints.
+REAL = {
+    "Llama-2-7B": {
+        **{k: v for k, v in TINY.items() if k != "pad_token_id"},
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 32000,
+        "model_type": "llama",
+    },
+    "SmolLM2-135M": {
+        "model_type": "llama",
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "vocab_size": 49152,
+        "tie_word_embeddings": True,
+    },
+    "Mistral-7B": {
+        "model_type": "mistral",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 32000,
+    },
+    "Qwen2-7B": {
+        "model_type": "qwen2",
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "vocab_size": 152064,
+    },
+    "Gemma-2B": {
+        "model_type": "gemma",
+        "hidden_size": 2048,
+        "intermediate_size": 16384,
+        "num_hidden_layers": 18,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 1,
+        "head_dim": 256,
+        "vocab_size": 256000,
+    },
+    "Phi-2": {
+        "model_type": "phi",
+        "hidden_size": 2560,
+        "intermediate_size": 10240,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "vocab_size": 51200,
+    },
+    "GPT-2": {"model_type": "gpt2"},
+    "OPT-1.3B": {
+        "model_type": "opt",
+        "hidden_size": 2048,
+        "ffn_dim": 8192,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 32,
+        "vocab_size": 50272,
+        "word_embed_proj_dim": 2048,
+        "max_position_embeddings": 2048,
+    },
+}
+
+
+def _config(family: str, **values):
+    from transformers import AutoConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoConfig.for_model(family, **values)
+
+
+def _meta_model(config):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_parameter_count_is_exact_for_every_family(family):
+    config = _config(family, **FAMILIES[family])
+    model = _meta_model(config)
+    assert shape_of(config.to_dict()).total_params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_parameter_count_is_exact_at_real_sizes(name):
+    values = dict(REAL[name])
+    config = _config(values.pop("model_type"), **values)
+    expected = sum(p.numel() for p in _meta_model(config).parameters())
+    assert shape_of(config.to_dict()).total_params == expected
+    if name == "SmolLM2-135M":
+        assert round(expected / 1e6, 1) == 134.5  # FACTS.md: 134.5M params
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "phi3", "phi", "gpt2", "opt", "bloom"])
+@pytest.mark.parametrize(
+    ("targets", "dora"), [("all-linear", False), ("all-linear", True), ("first", False)]
+)
+def test_lora_parameter_count_matches_peft(family, targets, dora):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    config = _config(family, **FAMILIES[family])
+    shape = shape_of(config.to_dict())
+    chosen = "all-linear" if targets == "all-linear" else (shape.linears[0].name,)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(
+            model,
+            LoraConfig(
+                r=4,
+                lora_alpha=8,
+                target_modules=chosen if chosen == "all-linear" else list(chosen),
+                use_dora=dora,
+            ),
+        )
+    trainable, _ = peft_model.get_nb_trainable_parameters()
+    assert lora_params(shape, Setup(r=4, targets=chosen, use_dora=dora)) == trainable
+
+
+@pytest.mark.parametrize("double_quant", [True, False])
+def test_4bit_weight_bytes_match_bitsandbytes_storage(tiny_model_dir: Path, double_quant):
+    """Packed weights and quantization constants, byte for byte, as bitsandbytes stores them."""
+    import bitsandbytes as bnb
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir,
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=double_quant,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        ),
+    )
+    packed = constants = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            weight, state = module.weight, module.weight.quant_state
+            packed += weight.numel() * weight.element_size()
+            tensors = [state.absmax, state.code]
+            if state.nested:
+                tensors += [state.offset, state.state2.absmax, state.state2.code]
+            constants += sum(t.numel() * t.element_size() for t in tensors)
+    shape = shape_of(read_config(tiny_model_dir))
+    assert quantized_bytes(shape, Setup(method="qlora", bits=4, double_quant=double_quant)) == (
+        packed,
+        constants,
+    )
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.label for row in ROWS])
+def test_estimate_against_published_figures(row):
+    """Within +-25% of each published figure (an upper bound must not be exceeded), except the
+    rows listed with the reason they miss; those must really miss, so the list stays true."""
+    estimate_gb = estimated_gb(row)
+    error = (estimate_gb - row.published_gb) / row.published_gb
+    if row.kind == "upper bound":
+        assert estimate_gb <= row.published_gb
+    elif row.miss:
+        assert abs(error) > TOLERANCE, f"{row.label} now agrees ({error:+.0%}); drop its miss"
+    else:
+        assert abs(error) <= TOLERANCE, f"{row.label}: {estimate_gb:.2f} GB ({error:+.0%})"
+
+
+def test_most_rows_agree_and_the_uncompared_are_explained():
+    agreeing = [row for row in ROWS if not row.miss]
+    assert len(agreeing) >= 0.7 * len(ROWS)
+    assert all(reason for reason in NOT_COMPARED.values())
+
+
+def test_activation_checkpointing_and_quantization_lower_the_estimate():
+    shape = shape_of(REAL["Llama-2-7B"])
+    lora = estimate(shape, Setup(method="lora", seq_len=2048))
+    checkpointed = estimate(
+        shape, Setup(method="lora", seq_len=2048, activation_checkpointing=True)
+    )
+    qlora = estimate(
+        shape, Setup(method="qlora", bits=4, seq_len=2048, activation_checkpointing=True)
+    )
+    assert qlora.total < checkpointed.total < lora.total
+    sharded = estimate(shape, Setup(method="full", gpus=4, sharded=True))
+    single = estimate(shape, Setup(method="full"))
+    assert sharded.optimizer == pytest.approx(single.optimizer / 4)
+
+
+def _budget(**extra):
+    overrides = [f"budget.{key}={value}" for key, value in extra.items()]
+    return recipes.load("qlora-budget", ["training.max_length=2048", *overrides])
+
+
+LLAMA2_7B = {
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "vocab_size": 32000,
+    "torch_dtype": "bfloat16",
+}
+LLAMA2_70B = {
+    "model_type": "llama",
+    "hidden_size": 8192,
+    "intermediate_size": 28672,
+    "num_hidden_layers": 80,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "vocab_size": 32000,
+    "torch_dtype": "bfloat16",
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "memory"), [(LLAMA2_7B, 24), (LLAMA2_7B, 16), (LLAMA2_7B, 8), (LLAMA2_70B, 48)]
+)
+def test_planner_fits_with_headroom_and_keeps_the_effective_batch(config, memory):
+    recipe = _budget(gpu_memory_gb=memory)
+    chosen = recipe.plan(config)
+    assert chosen.fits and chosen.breakdown.total <= 0.9 * memory * 1e9
+    assert chosen.setup.batch_size * chosen.gradient_accumulation_steps == 16
+    assert chosen.reasons and "fits" in chosen.reasons[0]
+    applied = recipes.load("qlora-budget", ["training.max_length=2048", *chosen.overrides()])
+    assert recipes.load("qlora-budget").training.effective_batch_size == (
+        applied.training.effective_batch_size
+    )
+
+
+def test_planner_prefers_speed_when_memory_is_plenty_and_sacrifices_only_when_needed():
+    roomy = _budget(gpu_memory_gb=80).plan(LLAMA2_7B)
+    assert (roomy.setup.r, roomy.setup.seq_len) == (64, 2048)
+    assert roomy.setup.batch_size > 1
+    tight = _budget(gpu_memory_gb=8).plan(LLAMA2_7B)
+    assert tight.setup.activation_checkpointing
+    assert tight.setup.batch_size < roomy.setup.batch_size
+
+
+def test_nothing_fits_names_the_smallest_memory_that_would():
+    with pytest.raises(PlanError, match=r"nothing fits 3 GB.*needs (\d+\.\d) GB") as info:
+        _budget(gpu_memory_gb=3).plan(LLAMA2_7B)
+    need = float(info.value.args[0].split("needs ")[1].split(" GB")[0])
+    assert _budget(gpu_memory_gb=math.ceil(need)).plan(LLAMA2_7B).fits
+
+
+def test_cost_is_tokens_over_throughput_with_its_assumptions():
+    recipe = _budget(gpu="A100-80GB", dataset_tokens=10_000_000, usd=1)
+    chosen = recipe.plan(LLAMA2_7B)
+    cost = chosen.cost
+    assert cost is not None
+    assert cost.hours == pytest.approx(10_000_000 / cost.tokens_per_second / 3600)
+    assert cost.usd == pytest.approx(cost.hours * 1.80)
+    assert any("TFLOPS" in a for a in cost.assumptions)
+    assert any("over budget" in reason for reason in chosen.reasons)
+
+
+def test_a_gpu_without_bf16_gets_the_fp16_settings():
+    chosen = _budget(gpu="T4").plan(LLAMA2_7B)
+    assert chosen.gpu_memory_gb == 16
+    assert any("T4 has no bfloat16" in reason for reason in chosen.reasons)
+
+
+def test_budget_gpu_names_are_validated():
+    with pytest.raises(Exception, match=r"budget\.gpu"):
+        recipes.load("qlora-budget", ["budget.gpu=GTX1080"])
+    assert isinstance(recipes.load("qlora-budget", ["budget.gpu=L4"]).budget.gpu, str)
+    assert GPU(24, 121, 0.7).memory_gb == 24
+
+
+def test_non_budget_recipes_get_a_verdict_without_changes():
+    recipe = recipes.load("json-output")
+    verdict = plan(recipe, shape_of(LLAMA2_7B), gpu_memory_gb=8)
+    assert not verdict.fits and verdict.setup.batch_size == recipe.training.batch_size
+    assert "does NOT fit" in verdict.reasons[0]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "peftkit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_plan_cli_json_has_total_gb_and_imports_no_torch(tmp_path: Path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(LLAMA2_7B))
+    run = _cli(
+        "plan", "qlora-budget", "--model", str(config), "--gpu-memory", "16", "--json", cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    numbers = json.loads(run.stdout)
+    expected = recipes.load("qlora-budget").plan(config, gpu_memory_gb=16)
+    assert numbers["total_gb"] == round(expected.breakdown.total / 1e9, 3)
+    assert numbers["fits"] is True
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()}
+    assert "torch" not in imported and "transformers" not in imported
+
+
+def test_plan_and_estimate_cli_tables_and_exit_codes(tmp_path: Path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(LLAMA2_7B))
+    table = _cli("plan", "json-output", "--model", str(config), "--gpu-memory", "8", cwd=tmp_path)
+    assert table.returncode == 1 and "does NOT fit" in table.stdout
+    one_off = _cli(
+        "estimate",
+        "--model",
+        str(config),
+        "--method",
+        "qlora",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "512",
+        "--targets",
+        "q_proj,v_proj",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert one_off.returncode == 0, one_off.stderr[-2000:]
+    expected = estimate(
+        shape_of(LLAMA2_7B),
+        Setup(
+            method="qlora", bits=4, batch_size=2, seq_len=512, r=16, targets=("q_proj", "v_proj")
+        ),
+    )
+    assert json.loads(one_off.stdout)["total_gb"] == round(expected.total / 1e9, 3)
+    missing = _cli("plan", "qlora-budget", "--model", str(tmp_path / "nope"), cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    nothing = _cli(
+        "plan", "qlora-budget", "--model", str(config), "--gpu-memory", "2", cwd=tmp_path
+    )
+    assert nothing.returncode == 2 and "nothing fits 2 GB" in nothing.stderr
