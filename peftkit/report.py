@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.table import Table
 
@@ -43,3 +45,37 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
         )
         for assumption in cost.assumptions:
             console.print(f"  assumed: {assumption}")
+
+
+def print_training(metrics: dict, output: Path, console: Console | None = None) -> None:
+    """Before/after, why training stopped, and where the outputs are."""
+    console = console or Console()
+    before, after = metrics["before"], metrics["after"]
+    table = Table("held-out", "before", "after", title=f"{metrics['recipe']}: {metrics['model']}")
+    for key, label in RESULT_ROWS.items():
+        if key in before or key in after:
+            rate = key.endswith("_rate")
+            table.add_row(label, _fmt(before.get(key), rate), _fmt(after.get(key), rate))
+    console.print(table)
+    stop = metrics["stop_reason"] or "finished the planned steps"
+    console.print(
+        f"{metrics['global_step']} steps in {metrics['train_time_s']:.0f} s "
+        f"({metrics['tokens_per_s'] or 0:,.0f} tokens/s); stop: {stop}; best step: "
+        f"{metrics['best_step']}"
+    )
+    for name in ("adapter", "metrics.json", "training.png", "recipe.yaml"):
+        console.print(f"  {output / name}")
+
+
+RESULT_ROWS = {
+    "eval_loss": "loss",
+    "perplexity": "perplexity",
+    "json_valid_rate": "valid JSON",
+    "schema_valid_rate": "schema-valid JSON",
+}
+
+
+def _fmt(value: float | None, rate: bool) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if rate else f"{value:.3f}"

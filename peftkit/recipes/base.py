@@ -258,11 +258,15 @@ class Recipe(Section):
 
         return build.sft_config(self, output_dir, **overrides)
 
-    def build_callbacks(self) -> list[TrainerCallback]:
-        """The enabled peftkit callbacks with this recipe's settings, for any Trainer."""
+    def build_callbacks(self, best_adapter_dir: str | Path | None = None) -> list[TrainerCallback]:
+        """The enabled peftkit callbacks with this recipe's settings, for any Trainer.
+
+        ``best_adapter_dir`` is where early stopping saves the best adapter when the recipe's
+        ``save_best_to`` does not say.
+        """
         from peftkit.recipes import build
 
-        return build.callbacks(self)
+        return build.callbacks(self, best_adapter_dir)
 
     def to_yaml(self) -> str:
         """The whole recipe as YAML; ``recipes.load`` reads it back to an equal recipe."""

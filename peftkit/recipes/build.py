@@ -132,13 +132,15 @@ def sft_config(recipe: Recipe, output_dir: str | Path, **overrides: Any) -> SFTC
     return SFTConfig(**{**sft_config_kwargs(recipe, output_dir), **overrides})
 
 
-def callbacks(recipe: Recipe) -> list[TrainerCallback]:
+def callbacks(recipe: Recipe, best_adapter_dir: str | Path | None = None) -> list[TrainerCallback]:
     from peftkit.callbacks import EarlyStopping, GradientCheck, OverfitDetector
 
     settings = recipe.callbacks
     built: list[TrainerCallback] = []
     if settings.early_stopping.enabled:
-        built.append(EarlyStopping(**settings.early_stopping.model_dump(exclude={"enabled"})))
+        stopping = settings.early_stopping.model_dump(exclude={"enabled"})
+        stopping["save_best_to"] = stopping["save_best_to"] or best_adapter_dir
+        built.append(EarlyStopping(**stopping))
     if settings.overfit.enabled:
         built.append(OverfitDetector(**settings.overfit.model_dump(exclude={"enabled"})))
     if settings.gradient_checks.enabled:

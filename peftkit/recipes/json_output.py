@@ -10,7 +10,7 @@ from pydantic_core import InitErrorDetails
 from peftkit.errors import rule_error
 from peftkit.recipes.base import Recipe, section
 from peftkit.recipes.data import DataSection
-from peftkit.recipes.section import with_defaults
+from peftkit.recipes.section import Section, with_defaults
 from peftkit.recipes.training import TrainingSection
 
 _Training = with_defaults(
@@ -30,6 +30,20 @@ _Data = with_defaults(
     format="prompt-completion",
     completion_only_loss=True,
 )
+
+
+class GenerationSection(Section):
+    """How answers are generated to measure the JSON and schema-valid rates."""
+
+    samples: int = Field(64, ge=1, description="Held-out prompts answered before and after.")
+    max_new_tokens: int = Field(128, ge=1, description="Longest answer generated.")
+    batch_size: int = Field(16, ge=1, description="Prompts generated together.")
+    during_training: int = Field(
+        0,
+        ge=0,
+        description="Prompts answered at every evaluation during training (0: none); adds "
+        "eval_json_valid_rate and eval_schema_valid_rate to the metrics.",
+    )
 
 
 class JsonOutput(Recipe):
@@ -62,6 +76,7 @@ class JsonOutput(Recipe):
     )
     training: _Training = section(_Training)  # type: ignore[valid-type]
     data: _Data = section(_Data)  # type: ignore[valid-type]
+    generation: GenerationSection = section(GenerationSection)
 
     def problems(self) -> list[InitErrorDetails]:
         found = super().problems()

@@ -1,0 +1,13 @@
+"""Evaluation that matches the recipe: JSON/schema-valid rates of generated answers, perplexity.
+
+``METRIC_PATH`` is a local ``evaluate`` metric (``evaluate.load(METRIC_PATH)``), since the
+metric hub may be out of reach.
+"""
+
+from pathlib import Path
+
+from peftkit.evaluation.json_answers import generate_answers, json_rates, prompt_text
+
+METRIC_PATH = str(Path(__file__).parent / "json_validity")
+
+__all__ = ["METRIC_PATH", "generate_answers", "json_rates", "prompt_text"]

@@ -1,0 +1,289 @@
+"""The main job: a recipe, a model and data in; an adapter, the resolved recipe, metrics and a
+plot out. ``peftkit train`` is a thin wrapper around :func:`train`.
+
+Only the main process writes files; under ``torchrun`` every rank trains and evaluates.
+Ctrl-C stops training cleanly: the best adapter so far is restored and saved like at a normal
+end, and ``metrics.json`` records the interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from peftkit.errors import RecipeError
+from peftkit.recipes.base import Recipe
+
+log = logging.getLogger("peftkit")
+
+OUTPUTS = ("adapter", "recipe.yaml", "metrics.json", "training.png")
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse a non-empty folder unless ``overwrite``; nothing a user made is replaced silently."""
+    if output.exists() and not output.is_dir():
+        raise RecipeError(f"--output {output}: a file, not a folder. Fix: choose a folder.")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise RecipeError(
+            f"--output {output}: the folder is not empty; peftkit never overwrites what is "
+            "there. Fix: choose a new folder, or pass --overwrite to replace its contents."
+        )
+
+
+def create_output(output: Path) -> None:
+    """Empty (after check_output allowed it) and create the folder, on the main process."""
+    if not is_main_process():
+        return
+    if output.is_dir():
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def _trainer_class() -> type:
+    from trl import SFTTrainer
+
+    from peftkit.callbacks import GradientNormMixin
+
+    class PeftkitSFTTrainer(GradientNormMixin, SFTTrainer):
+        """SFTTrainer whose callbacks see the gradient norm of every step."""
+
+    return PeftkitSFTTrainer
+
+
+def _eval_prompts(dataset: Any, fmt: str, limit: int) -> tuple[list[Any], list[Any]]:
+    """Held-out prompts (and the reference answers) for generation."""
+    rows = dataset.select(range(min(limit, len(dataset))))
+    if fmt == "prompt-completion":
+        return list(rows["prompt"]), list(rows["completion"])
+    prompts, answers = [], []
+    for messages in rows["messages"]:
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        prompts.append(messages[:last])
+        answers.append(messages[last]["content"])
+    return prompts, answers
+
+
+def _evaluate(trainer: Any, recipe: Recipe, splits: Any, tokenizer: Any) -> dict[str, Any]:
+    """What the recipe's user cares about: loss and perplexity; for JSON, the valid rates."""
+    from peftkit.callbacks import PeftkitCallback
+    from peftkit.evaluation import generate_answers, json_rates
+    from peftkit.evaluation.callback import JsonAnswers
+
+    found: dict[str, Any] = {}
+    if splits.eval is None:
+        return found
+    handler = trainer.callback_handler
+    watching = handler.callbacks
+    # Before and after are not training evaluations: early stopping must not count them.
+    handler.callbacks = [c for c in watching if not isinstance(c, PeftkitCallback | JsonAnswers)]
+    try:
+        loss = trainer.evaluate()["eval_loss"]
+    finally:
+        handler.callbacks = watching
+    found["eval_loss"] = loss
+    found["perplexity"] = math.exp(loss) if loss < 50 else math.inf
+    settings = getattr(recipe, "generation", None)
+    if settings is not None and splits.format != "text":
+        prompts, _ = _eval_prompts(splits.eval, splits.format, settings.samples)
+        answers = generate_answers(
+            trainer.model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size
+        )
+        found.update(json_rates(answers, recipe.json_schema))  # type: ignore[attr-defined]
+        found["examples"] = [
+            {"prompt": p if isinstance(p, str) else p[-1]["content"], "answer": a}
+            for p, a in list(zip(prompts, answers, strict=True))[:3]
+        ]
+    return found
+
+
+def _peak_memory_gb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def train(
+    recipe: Recipe,
+    data: str | Path,
+    output: str | Path,
+    eval_data: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train ``recipe`` on ``data`` and write the outputs to ``output``; return the metrics."""
+    from peftkit import data as data_module
+    from peftkit.loading import load_model, load_tokenizer
+
+    output = Path(output)
+    check_output(output, overwrite)
+    splits = data_module.prepare(recipe, data, eval_data)
+    if splits.eval is None and recipe.training.eval_strategy != "no":
+        raise RecipeError(
+            "no evaluation data: training.eval_fraction is 0 and no --eval-data was given. "
+            "Fix: pass --eval-data, or training.eval_fraction=0.1."
+        )
+    recipe = _resolved(recipe, data, eval_data, splits.format)
+    tokenizer = load_tokenizer(recipe)
+    data_module.check_chat(splits, tokenizer)
+    model = load_model(recipe)
+    create_output(output)
+    trainer = _build_trainer(recipe, model, tokenizer, splits, output)
+    before = _evaluate(trainer, recipe, splits, tokenizer)
+    started, interrupted = time.perf_counter(), False
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: restoring the best adapter so far and saving it")
+        _restore_best(trainer)
+    train_seconds = time.perf_counter() - started
+    after: dict[str, Any] = {}
+    if not interrupted:
+        try:
+            after = _evaluate(trainer, recipe, splits, tokenizer)
+        except KeyboardInterrupt:
+            interrupted = True
+    metrics = _metrics(recipe, trainer, splits, before, after, train_seconds, interrupted)
+    if is_main_process():
+        _write_outputs(recipe, trainer, tokenizer, metrics, output)
+    return metrics
+
+
+def _resolved(recipe: Recipe, data: str | Path, eval_data: str | Path | None, fmt: str) -> Recipe:
+    """The recipe as it runs: data paths and the detected format filled in (for recipe.yaml)."""
+    section = recipe.data.model_copy(
+        update={
+            "format": fmt,
+            "train_path": str(data),
+            "eval_path": None if eval_data is None else str(eval_data),
+        }
+    )
+    return recipe.model_copy(update={"data": section})
+
+
+def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, output: Path) -> Any:
+    callbacks = recipe.build_callbacks(best_adapter_dir=output / "best-adapter")
+    settings = getattr(recipe, "generation", None)
+    if settings is not None and settings.during_training and splits.format != "text":
+        from peftkit.evaluation.callback import JsonAnswers
+
+        prompts, _ = _eval_prompts(splits.eval, splits.format, settings.during_training)
+        schema = recipe.json_schema  # type: ignore[attr-defined]
+        answers = JsonAnswers(
+            tokenizer, prompts, schema, settings.max_new_tokens, settings.batch_size
+        )
+        callbacks.insert(0, answers)  # before EarlyStopping, which may monitor its rates
+    overrides: dict[str, Any] = {"include_num_input_tokens_seen": "all"}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        overrides["ddp_find_unused_parameters"] = False
+    trainer = _trainer_class()(
+        model=model,
+        args=recipe.build_sft_config(output / "checkpoints", **overrides),
+        train_dataset=splits.train,
+        eval_dataset=splits.eval,
+        processing_class=tokenizer,
+        peft_config=recipe.build_lora_config(),
+        callbacks=callbacks,
+    )
+    for name, dataset in (
+        ("training", trainer.train_dataset),
+        ("evaluation", trainer.eval_dataset),
+    ):
+        if dataset is not None and len(dataset) == 0:
+            raise RecipeError(
+                f"every {name} example was dropped: at training.max_length="
+                f"{recipe.training.max_length} tokens no completion is left after truncation. "
+                "Fix: raise training.max_length, or shorten the prompts."
+            )
+    return trainer
+
+
+def _restore_best(trainer: Any) -> None:
+    from peftkit.callbacks import EarlyStopping, find
+
+    stopper = _maybe(find, trainer, EarlyStopping)
+    if stopper is not None:
+        stopper.restore(trainer.model)
+
+
+def _metrics(
+    recipe: Recipe,
+    trainer: Any,
+    splits: Any,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    train_seconds: float,
+    interrupted: bool,
+) -> dict[str, Any]:
+    from peftkit.callbacks import EarlyStopping, OverfitDetector, find
+
+    stopper = _maybe(find, trainer, EarlyStopping)
+    detector = _maybe(find, trainer, OverfitDetector)
+    stops = [h for h in trainer.state.log_history if "peftkit_stop" in h]
+    last = stops[-1] if stops else {}
+    tokens = trainer.state.num_input_tokens_seen
+    args = trainer.args
+    return {
+        "recipe": recipe.recipe,
+        "model": recipe.model.name,
+        "data": {
+            "format": splits.format,
+            "train_rows": len(splits.train),
+            "eval_rows": 0 if splits.eval is None else len(splits.eval),
+            "eval_source": splits.eval_source,
+        },
+        "before": before,
+        "after": after,
+        "stop_reason": "interrupted" if interrupted else last.get("stop_reason"),
+        "stop_message": last.get("stop_message"),
+        "stop_step": last.get("step"),
+        "stopped_by": last.get("peftkit_stop"),
+        "best_step": None if stopper is None else stopper.best_step,
+        "best_metric": None if stopper is None else stopper.best,
+        "restored_best": None if stopper is None else stopper.restored,
+        "overfit_detected_step": None if detector is None else detector.detected_step,
+        "global_step": trainer.state.global_step,
+        "train_time_s": round(train_seconds, 2),
+        "train_tokens": tokens,
+        "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else None,
+        "peak_memory_gb": round(_peak_memory_gb(), 3),
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+    }
+
+
+def _write_outputs(
+    recipe: Recipe, trainer: Any, tokenizer: Any, metrics: dict[str, Any], output: Path
+) -> None:
+    from peftkit.plot import plot_training
+
+    trainer.model.save_pretrained(output / "adapter")
+    tokenizer.save_pretrained(output / "adapter")
+    (output / "recipe.yaml").write_text(recipe.to_yaml())
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    plot_training(
+        trainer.state.log_history,
+        output / "training.png",
+        metrics["best_step"],
+        metrics["stop_step"],
+        metrics["overfit_detected_step"],
+        f"{recipe.recipe} on {Path(recipe.model.name).name}",
+    )
+
+
+def _maybe(find: Any, trainer: Any, kind: type) -> Any:
+    try:
+        return find(trainer, kind)
+    except LookupError:
+        return None

@@ -1,0 +1,201 @@
+"""``peftkit train`` with bad input: exit code 2, a plain "error:" message that says what is
+wrong and what was found, no traceback, and nothing trained.
+
+Most cases run the console-script entry point in this process (an exception escaping it is what
+a user sees as a traceback, and fails the test); two run as real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import prompt_completion_rows
+from train_helpers import (
+    assert_user_error,
+    messages_rows,
+    one_torch_thread,
+    peftkit_cli,
+    run_main,
+    short,
+    write_data,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def no_chat_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its tokenizer's chat template removed."""
+    folder = tmp_path_factory.mktemp("no-chat") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("chat_template", None)
+    config_file.write_text(json.dumps(config))
+    return folder
+
+
+def _train(monkeypatch, model: Path, data: Path | None, out: Path, *extra: str):
+    args = ["train", "json-output", *short(model), *extra, "--output", str(out)]
+    args += ["--data", str(data)] if data is not None else []
+    return run_main(monkeypatch, *args)
+
+
+def _nothing_trained(out: Path) -> None:
+    for name in ("checkpoints", "best-adapter", "adapter", "metrics.json"):
+        assert not (out / name).exists(), name
+
+
+def _good(tmp_path: Path) -> Path:
+    return write_data(tmp_path / "good.jsonl", prompt_completion_rows(12))
+
+
+# Each case: (files to write, --data, overrides, what the message must name). A file's rows are
+# a list of dicts; a str is written as the file's text.
+BAD_DATA = {
+    "missing data file": ({}, "nope.jsonl", [], ["nope.jsonl", "no such file"]),
+    "empty data file": ({"empty.jsonl": ""}, "empty.jsonl", [], ["empty.jsonl", "empty"]),
+    "whitespace-only data file": ({"blank.jsonl": "\n\n"}, "blank.jsonl", [], ["blank.jsonl"]),
+    "CSV with a header only": ({"head.csv": "prompt,completion\n"}, "head.csv", [], ["head.csv"]),
+    "unknown file type": ({"data.txt": "hello\n"}, "data.txt", [], ["unknown file type", ".txt"]),
+    "malformed JSON lines": ({"bad.jsonl": '{"prompt": "x"\n'}, "bad.jsonl", [], ["bad.jsonl"]),
+    "a folder that is not a saved dataset": (
+        {"folder/readme.jsonl": prompt_completion_rows(2)},
+        "folder",
+        [],
+        ["folder", "save_to_disk"],
+    ),
+    "columns that match no format": (
+        {"qa.jsonl": [{"question": "q", "answer": "a"}] * 4},
+        "qa.jsonl",
+        ["data.format=auto"],
+        ["answer, question", "messages", "prompt-completion", "prompt, completion", "text"],
+    ),
+    "prompt-completion data without a completion column": (
+        {"prompts.jsonl": [{"prompt": "q"}] * 4},
+        "prompts.jsonl",
+        ["data.format=prompt-completion"],
+        ["completion", "missing", "found: prompt"],
+    ),
+    "raw text for json-output": (
+        {"text.jsonl": [{"text": "some text"}] * 4},
+        "text.jsonl",
+        ["data.format=auto"],
+        ["json-output", "text"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_bad_data_is_a_user_error(case, monkeypatch, tiny_model_dir, tmp_path):
+    files, data, overrides, mentions = BAD_DATA[case]
+    for name, content in files.items():
+        path = tmp_path / name
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            write_data(path, content)
+    out = tmp_path / "out"
+    code, _, err = _train(monkeypatch, tiny_model_dir, tmp_path / data, out, *overrides)
+    assert_user_error(code, err, *mentions)
+    _nothing_trained(out)
+
+
+def test_eval_data_in_another_format_is_a_user_error(monkeypatch, tiny_model_dir, tmp_path):
+    held_out = write_data(tmp_path / "held-out.jsonl", [{"text": "t"}] * 3)
+    out = tmp_path / "out"
+    code, _, err = _train(
+        monkeypatch, tiny_model_dir, _good(tmp_path), out, "--eval-data", str(held_out)
+    )
+    assert_user_error(code, err, "held-out.jsonl", "prompt, completion", "found: text")
+    _nothing_trained(out)
+
+
+def test_a_model_path_that_does_not_exist(monkeypatch, tmp_path):
+    out = tmp_path / "out"
+    missing = tmp_path / "no-such-model"
+    code, _, err = _train(monkeypatch, missing, _good(tmp_path), out)
+    assert_user_error(code, err, str(missing), "model.name")
+    _nothing_trained(out)
+
+
+def test_chat_data_needs_a_chat_template(monkeypatch, no_chat_model_dir, tmp_path):
+    data = write_data(tmp_path / "chat.jsonl", messages_rows(8))
+    out = tmp_path / "out"
+    code, _, err = _train(monkeypatch, no_chat_model_dir, data, out, "data.format=messages")
+    assert_user_error(code, err, "chat template", "messages")
+    _nothing_trained(out)
+
+
+def test_max_length_beyond_the_models_context(monkeypatch, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = _train(
+        monkeypatch, tiny_model_dir, _good(tmp_path), out, "training.max_length=1024"
+    )
+    assert_user_error(code, err, "training.max_length", "1024", "512")
+    _nothing_trained(out)
+
+
+def test_a_recipe_that_does_not_validate(monkeypatch, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = _train(
+        monkeypatch, tiny_model_dir, _good(tmp_path), out,
+        "lora.r=0", "training.learning_rate=5",
+    )  # fmt: skip
+    assert_user_error(code, err, "2 problem(s)", "lora.r", "training.learning_rate")
+    _nothing_trained(out)
+
+
+def test_a_recipe_file_that_does_not_validate(monkeypatch, tiny_model_dir, tmp_path):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("recipe: json-output\ntrainig:\n  learning_rate: 1e-4\n")
+    args = ["train", str(recipe), "--model", str(tiny_model_dir), "--data", str(_good(tmp_path))]
+    code, _, err = run_main(monkeypatch, *args, "--output", str(tmp_path / "out"))
+    assert_user_error(code, err, "trainig", "training")
+    _nothing_trained(tmp_path / "out")
+
+
+def test_no_data_at_all(monkeypatch, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = _train(monkeypatch, tiny_model_dir, None, out)
+    assert_user_error(code, err, "--data")
+    _nothing_trained(out)
+
+
+def test_completions_cut_off_by_max_length(monkeypatch, tiny_model_dir, tmp_path):
+    """Every prompt is longer than training.max_length: truncation leaves no completion token
+    to learn from or to evaluate, so there is nothing to train on."""
+    rows = [{**row, "prompt": "word " * 200} for row in prompt_completion_rows(12)]
+    data = write_data(tmp_path / "long.jsonl", rows)
+    out = tmp_path / "out"
+    code, _, err = _train(monkeypatch, tiny_model_dir, data, out, "training.max_length=16")
+    assert_user_error(code, err, "max_length")
+
+
+# --- as real processes ---------------------------------------------------------------------------
+
+
+def test_missing_data_file_in_a_real_process(tiny_model_dir: Path, tmp_path: Path):
+    result = peftkit_cli(
+        "train", "json-output", *short(tiny_model_dir), "--data", "nope.jsonl",
+        "--output", str(tmp_path / "out"), cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert_user_error(result.returncode, result.stderr, "nope.jsonl", "no such file")
+    _nothing_trained(tmp_path / "out")
+
+
+def test_no_data_in_a_real_process(tiny_model_dir: Path, tmp_path: Path):
+    result = peftkit_cli(
+        "train", "json-output", "--model", str(tiny_model_dir), "--output", str(tmp_path / "o"),
+        cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert_user_error(result.returncode, result.stderr, "no training data", "--data")
+    assert not (tmp_path / "o").exists()
