@@ -11,7 +11,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-from published_memory import NOT_COMPARED, ROWS, TOLERANCE, estimated_gb
+from published_memory import LLAMA2_70B, NOT_COMPARED, ROWS, TOLERANCE, estimated_gb
+from published_memory import LLAMA_7B as LLAMA2_7B
 
 from peftkit import recipes
 from peftkit.memory import (
@@ -262,27 +263,6 @@ def test_activation_checkpointing_and_quantization_lower_the_estimate():
 def _budget(**extra):
     overrides = [f"budget.{key}={value}" for key, value in extra.items()]
     return recipes.load("qlora-budget", ["training.max_length=2048", *overrides])
-
-
-LLAMA2_7B = {
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 11008,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "vocab_size": 32000,
-    "torch_dtype": "bfloat16",
-}
-LLAMA2_70B = {
-    "model_type": "llama",
-    "hidden_size": 8192,
-    "intermediate_size": 28672,
-    "num_hidden_layers": 80,
-    "num_attention_heads": 64,
-    "num_key_value_heads": 8,
-    "vocab_size": 32000,
-    "torch_dtype": "bfloat16",
-}
 
 
 @pytest.mark.parametrize(
