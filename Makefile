@@ -6,7 +6,7 @@ STAMP := $(VENV)/.stamp-install
 # a multi-GB CUDA build for the project's `torch>=` requirement.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint format recipes demo
+.PHONY: install test lint format recipes demo docs bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,18 +22,27 @@ demo: install
 
 install: $(STAMP)
 
-test: install lint
+test: install lint docs
 	$(PY) -m pytest -q
 
+# The docs site, built strictly: a broken link or a bad reference fails the build.
+docs: install
+	$(PY) scripts/gen_docs.py
+	$(VENV)/bin/mkdocs build --strict --quiet
+
 lint: install
-	$(VENV)/bin/ruff check peftkit tests benchmarks
-	$(VENV)/bin/ruff format --check peftkit tests benchmarks
+	$(VENV)/bin/ruff check peftkit tests benchmarks scripts
+	$(VENV)/bin/ruff format --check peftkit tests benchmarks scripts
 
 format: install
-	$(VENV)/bin/ruff check --fix peftkit tests benchmarks
-	$(VENV)/bin/ruff format peftkit tests benchmarks
+	$(VENV)/bin/ruff check --fix peftkit tests benchmarks scripts
+	$(VENV)/bin/ruff format peftkit tests benchmarks scripts
 
 # Regenerate the built-in recipe files from the recipe classes (a test checks they match).
 recipes: install
 	$(PY) -c "from pathlib import Path; from peftkit.recipes import BUILTIN, to_yaml; \
 	[Path(f'recipes/{n}.yaml').write_text(to_yaml(k())) for n, k in BUILTIN.items()]"
+
+# Every benchmark, side by side on this machine; each rewrites its section of docs/benchmarks.md.
+bench: install
+	cd benchmarks && ../$(PY) import_time.py && ../$(PY) callbacks.py && ../$(PY) memory_tables.py

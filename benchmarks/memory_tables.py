@@ -1,7 +1,8 @@
 """The tables of docs/memory.md: estimate against every published figure, and the planner's
 choices for a 7B model on 24, 16 and 8 GB and a 70B model on 48 GB, with its reasons.
 
-Pure arithmetic (no GPU, no weights): runs in a second. Rewrites two sections of docs/memory.md.
+Pure arithmetic (no GPU, no weights): runs in a second. Rewrites two sections of docs/memory.md
+and the memory section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def planner_examples() -> str:
 
 
 def main() -> None:
-    write_section("published", published_table(), DOC)
+    table = published_table()
+    write_section("published", table, DOC)
+    write_section("memory", f"## Memory estimator against published figures\n\n{table}")
     write_section("planner", planner_examples(), DOC)
     print(DOC.read_text())
 

@@ -38,4 +38,5 @@ __all__ = [
 
 def estimate_recipe(recipe: Recipe, model: Any, gpus: int = 1) -> Breakdown:
     """The peak-memory breakdown of ``recipe`` on the model whose config ``model`` names."""
-    return estimate(shape_of(read_config(model)), setup_of(recipe, gpus))
+    shape = shape_of(read_config(model))
+    return estimate(shape, setup_of(recipe, gpus, shape.checkpoint_dtype))

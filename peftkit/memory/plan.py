@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from peftkit.errors import RecipeError
-from peftkit.memory.estimate import GB, Breakdown, Setup, estimate
+from peftkit.memory.estimate import DTYPE_BYTES, GB, Breakdown, Setup, estimate
 from peftkit.memory.gpus import CATALOG
 from peftkit.memory.shapes import ModelShape
 
@@ -98,10 +98,13 @@ class Plan:
         ]
 
 
-def setup_of(recipe: Recipe, gpus: int = 1) -> Setup:
-    """The memory-relevant settings a recipe stands for (precision as on a bf16 GPU)."""
+def setup_of(recipe: Recipe, gpus: int = 1, checkpoint_dtype: str = "bfloat16") -> Setup:
+    """The memory-relevant settings a recipe stands for (precision as on a bf16 GPU);
+    ``model.dtype: auto`` keeps ``checkpoint_dtype``, as loading does."""
     t, lora, q = recipe.training, recipe.lora, recipe.quantization
     dtype = recipe.model.dtype
+    if dtype == "auto":
+        dtype = checkpoint_dtype if checkpoint_dtype in DTYPE_BYTES else "float32"
     return Setup(
         method=recipe.method,
         bits=q.bits,
@@ -114,7 +117,7 @@ def setup_of(recipe: Recipe, gpus: int = 1) -> Setup:
         seq_len=t.max_length,
         activation_checkpointing=t.activation_checkpointing,
         optimizer=t.optimizer,
-        weights_dtype="bfloat16" if dtype == "auto" else dtype,
+        weights_dtype=dtype,
         activation_bytes=4 if t.precision == "fp32" else 2,
         gpus=gpus,
         sharded=recipe.distributed.strategy == "fsdp",
@@ -148,7 +151,7 @@ def plan(
     memory = gpu_memory_gb or (budget and budget.gpu_memory_gb) or (gpu and gpu.memory_gb)
     count = gpus or (budget.gpus if budget is not None else 1)
     effective = recipe.training.batch_size * recipe.training.gradient_accumulation_steps
-    base = setup_of(recipe, count)
+    base = setup_of(recipe, count, shape.checkpoint_dtype)
     if memory is None or budget is None:
         breakdown = estimate(shape, base)
         fits = memory is None or breakdown.total <= HEADROOM * memory * GB

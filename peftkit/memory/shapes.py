@@ -59,8 +59,8 @@ class ModelShape:
     """Linear layers outside the decoder layers (OPT's embedding projections)."""
     lm_head_params: int
     """0 when the output head is tied to the input embedding."""
-    max_positions: int
     checkpoint_dtype: str
+    """The dtype the checkpoint is stored in ('auto' loading keeps it)."""
 
     @property
     def all_linears(self) -> list[Linear]:
@@ -138,7 +138,6 @@ def shape_of(config: dict[str, Any]) -> ModelShape:
         outer_params=outer,
         outer_linears=tuple(outer_linears),
         lm_head_params=lm_head,
-        max_positions=positions,
         checkpoint_dtype=dtype,
     )
 
