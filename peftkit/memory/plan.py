@@ -126,11 +126,13 @@ def setup_of(recipe: Recipe, gpus: int = 1, checkpoint_dtype: str = "bfloat16") 
 
 def relative_step_time(shape: ModelShape, setup: Setup, effective_batch: int) -> float:
     """Seconds per optimizer step up to a constant factor (see the module docstring)."""
-    flops_per_token = (6 if setup.method == "full" else 4) + (
-        2 if setup.activation_checkpointing else 0
-    )
     tokens = effective_batch * setup.seq_len
-    return tokens * flops_per_token * shape.total_params / utilisation(setup)
+    return tokens * flops_per_param_token(setup) * shape.total_params / utilisation(setup)
+
+
+def flops_per_param_token(setup: Setup) -> int:
+    """FLOPs per parameter and token: 4 with frozen weights, 6 in full, +2 to recompute."""
+    return (6 if setup.method == "full" else 4) + (2 if setup.activation_checkpointing else 0)
 
 
 def utilisation(setup: Setup) -> float:
@@ -314,9 +316,7 @@ def _cost(recipe: Recipe, shape: ModelShape, chosen: Plan, gpus: int) -> Cost | 
     if gpu is None:
         return None
     setup = chosen.setup
-    flops_per_token = (6 if setup.method == "full" else 4) + (
-        2 if setup.activation_checkpointing else 0
-    )
+    flops_per_token = flops_per_param_token(setup)
     per_second = (
         gpus * gpu.tflops * 1e12 * utilisation(setup) / (flops_per_token * shape.total_params)
     )
