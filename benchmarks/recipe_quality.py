@@ -28,7 +28,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +120,15 @@ CONFIGS: dict[str, Callable[..., tuple[Any, Any]]] = dict(
 
 
 def load(model_path: Path) -> tuple[Any, Any]:
+    """The base model in fp32 (as in the demo) and its tokenizer as `peftkit train` sets it up."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    from peftkit.loading import load_tokenizer
+
+    base = recipes.from_dict({"recipe": "custom", "model": {"name": str(model_path)}})
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    return model, tokenizer
+    return model, load_tokenizer(base)
 
 
 def dataset(rows: list[dict[str, Any]]) -> Any:
@@ -226,12 +227,12 @@ def run_task(task: Task, model_path: Path, work: Path) -> tuple[dict[str, float]
     base = base_scores(task, model_path, work)
     runs = [train_one(task, config, model_path, work, "same examples") for config in CONFIG_NAMES]
     recipe = runs[0]
-    same_time = [Run(**{**recipe.__dict__, "budget": "same wall time"})]
+    same_time = [replace(recipe, budget="same wall time")]
     for run in runs[1:]:
         per_step = run.seconds / max(run.steps, 1)
         steps = max(1, round(recipe.seconds / per_step))
         if steps == run.steps:
-            same_time.append(Run(**{**run.__dict__, "budget": "same wall time"}))
+            same_time.append(replace(run, budget="same wall time"))
         else:
             same_time.append(train_one(task, run.config, model_path, work, "same wall time", steps))
     return base, runs + same_time
