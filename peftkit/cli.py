@@ -1,13 +1,17 @@
 """The ``peftkit`` command. Thin: it parses, calls the library and prints; no logic of its own.
 
-User errors (a bad recipe, a missing file, bad YAML) print every problem without a traceback
-and exit with code 2.
+User errors (a bad recipe, a missing file, bad YAML, a bad option) print every problem without a
+traceback and exit with code 2; Ctrl-C exits with 130, so ``peftkit train ... && next`` stops.
+Anything else is a bug in peftkit and keeps its traceback; ``--debug`` shows the traceback of
+user errors too.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,13 +24,19 @@ from peftkit.errors import MissingExtraError, PeftkitWarning, RecipeError, descr
 if TYPE_CHECKING:
     from peftkit.memory import Plan
 
-USER_ERRORS = (ValidationError, RecipeError, MissingExtraError)
+USER_ERRORS = (ValidationError, RecipeError, MissingExtraError, OSError)
+"""What bad input raises. OSError covers what the file system refuses (a read-only folder, a
+full disk); its message names the path."""
 EXIT_USER_ERROR = 2
 EXIT_DOES_NOT_FIT = 1
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, what a shell reports for a command stopped by Ctrl-C."""
+DEBUG_FLAG = "--debug"
 
 app = typer.Typer(
     name="peftkit",
-    help="Validated LoRA/QLoRA fine-tuning recipes for the Hugging Face stack.",
+    help="Validated LoRA/QLoRA fine-tuning recipes for the Hugging Face stack. "
+    f"Add {DEBUG_FLAG} anywhere to see the traceback behind an error.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -250,10 +260,26 @@ _default_showwarning = warnings.showwarning
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: one message and exit 2 for user errors, 130 for Ctrl-C."""
+    args = sys.argv[1:]
+    debug = DEBUG_FLAG in args or os.environ.get("PEFTKIT_DEBUG") == "1"
+    args = [a for a in args if a != DEBUG_FLAG] or ["--help"]
     warnings.showwarning = _show_warning
     try:
-        app()
+        code = app(args=args, standalone_mode=False)
     except USER_ERRORS as error:
-        print(f"error: {describe(error)}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        _fail(f"error: {describe(error)}", EXIT_USER_ERROR, debug)
+    except typer.TyperException as error:  # a bad option or argument, found by the parser
+        context = getattr(error, "ctx", None)
+        hint = "" if context is None else f"\n{context.get_usage()}"
+        _fail(f"error: {error.format_message()}{hint}", EXIT_USER_ERROR, debug)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("interrupted", EXIT_INTERRUPTED, debug)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    print(message, file=sys.stderr)
+    sys.exit(code)

@@ -30,7 +30,21 @@ class PeftkitDeprecationWarning(PeftkitWarning, FutureWarning):
 
 
 class RecipeError(ValueError):
-    """A user error outside field validation: a missing file, bad YAML, a malformed override."""
+    """A user error outside field validation: a missing file, bad YAML, a malformed override.
+
+    The CLI prints it as one message and exits with code 2; it derives from ValueError so that
+    Python callers can keep catching what they would catch for a bad argument.
+    """
+
+
+class ProblemsError(RecipeError):
+    """Several things wrong with one input (data rows, a model config, a YAML file), found
+    together and reported together, each as a :class:`Problem`."""
+
+    def __init__(self, subject: str, found: Sequence[Problem]) -> None:
+        self.subject = subject
+        self.problems = list(found)
+        super().__init__(format_problems(subject, self.problems))
 
 
 class MissingExtraError(ImportError):
@@ -85,7 +99,8 @@ def did_you_mean(key: str, choices: Iterable[str], aliases: dict[str, str] | Non
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a recipe, in the four parts a person needs to fix it."""
+    """One thing wrong with an input, in the four parts a person needs to fix it: where (a field
+    path, or a file with its line and column), what was found, the rule, and the fix."""
 
     path: str
     value: Any
@@ -93,13 +108,34 @@ class Problem:
     fix: str
 
     def __str__(self) -> str:
-        value = "(missing)" if self.value is _MISSING else repr(self.value)
+        value = "(missing)" if self.value is MISSING else _short_repr(self.value)
         return (
             f"{self.path or '(recipe)'}: got {value}\n    rule: {self.rule}\n    fix:  {self.fix}"
         )
 
 
-_MISSING = object()
+MISSING = object()
+"""The value of a Problem about something absent (a missing key, column or file)."""
+
+MAX_SHOWN = 20
+"""Problems printed at most; a huge or hostile input still gives a readable message."""
+MAX_VALUE_CHARS = 80
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    if len(text) <= MAX_VALUE_CHARS:
+        return text
+    return f"{text[: MAX_VALUE_CHARS - 20]}... ({len(text):,} characters)"
+
+
+def format_problems(subject: str, found: Sequence[Problem]) -> str:
+    """``found`` as one message: a count, then the first MAX_SHOWN problems, then how many more."""
+    lines = [f"{len(found)} problem(s) {subject}:", *(f"- {p}" for p in found[:MAX_SHOWN])]
+    if len(found) > MAX_SHOWN:
+        lines.append(f"... and {len(found) - MAX_SHOWN} more (the first {MAX_SHOWN} are shown)")
+    return "\n".join(lines)
+
 
 # Fixes for pydantic's own error types; the rule is pydantic's message.
 _FIXES = {
@@ -142,7 +178,7 @@ def problems(error: ValidationError) -> list[Problem]:
     for item in error.errors(include_url=False):
         ctx = item.get("ctx") or {}
         path = ".".join(str(part) for part in item["loc"] if _is_field(part))
-        value = _MISSING if item["type"] == "missing" else item.get("input")
+        value = MISSING if item["type"] == "missing" else item.get("input")
         if item["type"] == RULE:
             rule, fix = ctx["rule"], ctx["fix"]
         else:
@@ -165,7 +201,5 @@ def _is_field(part: str | int) -> bool:
 def describe(error: BaseException) -> str:
     """The text the CLI prints for a user error: every problem, no traceback."""
     if isinstance(error, ValidationError):
-        listed = problems(error)
-        header = f"{len(listed)} problem(s) in the recipe:"
-        return "\n".join([header, *(f"- {p}" for p in listed)])
+        return format_problems("in the recipe", problems(error))
     return str(error)

@@ -8,14 +8,15 @@ are checked together and reported in one ``ValidationError``.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import PeftkitWarning, raise_all, rule_error
+from peftkit.errors import PeftkitWarning, RecipeError, raise_all, rule_error
 from peftkit.recipes.callback_settings import CallbackSettings
-from peftkit.recipes.data import DataSection
+from peftkit.recipes.data import DataFormat, DataSection, describe_formats
 from peftkit.recipes.distributed import DistributedSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.model import ModelSection
@@ -43,6 +44,18 @@ LEARNING_RATE_USUAL: dict[str, tuple[float, float]] = {
 MAX_USUAL_EPOCHS = 3
 
 
+@dataclass(frozen=True)
+class DataMisfit:
+    """A data format a recipe cannot train on: the field that decides it, the rule, and the fix
+    in the recipe (a declared format) or in the data (a detected one)."""
+
+    field: tuple[str, ...]
+    value: Any
+    rule: str
+    recipe_fix: str
+    data_fix: str
+
+
 def section(kind: type[Section]) -> Any:
     """A recipe field holding a section, described by the section's docstring."""
     return Field(default_factory=kind, description=(kind.__doc__ or "").strip())
@@ -61,6 +74,13 @@ class Recipe(Section):
         "args": "training",
         "dataset": "data",
     }
+
+    DATA_FORMATS: ClassVar[tuple[DataFormat, ...]] = ("text", "prompt-completion", "messages")
+    """The data formats this recipe trains on, the first one preferred."""
+    DATA_FORMATS_WHY: ClassVar[str] = ""
+    JSON_ANSWERS: ClassVar[bool] = False
+    """The answers are JSON: a completion given as a JSON object or array is written as JSON
+    text (see ``peftkit.data``)."""
 
     recipe: Literal["custom"] = Field(
         "custom", description="Which recipe this is; decides the defaults of every other field."
@@ -204,16 +224,45 @@ class Recipe(Section):
                     "restore_best: false",
                 )
             )
-        if self.data.completion_only_loss and self.data.format == "text":
-            found.append(
-                rule_error(
-                    ["data", "completion_only_loss"],
-                    True,
-                    "raw text has no completion to restrict the loss to",
-                    "use prompt-completion or messages data, or completion_only_loss: false",
-                )
-            )
+        if self.data.format != "auto":
+            misfit = self.data_misfit(self.data.format)
+            if misfit is not None:
+                found.append(rule_error(misfit.field, misfit.value, misfit.rule, misfit.recipe_fix))
         return found
+
+    def data_misfit(self, fmt: DataFormat) -> DataMisfit | None:
+        """Why this recipe cannot train on data of format ``fmt``, or None when it can.
+
+        One rule for a format the recipe declares (checked at validation) and for a format
+        detected in the data (:meth:`check_data_format`); only the fix differs.
+        """
+        if fmt not in self.DATA_FORMATS:
+            wanted = " or ".join(self.DATA_FORMATS)
+            return DataMisfit(
+                ("data", "format"),
+                fmt,
+                f"the {self.recipe} recipe trains on {wanted} data: {self.DATA_FORMATS_WHY}",
+                f"set data.format={self.DATA_FORMATS[0]}",
+                f"give {describe_formats(self.DATA_FORMATS)} rows",
+            )
+        if fmt == "text" and self.data.completion_only_loss:
+            return DataMisfit(
+                ("data", "completion_only_loss"),
+                True,
+                "raw text has no completion to restrict the loss to",
+                "set data.completion_only_loss=false",
+                f"give {describe_formats(('prompt-completion', 'messages'))} rows, or set "
+                "data.completion_only_loss=false",
+            )
+        return None
+
+    def check_data_format(self, fmt: DataFormat, where: str) -> None:
+        """Refuse data found to be of format ``fmt`` that this recipe cannot train on."""
+        misfit = self.data_misfit(fmt)
+        if misfit is not None:
+            raise RecipeError(
+                f"data '{where}' is {fmt} data, and {misfit.rule}. Fix: {misfit.data_fix}."
+            )
 
     def doubts(self) -> list[str]:
         """Legal but doubtful choices, each with the reason; emitted as PeftkitWarning."""

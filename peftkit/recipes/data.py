@@ -10,6 +10,24 @@ from peftkit.recipes.section import Section
 
 DataFormat = Literal["auto", "text", "prompt-completion", "messages"]
 
+FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "messages": ("messages",),
+    "prompt-completion": ("prompt", "completion"),
+    "text": ("text",),
+}
+"""The columns each data format needs (TRL's dataset formats), in the order detection tries
+them."""
+
+
+def describe_formats(formats: tuple[str, ...] | None = None) -> str:
+    """``formats`` (default: all) with their columns, for messages."""
+    chosen = formats or tuple(FORMAT_COLUMNS)
+    return " or ".join(
+        f"{name} (column{'s' if len(FORMAT_COLUMNS[name]) > 1 else ''} "
+        f"{', '.join(FORMAT_COLUMNS[name])})"
+        for name in chosen
+    )
+
 
 class DataSection(Section):
     """The dataset's format and files; the CLI's --data/--eval-data override the paths."""

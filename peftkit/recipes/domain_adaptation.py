@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_core import InitErrorDetails
 
-from peftkit.errors import rule_error
 from peftkit.recipes.base import Recipe, section
 from peftkit.recipes.data import DataSection
 from peftkit.recipes.lora import LoraSection
@@ -65,15 +63,8 @@ class DomainAdaptation(Recipe):
     training: _Training = section(_Training)  # type: ignore[valid-type]
     data: _Data = section(_Data)  # type: ignore[valid-type]
 
-    def problems(self) -> list[InitErrorDetails]:
-        found = super().problems()
-        if self.data.format not in ("text", "auto"):
-            found.append(
-                rule_error(
-                    ["data", "format"],
-                    self.data.format,
-                    "domain adaptation trains on raw text",
-                    "use data.format: text, or the json-output recipe for instruction data",
-                )
-            )
-        return found
+    DATA_FORMATS = ("text",)
+    DATA_FORMATS_WHY = (
+        "domain adaptation learns a domain's language from raw text (for instruction data, use "
+        "the json-output recipe)"
+    )

@@ -78,17 +78,12 @@ class JsonOutput(Recipe):
     data: _Data = section(_Data)  # type: ignore[valid-type]
     generation: GenerationSection = section(GenerationSection)
 
+    DATA_FORMATS = ("prompt-completion", "messages")
+    DATA_FORMATS_WHY = "JSON answers need a prompt to answer, and raw text has none"
+    JSON_ANSWERS = True
+
     def problems(self) -> list[InitErrorDetails]:
         found = super().problems()
-        if self.data.format == "text":
-            found.append(
-                rule_error(
-                    ["data", "format"],
-                    "text",
-                    "JSON answers need a prompt to answer: raw text has none",
-                    "use data.format: prompt-completion (or messages)",
-                )
-            )
         if self.json_schema is not None:
             found.extend(_schema_problems(self.json_schema))
         return found
