@@ -122,14 +122,15 @@ def plan(
     gpu_memory: Annotated[
         float | None, typer.Option("--gpu-memory", help="GB per GPU (default: the recipe's).")
     ] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus", min=1, help="Number of GPUs.")] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="Number of GPUs.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Peak GPU memory of RECIPE on MODEL, whether it fits, and (qlora-budget) what to change."""
     from peftkit import memory, recipes
+    from peftkit.memory.shapes import load_shape
 
     loaded = recipes.load(recipe, overrides or [])
-    chosen = memory.plan(loaded, memory.shape_of(memory.read_config(model)), gpu_memory, gpus)
+    chosen = memory.plan(loaded, load_shape(model), gpu_memory, gpus)
     _show(chosen, as_json)
 
 
@@ -149,14 +150,19 @@ def estimate(
     optimizer: Annotated[str, typer.Option(help="adamw_torch, paged_adamw_8bit, ...")] = (
         "adamw_torch"
     ),
+    gpu_memory: Annotated[
+        float | None,
+        typer.Option("--gpu-memory", help="GB per GPU: adds whether it fits (exit 1 if not)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Peak GPU memory of a one-off setting, without a recipe file."""
     from peftkit import recipes
     from peftkit.memory import plan as make_plan
-    from peftkit.memory import read_config, shape_of
+    from peftkit.memory.shapes import load_shape
+    from peftkit.targets import ALL_LINEAR, parse_target_list
 
-    target_list = targets if targets == "all-linear" else targets.split(",")
+    target_list = ALL_LINEAR if targets.strip() == ALL_LINEAR else parse_target_list(targets)
     recipe = recipes.from_dict(
         {
             "recipe": "custom",
@@ -172,7 +178,7 @@ def estimate(
             "callbacks": {"early_stopping": {"allow_full_copy": True}},
         }
     )
-    _show(make_plan(recipe, shape_of(read_config(model))), as_json)
+    _show(make_plan(recipe, load_shape(model), gpu_memory), as_json)
 
 
 def _show(chosen: Plan, as_json: bool) -> None:
@@ -195,7 +201,9 @@ def train_command(
     data: Annotated[Path | None, typer.Option(help="Training data file or folder.")] = None,
     eval_data: Annotated[Path | None, typer.Option(help="Evaluation data.")] = None,
     output: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("out"),
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier peftkit output in --output.")
+    ] = False,
 ) -> None:
     """Fine-tune with RECIPE on --data and write adapter, recipe, metrics and plot to --output."""
     from peftkit import recipes
@@ -207,11 +215,21 @@ def train_command(
     loaded = recipes.load(recipe, [*(overrides or []), *extra])
     if loaded.data.train_path is None:
         raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
-    metrics = train(loaded, loaded.data.train_path, output, loaded.data.eval_path, overwrite)
+    sources = {"the recipe file": recipe} if Path(recipe).is_file() else {}
+    metrics = train(
+        loaded, loaded.data.train_path, output, loaded.data.eval_path, overwrite, sources
+    )
     if is_main_process():
-        from peftkit.report import print_training
+        _report(metrics, output)
 
-        print_training(metrics, output)
+
+def _report(metrics: dict, output: Path) -> None:
+    """The run's summary; exit 130 after Ctrl-C, so that `peftkit train ... && next` stops."""
+    from peftkit.report import print_training
+
+    print_training(metrics, output)
+    if metrics["stop_reason"] == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command()
@@ -220,7 +238,9 @@ def demo(
         "json"
     ),
     output: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("demo-output"),
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier peftkit output in --output.")
+    ] = False,
 ) -> None:
     """Fine-tune the embedded SmolLM2-135M-Instruct offline and show before/after."""
     from peftkit.demo import TASKS
@@ -228,10 +248,7 @@ def demo(
 
     if task not in TASKS:
         raise RecipeError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
-    metrics = run_demo(task, output, overwrite)
-    from peftkit.report import print_training
-
-    print_training(metrics, output)
+    _report(run_demo(task, output, overwrite), output)
 
 
 @app.command()
@@ -239,7 +256,9 @@ def merge(
     adapter: Annotated[Path, typer.Argument(help="The adapter folder (OUTPUT/adapter).")],
     output: Annotated[Path, typer.Option(help="Folder for the merged model.")],
     base: Annotated[str | None, typer.Option(help="Base model (default: the adapter's).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier peftkit output in --output.")
+    ] = False,
 ) -> None:
     """Merge ADAPTER into its base model for inference without adapter overhead."""
     from peftkit.merging import merge as merge_adapter

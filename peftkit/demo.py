@@ -63,8 +63,10 @@ def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def demo(task: str = "json", output: str | Path = "demo-output", overwrite: bool = False) -> dict:
     """Run a demo task end to end and return its metrics (also written to ``output``)."""
+    from peftkit.outputs import check_output
     from peftkit.train import train
 
+    check_output(output, {}, overwrite)  # before the model is converted: that takes a while
     recipe_name, overrides = TASKS[task]
     model = smollm2()
     data = cache_dir() / "demo-data" / task

@@ -137,7 +137,9 @@ def format_problems(subject: str, found: Sequence[Problem]) -> str:
     return "\n".join(lines)
 
 
-# Fixes for pydantic's own error types; the rule is pydantic's message.
+# Fixes for pydantic's own error types; the rule is pydantic's message. A section adds the
+# field's default to the context as ``example``; types whose fix needs a value fall back to
+# _EXAMPLES without one.
 _FIXES = {
     "missing": "add this field",
     "extra_forbidden": "remove this key; `peftkit schema` lists the allowed keys",
@@ -148,11 +150,12 @@ _FIXES = {
     "greater_than_equal": "use a value of at least {ge}",
     "less_than": "use a value below {lt}",
     "less_than_equal": "use a value of at most {le}",
-    "int_parsing": "write a whole number, e.g. 16",
-    "int_from_float": "write a whole number, e.g. 16",
-    "int_type": "write a whole number, e.g. 16",
-    "float_parsing": "write a number, e.g. 0.0002 or 2e-4",
-    "float_type": "write a number, e.g. 0.0002 or 2e-4",
+    "int_parsing": "write a whole number",
+    "int_from_float": "write a whole number",
+    "int_type": "write a whole number",
+    "float_parsing": "write a number",
+    "float_type": "write a number",
+    "finite_number": "write a finite number",
     "bool_parsing": "write true or false",
     "bool_type": "write true or false",
     "string_type": "write a string",
@@ -166,6 +169,24 @@ _FIXES = {
     "union_tag_not_found": "add the key `recipe:` naming one of the recipes",
     "union_tag_invalid": "use one of the recipe names listed in the rule",
 }
+_BOUND_IS_THE_FIX = {"greater_than_equal", "less_than_equal", "too_short"}
+"""Inclusive bounds: the bound itself is the nearest valid value, a better fix than a default."""
+_EXAMPLES = {
+    "int_parsing": "16",
+    "int_from_float": "16",
+    "int_type": "16",
+    "float_parsing": "0.0002",
+    "float_type": "0.0002",
+    "finite_number": "0.0002",
+}
+
+
+def _fix(kind: str, ctx: dict[str, Any]) -> str:
+    fix = ctx.get("fix") or _FIXES.get(kind, "see `peftkit schema`").format(**ctx)
+    example = ctx.get("example") or _EXAMPLES.get(kind)
+    if example is not None and "e.g." not in fix and kind not in _BOUND_IS_THE_FIX:
+        fix += f", e.g. {example}"
+    return fix
 
 
 def problems(error: ValidationError) -> list[Problem]:
@@ -183,7 +204,7 @@ def problems(error: ValidationError) -> list[Problem]:
             rule, fix = ctx["rule"], ctx["fix"]
         else:
             rule = item["msg"]
-            fix = ctx.get("fix") or _FIXES.get(item["type"], "see `peftkit schema`").format(**ctx)
+            fix = _fix(item["type"], ctx)
         key = (path, repr(value))
         if key in found:
             earlier = found[key]

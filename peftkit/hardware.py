@@ -47,14 +47,14 @@ def resolve_precision(requested: str) -> ResolvedPrecision:
         if requested == "bf16" and not bf16_ok:
             raise RecipeError(
                 "training.precision: got 'bf16', but this GPU does not support bfloat16. "
-                "Fix: precision: fp16 (with model.dtype float16 and quantization.compute_dtype "
-                "float16) or precision: auto"
+                "Fix: set training.precision=auto, or training.precision=fp16 with "
+                "model.dtype=float16 and quantization.compute_dtype=float16"
             )
         return ResolvedPrecision(requested, False, "as the recipe says")  # type: ignore[arg-type]
     if requested == "fp16":
         raise RecipeError(
             "training.precision: got 'fp16', but fp16 mixed precision needs a CUDA GPU and this "
-            "machine has none. Fix: precision: auto (or bf16 / fp32)"
+            "machine has none. Fix: set training.precision=auto (or bf16, or fp32)"
         )
     if requested == "auto":
         native = cpu_has_native_bf16()

@@ -1,74 +1,182 @@
-"""Load the model and tokenizer a recipe names, with errors a person can act on."""
+"""Load the model and tokenizer a recipe names, with errors a person can act on.
+
+Everything that can be checked without the weights is checked first: the folder's files, its
+config, the context length and the LoRA targets (against the model built on the meta device,
+which costs no memory), so that a bad model fails in seconds, before anything is written.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import RecipeError
+from peftkit.errors import MISSING, Problem, ProblemsError, RecipeError
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
 
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.gguf")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
-def _looks_local(name: str) -> bool:
+
+def is_local(name: str) -> bool:
+    """A path on this machine rather than a hub id (``org/name``)."""
     return name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") != 1
+
+
+def check_model_folder(name: str, what: str = "model.name", tokenizer: bool = True) -> None:
+    """A local model folder must exist and hold a config, weights and (if asked) a tokenizer;
+    every missing piece is named at once. Hub ids pass (they are resolved when loading)."""
+    if not is_local(name):
+        return
+    folder = Path(name).expanduser()
+    if not folder.exists():
+        raise RecipeError(
+            f"{what}: '{name}' is not a folder here (and not an org/name hub id). "
+            "Fix: pass --model with the path of a saved model, or a hub id."
+        )
+    if not folder.is_dir():
+        raise RecipeError(
+            f"{what}: '{name}' is a file; a model is a folder (config.json, weights, "
+            "tokenizer). Fix: pass the folder that holds them."
+        )
+    found = []
+    config = folder / "config.json"
+    if not config.is_file():
+        found.append(_missing(name, "config.json", "the model's architecture and sizes"))
+    else:
+        found += _config_problems(config)
+    if not any(any(folder.glob(pattern)) for pattern in WEIGHT_FILES):
+        found.append(_missing(name, "weights", "model.safetensors or pytorch_model.bin"))
+    if tokenizer and not any((folder / file).is_file() for file in TOKENIZER_FILES):
+        found.append(_missing(name, "tokenizer", "tokenizer.json or tokenizer_config.json"))
+    if found:
+        raise ProblemsError(f"in the model folder '{name}'", found)
+
+
+def _missing(name: str, piece: str, files: str) -> Problem:
+    return Problem(
+        f"{name}: {piece}",
+        MISSING,
+        f"a model folder needs {files}",
+        "save the model with model.save_pretrained(folder) and the tokenizer with "
+        "tokenizer.save_pretrained(folder), or pass the folder that holds them",
+    )
+
+
+def _config_problems(config: Path) -> list[Problem]:
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return [
+            Problem(
+                str(config),
+                MISSING,
+                f"not a readable JSON file ({error})",
+                "save the model again with model.save_pretrained(folder)",
+            )
+        ]
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        return [
+            Problem(
+                f"{config}: model_type",
+                data.get("model_type", MISSING) if isinstance(data, dict) else data,
+                "a transformers config is a JSON object with a model_type such as 'llama'",
+                "save the model again with model.save_pretrained(folder)",
+            )
+        ]
+    return []
 
 
 def load_tokenizer(recipe: Recipe) -> Any:
     from transformers import AutoTokenizer
 
     name = recipe.model.name
-    _check_exists(name)
+    check_model_folder(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             name, trust_remote_code=recipe.model.trust_remote_code
         )
-    except OSError as error:
-        raise _not_loadable(name, error) from None
+    except Exception as error:  # transformers raises OSError, ValueError, KeyError, ...
+        raise _not_loadable(name, "tokenizer", error) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_model(recipe: Recipe, max_length: int | None = None) -> Any:
-    """The base model, quantized if the recipe says so; checks the context length first."""
+def load_config(name: str, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoConfig
+
+    check_model_folder(name, tokenizer=False)
+    try:
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as error:  # an unknown model_type is a ValueError, a bad file an OSError
+        raise _not_loadable(name, "config", error) from None
+
+
+def adaptable_modules(config: Any, trust_remote_code: bool = False) -> dict[str, Any]:
+    """The modules LoRA can attach to (linear, embedding and GPT-2's Conv1D layers), by full
+    name, read from the model built on the meta device: no weights, no memory."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception as error:  # a config transformers cannot build a causal LM from
+        raise RecipeError(
+            f"model config: cannot build a causal language model from it ({error}). Fix: pass "
+            "a causal LM (a model that AutoModelForCausalLM loads)."
+        ) from None
+    kinds = (torch.nn.Linear, torch.nn.Embedding, Conv1D)
+    return {name: m for name, m in skeleton.named_modules() if isinstance(m, kinds)}
+
+
+def check_model(recipe: Recipe, max_length: int) -> Any:
+    """Everything about the model that does not need its weights: the folder, the config, the
+    context length, the LoRA targets. Returns the config."""
+    from peftkit.targets import check_targets
 
     name = recipe.model.name
-    _check_exists(name)
-    try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=recipe.model.trust_remote_code)
-    except OSError as error:
-        raise _not_loadable(name, error) from None
+    config = load_config(name, recipe.model.trust_remote_code)
     context = getattr(config, "max_position_embeddings", None)
-    length = max_length or recipe.training.max_length
-    if context is not None and length > context:
+    if context is not None and max_length > context:
         raise RecipeError(
-            f"training.max_length: got {length}, but {name} handles at most {context} tokens. "
-            f"Fix: set training.max_length={context} or less."
+            f"training.max_length: got {max_length}, but {name} handles at most {context} "
+            f"tokens. Fix: set training.max_length={context} (or less)."
         )
+    targets = recipe.lora.target_modules
+    if recipe.method != "full" and targets != "all-linear":
+        modules = adaptable_modules(config, recipe.model.trust_remote_code)
+        check_targets(targets, list(modules), f"lora.target_modules on {name}")
+    return config
+
+
+def load_model(recipe: Recipe) -> Any:
+    """The base model, quantized if the recipe says so, after :func:`check_model`."""
+    import torch
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    name = recipe.model.name
+    check_model(recipe, recipe.training.max_length)
     dtype = recipe.model.dtype
-    return AutoModelForCausalLM.from_pretrained(
-        name,
-        dtype="auto" if dtype == "auto" else getattr(torch, dtype),
-        quantization_config=recipe.build_bnb_config(),
-        trust_remote_code=recipe.model.trust_remote_code,
-    )
-
-
-def _check_exists(name: str) -> None:
-    if _looks_local(name) and not Path(name).expanduser().exists():
-        raise RecipeError(
-            f"model.name: '{name}' is not a folder here (and not an org/name hub id). "
-            "Fix: pass --model with the path of a saved model, or a hub id."
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            name,
+            dtype="auto" if dtype == "auto" else getattr(torch, dtype),
+            quantization_config=recipe.build_bnb_config(),
+            trust_remote_code=recipe.model.trust_remote_code,
         )
+    except (OSError, ValueError, SafetensorError) as error:  # missing or corrupt weights
+        raise _not_loadable(name, "model", error) from None
 
 
-def _not_loadable(name: str, error: Exception) -> RecipeError:
+def _not_loadable(name: str, what: str, error: Exception) -> RecipeError:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return RecipeError(
-        f"model.name: could not load '{name}': {str(error).splitlines()[0]}. Fix: check the "
-        "name; without network access only local folders and models in the Hugging Face cache "
-        "load."
+        f"model.name: could not load the {what} of '{name}': {first}. Fix: check the name; "
+        "without network access only local folders and models in the Hugging Face cache load."
     )

@@ -3,16 +3,22 @@
 An adapter trained on a 4-bit base learned corrections to the *dequantized* NF4 weights, so the
 base is loaded in 4-bit exactly as in training and dequantized before merging; merging into the
 original 16-bit weights instead would add the quantization error back.
+
+Before any weights load, the adapter's tensors are matched against the base model's modules
+(built on the meta device): an adapter merged onto a base it was not trained on is refused with
+the base it expects, instead of failing deep inside peft or, worse, merging into the wrong place.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from peftkit.errors import RecipeError
+from peftkit.outputs import OutputFolder, check_output
+
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def _recipe_beside(adapter: Path) -> Any:
@@ -28,27 +34,13 @@ def merge(
     adapter: str | Path, output: str | Path, base: str | None = None, overwrite: bool = False
 ) -> Path:
     """Write ``base`` (default: the adapter's own base) with ``adapter`` merged into ``output``."""
-    adapter, output = Path(adapter), Path(output)
-    config_file = adapter / "adapter_config.json"
-    if not config_file.is_file():
-        raise RecipeError(
-            f"adapter '{adapter}': no adapter_config.json there. Fix: pass the adapter folder "
-            "that `peftkit train` wrote (OUTPUT/adapter)."
-        )
-    if output.exists() and any(output.iterdir()):
-        if not overwrite:
-            raise RecipeError(
-                f"--output {output}: the folder is not empty. Fix: choose a new folder, or pass "
-                "--overwrite."
-            )
-        shutil.rmtree(output)
-    base = base or json.loads(config_file.read_text()).get("base_model_name_or_path")
-    if not base:
+    adapter = Path(adapter)
+    adapter_config = _read_adapter(adapter)
+    trained_on = adapter_config.get("base_model_name_or_path")
+    base = base or trained_on
+    if not isinstance(base, str) or not base:
         raise RecipeError(f"adapter '{adapter}' does not name its base model. Fix: pass --base.")
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    target = check_output(output, {"the adapter": adapter, "--base": base}, overwrite)
     recipe = _recipe_beside(adapter)
     quantization = recipe.build_bnb_config() if recipe is not None else None
     if quantization is not None and not quantization.load_in_4bit:
@@ -56,6 +48,11 @@ def merge(
             "the adapter was trained on an 8-bit base; LLM.int8 weights cannot be dequantized "
             "exactly. Fix: merge into the 16-bit base with --base and accept a small mismatch."
         )
+    _check_fits(adapter, base, trained_on)
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     dtype = torch.bfloat16 if quantization is not None else "auto"
     model = AutoModelForCausalLM.from_pretrained(
         base, dtype=dtype, quantization_config=quantization
@@ -63,7 +60,98 @@ def merge(
     if quantization is not None:
         model = model.dequantize()
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    merged.save_pretrained(output)
     tokenizer_source = adapter if (adapter / "tokenizer_config.json").is_file() else base
-    AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(output)
-    return output
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    with OutputFolder(target, "merge") as folder:
+        merged.save_pretrained(folder.staging)
+        tokenizer.save_pretrained(folder.staging)
+        folder.commit()
+    return target
+
+
+def _read_adapter(adapter: Path) -> dict[str, Any]:
+    """The adapter's config, after checking the folder holds a complete adapter."""
+    config_file = adapter / "adapter_config.json"
+    if not config_file.is_file():
+        raise RecipeError(
+            f"adapter '{adapter}': no adapter_config.json there. Fix: pass the adapter folder "
+            "that `peftkit train` wrote (OUTPUT/adapter)."
+        )
+    if not any((adapter / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise RecipeError(
+            f"adapter '{adapter}': no adapter weights ({' or '.join(ADAPTER_WEIGHTS)}). Fix: "
+            "pass a complete adapter folder (OUTPUT/adapter of a finished run)."
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise RecipeError(
+            f"adapter '{adapter}': adapter_config.json is not valid JSON ({error}). Fix: save "
+            "the adapter again with model.save_pretrained(folder)."
+        ) from None
+    if not isinstance(config, dict):
+        raise RecipeError(
+            f"adapter '{adapter}': adapter_config.json is not a JSON object. Fix: save the "
+            "adapter again with model.save_pretrained(folder)."
+        )
+    return config
+
+
+def _check_fits(adapter: Path, base: str, trained_on: Any) -> None:
+    """Every adapter tensor must sit on a module of ``base`` with the matching size."""
+    from peftkit.loading import adaptable_modules, load_config
+
+    modules = adaptable_modules(load_config(base))
+    if isinstance(trained_on, str) and trained_on:
+        expected, fix = f"'{trained_on}'", f"pass --base {trained_on}"
+    else:
+        expected, fix = "another model", "pass the base the adapter was trained on with --base"
+    for key, shape in _adapter_shapes(adapter).items():
+        place, _, kind = key.removeprefix("base_model.model.").partition(".lora_")
+        module = modules.get(place)
+        if module is None or _features(module, kind) != _adapter_features(shape, kind):
+            found = "no such layer" if module is None else f"a layer of another size ({module})"
+            raise RecipeError(
+                f"--base {base}: the adapter does not fit it: its tensor {key} {list(shape)} "
+                f"belongs on {place}, and the base has {found}. The adapter was trained on "
+                f"{expected}. Fix: {fix}."
+            )
+
+
+def _adapter_shapes(adapter: Path) -> dict[str, tuple[int, ...]]:
+    """The LoRA A/B tensors of the adapter and their shapes, read from the file header only."""
+    weights = adapter / ADAPTER_WEIGHTS[0]
+    if not weights.is_file():
+        return {}  # a .bin adapter: peft checks it when loading
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            return {
+                key: tuple(handle.get_slice(key).get_shape())
+                for key in handle.keys()  # noqa: SIM118 (safe_open is not a mapping)
+                if ".lora_A." in key or ".lora_B." in key
+            }
+    except (SafetensorError, OSError) as error:
+        raise RecipeError(
+            f"adapter '{adapter}': {weights.name} is not a readable safetensors file ({error}). "
+            "Fix: save the adapter again with model.save_pretrained(folder)."
+        ) from None
+
+
+def _features(module: Any, kind: str) -> int | None:
+    """The size a LoRA factor of ``kind`` (A... or B...) must have on ``module``."""
+    weight = getattr(module, "weight", None)
+    if weight is None or weight.dim() != 2:
+        return None
+    out_features, in_features = weight.shape
+    if type(module).__name__ == "Conv1D":  # GPT-2 stores its weight transposed
+        in_features, out_features = out_features, in_features
+    return in_features if kind.startswith("A") else out_features
+
+
+def _adapter_features(shape: tuple[int, ...], kind: str) -> int | None:
+    """The module size an A factor ([r, in]) or a B factor ([out, r]) was trained for."""
+    if len(shape) != 2:
+        return None
+    return shape[1] if kind.startswith("A") else shape[0]

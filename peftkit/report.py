@@ -63,6 +63,14 @@ def print_training(metrics: dict, output: Path, console: Console | None = None) 
         f"({metrics['tokens_per_s'] or 0:,.0f} tokens/s); stop: {stop}; best step: "
         f"{metrics['best_step']}"
     )
+    for note in metrics["data"].get("notes", []):
+        console.print(f"note: {note}")
+    if metrics.get("output") is None:
+        console.print(
+            f"interrupted: the earlier results in {output} are kept as they were; this run's "
+            "results were discarded"
+        )
+        return
     for name in ("adapter", "metrics.json", "training.png", "recipe.yaml"):
         console.print(f"  {output / name}")
 

@@ -1,9 +1,12 @@
 """The main job: a recipe, a model and data in; an adapter, the resolved recipe, metrics and a
 plot out. ``peftkit train`` is a thin wrapper around :func:`train`.
 
-Only the main process writes files; under ``torchrun`` every rank trains and evaluates.
-Ctrl-C stops training cleanly: the best adapter so far is restored and saved like at a normal
-end, and ``metrics.json`` records the interruption.
+Every input is checked and loaded before anything is written, and the results are swapped into
+the output folder only at the end (:mod:`peftkit.outputs`). Only the main process writes files;
+under ``torchrun`` every rank trains and evaluates. Ctrl-C stops training cleanly: the best
+adapter so far is restored and saved like at a normal end, and ``metrics.json`` records the
+interruption; when the output held an earlier run, that run is kept and the interrupted one
+discarded.
 """
 
 from __future__ import annotations
@@ -13,41 +16,20 @@ import logging
 import math
 import os
 import resource
-import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from peftkit.errors import RecipeError
+from peftkit.outputs import OutputFolder, check_output
 from peftkit.recipes.base import Recipe
 
 log = logging.getLogger("peftkit")
 
-OUTPUTS = ("adapter", "recipe.yaml", "metrics.json", "training.png")
-
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def check_output(output: Path, overwrite: bool) -> None:
-    """Refuse a non-empty folder unless ``overwrite``; nothing a user made is replaced silently."""
-    if output.exists() and not output.is_dir():
-        raise RecipeError(f"--output {output}: a file, not a folder. Fix: choose a folder.")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise RecipeError(
-            f"--output {output}: the folder is not empty; peftkit never overwrites what is "
-            "there. Fix: choose a new folder, or pass --overwrite to replace its contents."
-        )
-
-
-def create_output(output: Path) -> None:
-    """Empty (after check_output allowed it) and create the folder, on the main process."""
-    if not is_main_process():
-        return
-    if output.is_dir():
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
 
 
 def _trainer_class() -> type:
@@ -121,13 +103,20 @@ def train(
     output: str | Path,
     eval_data: str | Path | None = None,
     overwrite: bool = False,
+    sources: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Train ``recipe`` on ``data`` and write the outputs to ``output``; return the metrics."""
-    from peftkit import data as data_module
-    from peftkit.loading import load_model, load_tokenizer
+    """Train ``recipe`` on ``data`` and write the outputs to ``output``; return the metrics.
 
-    output = Path(output)
-    check_output(output, overwrite)
+    ``sources`` names other files the run read (the recipe file), which the output must not
+    touch. ``metrics["output"]`` is the folder written, or None when an interrupted run was
+    discarded to keep an earlier one.
+    """
+    from peftkit import data as data_module
+    from peftkit.loading import check_model, load_model, load_tokenizer
+
+    model_path = recipe.model.name
+    inputs = {"--data": data, "--eval-data": eval_data, "--model": model_path, **(sources or {})}
+    target = check_output(output, inputs, overwrite)
     splits = data_module.prepare(recipe, data, eval_data)
     if splits.eval is None and recipe.training.eval_strategy != "no":
         raise RecipeError(
@@ -135,30 +124,53 @@ def train(
             "Fix: pass --eval-data, or training.eval_fraction=0.1."
         )
     recipe = _resolved(recipe, data, eval_data, splits.format)
+    _check_monitored_metric(recipe)
+    check_model(recipe, recipe.training.max_length)
     tokenizer = load_tokenizer(recipe)
     data_module.check_chat(splits, tokenizer)
     model = load_model(recipe)
-    create_output(output)
-    trainer = _build_trainer(recipe, model, tokenizer, splits, output)
-    before = _evaluate(trainer, recipe, splits, tokenizer)
-    started, interrupted = time.perf_counter(), False
-    try:
-        trainer.train()
-    except KeyboardInterrupt:
-        interrupted = True
-        log.warning("interrupted: restoring the best adapter so far and saving it")
-        _restore_best(trainer)
-    train_seconds = time.perf_counter() - started
-    after: dict[str, Any] = {}
-    if not interrupted:
+    with OutputFolder(target, "train", is_main_process()) as folder:
+        trainer = _build_trainer(recipe, model, tokenizer, splits, folder.staging)
+        before = _evaluate(trainer, recipe, splits, tokenizer)
+        started, interrupted = time.perf_counter(), False
         try:
-            after = _evaluate(trainer, recipe, splits, tokenizer)
+            trainer.train()
         except KeyboardInterrupt:
             interrupted = True
-    metrics = _metrics(recipe, trainer, splits, before, after, train_seconds, interrupted)
-    if is_main_process():
-        _write_outputs(recipe, trainer, tokenizer, metrics, output)
+            log.warning("interrupted: restoring the best adapter so far")
+            _restore_best(trainer)
+        train_seconds = time.perf_counter() - started
+        after: dict[str, Any] = {}
+        if not interrupted:
+            try:
+                after = _evaluate(trainer, recipe, splits, tokenizer)
+            except KeyboardInterrupt:
+                interrupted = True
+        metrics = _metrics(recipe, trainer, splits, before, after, train_seconds, interrupted)
+        if interrupted and folder.replaces:
+            folder.discard()
+            return {**metrics, "output": None}
+        metrics["output"] = str(target)
+        if is_main_process():
+            _write_outputs(recipe, trainer, tokenizer, metrics, folder.staging)
+        folder.commit()
     return metrics
+
+
+def _check_monitored_metric(recipe: Recipe) -> None:
+    """Early stopping must watch a metric this run produces: found now, not after the model
+    loaded and trained until the first evaluation."""
+    stopping = recipe.callbacks.early_stopping
+    if not stopping.enabled or recipe.training.eval_strategy == "no":
+        return
+    produced = recipe.train_metrics()
+    if stopping.metric in produced or f"eval_{stopping.metric}" in produced:
+        return
+    raise RecipeError(
+        f"callbacks.early_stopping.metric: got '{stopping.metric}', which `peftkit train` does "
+        f"not produce with this recipe (it produces: {', '.join(produced)}). Fix: "
+        f"{recipe.metric_fix(stopping.metric)}."
+    )
 
 
 def _resolved(recipe: Recipe, data: str | Path, eval_data: str | Path | None, fmt: str) -> Recipe:
@@ -243,6 +255,7 @@ def _metrics(
             "train_rows": len(splits.train),
             "eval_rows": 0 if splits.eval is None else len(splits.eval),
             "eval_source": splits.eval_source,
+            "notes": list(splits.notes),
         },
         "before": before,
         "after": after,

@@ -58,65 +58,8 @@ def _good(tmp_path: Path) -> Path:
     return write_data(tmp_path / "good.jsonl", prompt_completion_rows(12))
 
 
-# Each case: (files to write, --data, overrides, what the message must name). A file's rows are
-# a list of dicts; a str is written as the file's text.
-BAD_DATA = {
-    "missing data file": ({}, "nope.jsonl", [], ["nope.jsonl", "no such file"]),
-    "empty data file": ({"empty.jsonl": ""}, "empty.jsonl", [], ["empty.jsonl", "empty"]),
-    "whitespace-only data file": ({"blank.jsonl": "\n\n"}, "blank.jsonl", [], ["blank.jsonl"]),
-    "CSV with a header only": ({"head.csv": "prompt,completion\n"}, "head.csv", [], ["head.csv"]),
-    "unknown file type": ({"data.txt": "hello\n"}, "data.txt", [], ["unknown file type", ".txt"]),
-    "malformed JSON lines": ({"bad.jsonl": '{"prompt": "x"\n'}, "bad.jsonl", [], ["bad.jsonl"]),
-    "a folder that is not a saved dataset": (
-        {"folder/readme.jsonl": prompt_completion_rows(2)},
-        "folder",
-        [],
-        ["folder", "save_to_disk"],
-    ),
-    "columns that match no format": (
-        {"qa.jsonl": [{"question": "q", "answer": "a"}] * 4},
-        "qa.jsonl",
-        ["data.format=auto"],
-        ["answer, question", "messages", "prompt-completion", "prompt, completion", "text"],
-    ),
-    "prompt-completion data without a completion column": (
-        {"prompts.jsonl": [{"prompt": "q"}] * 4},
-        "prompts.jsonl",
-        ["data.format=prompt-completion"],
-        ["completion", "missing", "found: prompt"],
-    ),
-    "raw text for json-output": (
-        {"text.jsonl": [{"text": "some text"}] * 4},
-        "text.jsonl",
-        ["data.format=auto"],
-        ["json-output", "text"],
-    ),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_DATA))
-def test_bad_data_is_a_user_error(case, monkeypatch, tiny_model_dir, tmp_path):
-    files, data, overrides, mentions = BAD_DATA[case]
-    for name, content in files.items():
-        path = tmp_path / name
-        if isinstance(content, str):
-            path.write_text(content)
-        else:
-            write_data(path, content)
-    out = tmp_path / "out"
-    code, _, err = _train(monkeypatch, tiny_model_dir, tmp_path / data, out, *overrides)
-    assert_user_error(code, err, *mentions)
-    _nothing_trained(out)
-
-
-def test_eval_data_in_another_format_is_a_user_error(monkeypatch, tiny_model_dir, tmp_path):
-    held_out = write_data(tmp_path / "held-out.jsonl", [{"text": "t"}] * 3)
-    out = tmp_path / "out"
-    code, _, err = _train(
-        monkeypatch, tiny_model_dir, _good(tmp_path), out, "--eval-data", str(held_out)
-    )
-    assert_user_error(code, err, "held-out.jsonl", "prompt, completion", "found: text")
-    _nothing_trained(out)
+# Bad data files (missing, empty, malformed, bad rows, the wrong format) are the corpus in
+# tests/edge_cases/test_data_cases.py.
 
 
 def test_a_model_path_that_does_not_exist(monkeypatch, tmp_path):

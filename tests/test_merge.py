@@ -8,6 +8,7 @@ and clearly better than a merge into the original 16-bit weights would.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +28,7 @@ from train_helpers import (
 )
 
 from peftkit.merging import merge
+from peftkit.outputs import MARKER
 from peftkit.train import train
 
 # A high learning rate, so the adapter changes the logits enough for a comparison to mean
@@ -84,12 +86,13 @@ def test_a_non_empty_output_is_refused(lora_run, monkeypatch):
     assert (target / "notes.txt").read_text() == "mine"
 
 
-def test_overwrite_replaces_a_non_empty_output(lora_run, monkeypatch, tiny_model_dir):
+def test_overwrite_replaces_an_earlier_output(lora_run, monkeypatch, tiny_model_dir):
     import torch
 
     target = lora_run.folder / "replaced"
     target.mkdir()
-    (target / "notes.txt").write_text("mine")
+    (target / "notes.txt").write_text("an earlier merge")
+    (target / MARKER).write_text(json.dumps({"command": "merge", "entries": ["notes.txt"]}))
     args = ["merge", str(lora_run.adapter), "--output", str(target), "--overwrite"]
     code, _, err = run_main(monkeypatch, *args)
     assert code == 0, err

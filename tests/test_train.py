@@ -36,6 +36,7 @@ from train_helpers import (
 from peftkit import recipes
 from peftkit.data import detect_format, load_file, prepare
 from peftkit.errors import RecipeError
+from peftkit.outputs import MARKER, STAGING
 from peftkit.train import train
 
 SCHEMA = {
@@ -135,7 +136,7 @@ def test_format_and_held_out_split_are_reported(json_run: SimpleNamespace):
 def test_output_folder_holds_the_outputs(json_run: SimpleNamespace):
     names = {p.name for p in json_run.out.iterdir()}
     assert {"adapter", "recipe.yaml", "metrics.json", "training.png"} <= names
-    assert not [n for n in names if n.startswith(".")]  # no staging folders left behind
+    assert [n for n in names if n.startswith(".")] == [MARKER]  # no staging folder left
     adapter = {p.name for p in (json_run.out / "adapter").iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json"} <= adapter
 
@@ -283,25 +284,27 @@ def test_domain_adaptation_trains_on_text_from_a_saved_dataset(tiny_model_dir, t
 
 def test_chat_data_trains_through_the_cli_with_eval_data_and_overwrite(tiny_model_dir, tmp_path):
     """messages (.json array) detected with data.format=auto, --eval-data (.jsonl) used as the
-    held-out set, and --overwrite replacing a folder that held something else."""
+    held-out set, and --overwrite replacing an earlier peftkit output."""
     data = write_data(tmp_path / "chat.json", messages_rows(20))
     held_out = write_data(tmp_path / "held-out.jsonl", messages_rows(26)[20:])
     out = tmp_path / "out"
     out.mkdir()
-    (out / "notes.txt").write_text("mine")
+    (out / "old.txt").write_text("an earlier run")
+    (out / MARKER).write_text(json.dumps({"command": "train", "entries": ["old.txt"]}))
     overrides = short(tiny_model_dir, "data.format=auto")
     result = peftkit_cli(
         "train", "json-output", *overrides, "--data", str(data), "--eval-data", str(held_out),
         "--output", str(out), "--overwrite", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert not (out / "notes.txt").exists()
+    assert not (out / "old.txt").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"] == {
         "format": "messages",
         "train_rows": 20,
         "eval_rows": 6,
         "eval_source": str(held_out),
+        "notes": [],
     }
     assert metrics["before"]["count"] == 4
     saved = recipes.load(out / "recipe.yaml")
@@ -500,11 +503,13 @@ def _best_step(folder: Path) -> int | None:
         return None
 
 
-def test_ctrl_c_saves_the_best_adapter_and_says_interrupted(tiny_model_dir, tmp_path):
-    data = write_data(tmp_path / "d.jsonl", prompt_completion_rows(40))
-    out = tmp_path / "out"
+def _interrupt_during_training(model_dir: Path, folder: Path, *extra: str) -> tuple[int, str]:
+    """Start a long run into ``folder/out``, press Ctrl-C once an evaluation during training
+    saved a best adapter; return the exit code and stderr."""
+    data = write_data(folder / "d.jsonl", prompt_completion_rows(40))
+    out = folder / "out"
     overrides = short(
-        tiny_model_dir,
+        model_dir,
         "training.max_steps=100000",
         "training.learning_rate=1e-3",
         "training.lr_scheduler=constant",
@@ -512,16 +517,17 @@ def test_ctrl_c_saves_the_best_adapter_and_says_interrupted(tiny_model_dir, tmp_
         "callbacks.early_stopping.patience=1000",
     )
     command = [sys.executable, "-m", "peftkit", "train", "json-output", *overrides]
-    command += ["--data", str(data), "--output", str(out)]
+    command += ["--data", str(data), "--output", str(out), *extra]
     process = subprocess.Popen(
-        command, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        command, cwd=folder, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
+    best = folder / f".out{STAGING}" / "best-adapter"  # results are written beside out/
     try:
         deadline = time.monotonic() + 180
         # best-adapter/ is first written by the evaluation before training (step 0); wait for
         # one made by an evaluation during training.
-        while (_best_step(out / "best-adapter") or 0) < 2:
+        while (_best_step(best) or 0) < 2:
             assert process.poll() is None, process.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "no evaluation during training within 180 s"
             time.sleep(0.1)
@@ -531,14 +537,37 @@ def test_ctrl_c_saves_the_best_adapter_and_says_interrupted(tiny_model_dir, tmp_
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode in (0, 130), stderr[-3000:]
+    return process.returncode, stderr
+
+
+def test_ctrl_c_saves_the_best_adapter_says_interrupted_and_exits_130(tiny_model_dir, tmp_path):
+    """Ctrl-C: the clean stop (the best adapter so far, saved), and exit code 130, so that
+    `peftkit train ... && next-step` does not go on."""
+    code, stderr = _interrupt_during_training(tiny_model_dir, tmp_path)
+    assert code == 130, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
+    out = tmp_path / "out"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stop_reason"] == "interrupted"
     assert 2 <= metrics["global_step"] < 100000
     assert metrics["restored_best"] is True
     loaded = with_adapter(tiny_model_dir, out / "adapter")
     assert logits(loaded).isfinite().all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "out"]
+
+
+def test_ctrl_c_of_an_overwrite_keeps_the_earlier_run(tiny_model_dir, tmp_path):
+    """--overwrite onto an earlier run, then Ctrl-C: the earlier run is untouched, nothing
+    half-written is left beside it, and the message says so."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"earlier": true}')
+    (out / MARKER).write_text(json.dumps({"command": "train", "entries": ["metrics.json"]}))
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, stderr = _interrupt_during_training(tiny_model_dir, tmp_path, "--overwrite")
+    assert code == 130, stderr[-3000:]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "out"]
 
 
 INTERRUPT_IN_FINAL_EVALUATION = """
@@ -570,12 +599,12 @@ def test_ctrl_c_during_the_final_evaluation_keeps_the_trained_adapter(tiny_model
     out = tmp_path / "out"
     args = ["train", "json-output", *short(tiny_model_dir), "--data", str(data)]
     args += ["--output", str(out)]
-    final_checkpoint = out / "checkpoints" / "checkpoint-4"
+    final_checkpoint = tmp_path / f".out{STAGING}" / "checkpoints" / "checkpoint-4"
     result = subprocess.run(
         [sys.executable, "-c", INTERRUPT_IN_FINAL_EVALUATION, str(final_checkpoint), *args],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
-    assert final_checkpoint.is_dir(), result.stderr[-3000:]  # premise: training finished
+    assert result.returncode == 130, result.stderr[-3000:]  # premise: Ctrl-C after training
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert (out / "adapter" / "adapter_model.safetensors").is_file(), result.stderr[-2000:]
     assert (out / "metrics.json").is_file()

@@ -12,7 +12,17 @@ from pathlib import Path
 from conftest import prompt_completion_rows
 from train_helpers import cli_env, logits, short, with_adapter, write_data
 
-EXPECTED = {"adapter", "best-adapter", "checkpoints", "metrics.json", "recipe.yaml", "training.png"}
+from peftkit.outputs import MARKER
+
+EXPECTED = {
+    "adapter",
+    "best-adapter",
+    "checkpoints",
+    "metrics.json",
+    "recipe.yaml",
+    "training.png",
+    MARKER,
+}
 
 
 def test_two_processes_train_and_write_the_outputs_once(tiny_model_dir: Path, tmp_path: Path):

@@ -97,7 +97,7 @@ BAD_RECIPES = [
         id="rule-4bit-and-8bit",
     ),
     pytest.param(
-        J + "quantization: {load_in_4bit: 'yes'}\n",
+        J + "quantization: {load_in_4bit: 4}\n",
         "quantization.load_in_4bit",
         id="rule-load-in-4bit-not-bool",
     ),

@@ -23,11 +23,14 @@ from peftkit.callbacks.distributed import any_rank, is_main_process
 from peftkit.callbacks.monitor import Monitor, infer_mode, metric_value
 from peftkit.callbacks.saving import check_target, save_atomically
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
+from peftkit.errors import RecipeError
 
 log = logging.getLogger("peftkit")
 
 FULL_COPY_SHARE = 0.5
-"""Above this share of trainable parameters, a best-weights copy is a copy of the model."""
+"""Above this share of a model's bytes in trainable weights, a best-weights copy is a copy of
+the model. An adapter (a peft model) never counts, however small its base: copying it is the
+point, and a 4-bit base makes the share meaningless."""
 
 
 class EarlyStopping(PeftkitCallback):
@@ -95,14 +98,13 @@ class EarlyStopping(PeftkitCallback):
         if self.save_best_to is not None and is_main_process(state):
             check_target(self.save_best_to)
         if self.restore_best and model is not None and not self.allow_full_copy:
-            trainable, total = _count(model)
-            if total and trainable / total > FULL_COPY_SHARE:
-                gigabytes = _trainable_bytes(model) / 1e9
-                raise ValueError(
-                    f"restore_best=True would copy {trainable:,} trainable parameters "
-                    f"({gigabytes:.2f} GB) to CPU memory at every improved evaluation: this is "
-                    "full fine-tuning, not an adapter. Fix: pass allow_full_copy=True to accept "
-                    "the cost, or restore_best=False."
+            copied = _trainable_bytes(model)
+            if not hasattr(model, "peft_config") and copied > FULL_COPY_SHARE * _bytes(model):
+                raise RecipeError(
+                    f"restore_best=True would copy {copied / 1e9:.2f} GB of trainable weights to "
+                    "CPU memory at every improved evaluation: this model trains in full, not "
+                    "through an adapter. Fix: pass allow_full_copy=True to accept the cost, or "
+                    "restore_best=False."
                 )
 
     def on_evaluate(
@@ -215,12 +217,8 @@ class EarlyStopping(PeftkitCallback):
         return True
 
 
-def _count(model: Any) -> tuple[int, int]:
-    trainable = total = 0
-    for p in model.parameters():
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    return trainable, total
+def _bytes(model: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def _trainable_bytes(model: Any) -> int:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from peftkit.errors import RecipeError
+
 Mode = Literal["min", "max"]
 
 _LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "error", "wer", "cer", "mse", "mae")
@@ -36,7 +38,7 @@ def infer_mode(metric: str) -> Mode:
         return "min"
     if any(word in name for word in _HIGHER_IS_BETTER):
         return "max"
-    raise ValueError(
+    raise RecipeError(
         f"mode='auto' cannot tell whether a higher or lower '{metric}' is better; "
         "pass mode='min' or mode='max'"
     )

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import RecipeError
+from peftkit.errors import Problem, ProblemsError, RecipeError
 from peftkit.memory.estimate import DTYPE_BYTES, GB, Breakdown, Setup, estimate
 from peftkit.memory.gpus import CATALOG
 from peftkit.memory.shapes import ModelShape
@@ -38,6 +39,8 @@ FULL_UTILISATION_TOKENS = 4096
 DEQUANT_SLOWDOWN = 0.7
 MIN_RANK = 8
 MIN_LENGTH = 256
+MAX_GPUS = 1024
+"""As many GPUs as a recipe's ``budget.gpus`` allows."""
 
 
 class PlanError(RecipeError):
@@ -149,6 +152,7 @@ def plan(
 ) -> Plan:
     """Check (or, for QLoRABudget, choose) the settings for a GPU budget; add the cost."""
     budget = getattr(recipe, "budget", None)
+    check_budget(gpu_memory_gb, gpus)
     gpu = CATALOG.get(budget.gpu) if budget is not None and budget.gpu else None
     memory = gpu_memory_gb or (budget and budget.gpu_memory_gb) or (gpu and gpu.memory_gb)
     count = gpus or (budget.gpus if budget is not None else 1)
@@ -180,6 +184,40 @@ def plan(
             "epochs or tokens, or a faster or cheaper GPU"
         )
     return replace(chosen, cost=cost)
+
+
+def check_budget(gpu_memory_gb: float | None, gpus: int | None) -> None:
+    """Refuse GPU memory that is not a finite number above 0, and a GPU count outside 1 to
+    MAX_GPUS: NaN compares false with everything (nothing would fit, and the message would say
+    so), infinity fits everything, and 0 would silently mean "the recipe's budget"."""
+    found = []
+    if gpu_memory_gb is not None and (
+        isinstance(gpu_memory_gb, bool)
+        or not isinstance(gpu_memory_gb, Real)
+        or not 0 < gpu_memory_gb < math.inf
+    ):
+        found.append(
+            Problem(
+                "gpu_memory_gb (--gpu-memory)",
+                gpu_memory_gb,
+                "GPU memory is a finite number of GB above 0",
+                "give the memory of one GPU in GB, e.g. --gpu-memory 24 (gpu_memory_gb=24)",
+            )
+        )
+    if gpus is not None and (
+        isinstance(gpus, bool) or not isinstance(gpus, Integral) or not 1 <= gpus <= MAX_GPUS
+    ):
+        found.append(
+            Problem(
+                "gpus (--gpus)",
+                gpus,
+                f"the number of GPUs is a whole number from 1 to {MAX_GPUS}",
+                "give the number of GPUs the run uses, e.g. --gpus 1 (gpus=1), or leave it "
+                "out for the recipe's budget.gpus",
+            )
+        )
+    if found:
+        raise ProblemsError("in the GPU budget", found)
 
 
 def _candidates(base: Setup, effective: int) -> list[list[Setup]]:
@@ -231,12 +269,16 @@ def _search(shape: ModelShape, base: Setup, effective: int, memory: float) -> Pl
     assert smallest is not None
     need = smallest[0] / HEADROOM / GB
     s = smallest[1]
+    sharded = (
+        f"or {int(need // memory) + 1} GPUs with distributed.strategy: fsdp, "
+        if need / memory < MAX_GPUS
+        else ""
+    )
     raise PlanError(
         f"nothing fits {memory:g} GB: the smallest setting (micro-batch {s.batch_size}, "
         f"activation checkpointing, r={s.r}, max_length={s.seq_len}, {s.optimizer}) needs "
         f"{need:.1f} GB with {1 - HEADROOM:.0%} headroom. Fix: a GPU with at least "
-        f"{math.ceil(need)} GB, "
-        f"or {int(need // memory) + 1} GPUs with distributed.strategy: fsdp, or a smaller model."
+        f"{math.ceil(need)} GB, {sharded}or a smaller model."
     )
 
 

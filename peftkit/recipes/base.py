@@ -127,7 +127,7 @@ class Recipe(Section):
                     ["quantization", "bits"],
                     q.bits,
                     "method 'qlora' trains an adapter on a 4-bit base model",
-                    "set quantization.bits: 4, or method: lora",
+                    "set quantization.bits=4, or method=lora",
                 )
             )
         if self.method == "lora" and q.bits == 4:
@@ -136,7 +136,7 @@ class Recipe(Section):
                     ["method"],
                     self.method,
                     "LoRA on a 4-bit base model is QLoRA",
-                    "set method: qlora",
+                    "set method=qlora",
                 )
             )
         if self.method == "full" and q.bits is not None:
@@ -145,7 +145,7 @@ class Recipe(Section):
                     ["quantization", "bits"],
                     q.bits,
                     "quantized weights cannot be trained in full",
-                    "set quantization.bits: null, or method: qlora",
+                    "set quantization.bits=null, or method=qlora with quantization.bits=4",
                 )
             )
         uses_bf16 = self.model.dtype == "bfloat16" or (
@@ -158,8 +158,8 @@ class Recipe(Section):
                     t.precision,
                     "fp16 mixed precision with bfloat16 weights or compute: the fp16 gradient "
                     "scaler cannot unscale bfloat16 gradients",
-                    "set training.precision: bf16 (or auto), or use float16 weights and "
-                    "quantization.compute_dtype: float16 on GPUs without bf16",
+                    "set training.precision=bf16 (or auto), or, on GPUs without bf16, "
+                    "model.dtype=float16 with quantization.compute_dtype=float16",
                 )
             )
         if t.precision == "bf16" and q.bits == 4 and q.compute_dtype == "float16":
@@ -168,7 +168,7 @@ class Recipe(Section):
                     ["quantization", "compute_dtype"],
                     q.compute_dtype,
                     "bf16 training with float16 4-bit compute mixes two half-precision formats",
-                    "set quantization.compute_dtype: bfloat16",
+                    "set quantization.compute_dtype=bfloat16",
                 )
             )
         if (
@@ -182,7 +182,7 @@ class Recipe(Section):
                     q.storage_dtype,
                     "FSDP shards parameters of one dtype, so 4-bit weights must be stored in the "
                     "compute dtype",
-                    f"set quantization.storage_dtype: {q.compute_dtype}",
+                    f"set quantization.storage_dtype={q.compute_dtype}",
                 )
             )
         if t.eval_strategy != "no" and not self.has_eval_data:
@@ -192,8 +192,9 @@ class Recipe(Section):
                     t.eval_strategy,
                     "evaluations are scheduled but there is no evaluation data "
                     "(training.eval_fraction is 0 and data.eval_path is not set)",
-                    "set training.eval_fraction (e.g. 0.1) or data.eval_path, or "
-                    "training.eval_strategy: no",
+                    "set training.eval_fraction=0.1 (or give data.eval_path), or switch "
+                    "evaluation and the callbacks that need it off: training.eval_strategy=no "
+                    "callbacks.early_stopping.enabled=false callbacks.overfit.enabled=false",
                 )
             )
         for name in ("early_stopping", "overfit"):
@@ -204,7 +205,7 @@ class Recipe(Section):
                         True,
                         f"the {name.replace('_', ' ')} callback decides at evaluations, and "
                         "training.eval_strategy is 'no'",
-                        f"set training.eval_strategy: steps, or callbacks.{name}.enabled: false",
+                        f"set training.eval_strategy=steps, or callbacks.{name}.enabled=false",
                     )
                 )
         stopping = self.callbacks.early_stopping
@@ -220,8 +221,8 @@ class Recipe(Section):
                     True,
                     "with method 'full', keeping the best weights copies the whole model to CPU "
                     "memory at every improved evaluation (4 bytes per parameter in fp32)",
-                    "set callbacks.early_stopping.allow_full_copy: true to accept the cost, or "
-                    "restore_best: false",
+                    "set callbacks.early_stopping.allow_full_copy=true to accept the cost, or "
+                    "callbacks.early_stopping.restore_best=false",
                 )
             )
         if self.data.format != "auto":
@@ -263,6 +264,15 @@ class Recipe(Section):
             raise RecipeError(
                 f"data '{where}' is {fmt} data, and {misfit.rule}. Fix: {misfit.data_fix}."
             )
+
+    def train_metrics(self) -> tuple[str, ...]:
+        """The evaluation metrics ``peftkit train`` produces with this recipe."""
+        return ("eval_loss",)
+
+    def metric_fix(self, metric: str) -> str:
+        """What makes early stopping on ``metric`` work, when ``peftkit train`` does not produce
+        it with this recipe."""
+        return "set callbacks.early_stopping.metric=eval_loss"
 
     def doubts(self) -> list[str]:
         """Legal but doubtful choices, each with the reason; emitted as PeftkitWarning."""

@@ -13,6 +13,8 @@ from peftkit.errors import RecipeError, did_you_mean
 from peftkit.recipes.base import Recipe
 from peftkit.recipes.registry import BUILTIN, from_dict, summary
 from peftkit.recipes.section import Section
+from peftkit.recipes.yaml_loading import parse_yaml
+from peftkit.text import read_text
 
 
 def builtin_dir() -> Path:
@@ -42,13 +44,14 @@ def read(source: str | Path) -> dict[str, Any]:
         path = builtin_dir() / f"{source}.yaml"
     if not path.is_file():
         hint = did_you_mean(str(source), BUILTIN)
+        kind = "a folder, not a file" if path.is_dir() else "no such file"
         raise RecipeError(
-            f"recipe '{source}': no such file and no built-in recipe of that name. "
+            f"recipe '{source}': {kind}, and no built-in recipe of that name. "
             f"Built-ins: {', '.join(BUILTIN)}." + (f" {hint}" if hint else "")
         )
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "recipe")
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text, str(path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -79,7 +82,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
             f"override '{override}': expected section.field=value, e.g. training.learning_rate=1e-4"
         )
     try:
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw, f"override '{override}'")
     except yaml.YAMLError:
         raise RecipeError(
             f"override '{override}': the value is not valid YAML. Fix: quote it, e.g. "

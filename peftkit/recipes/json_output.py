@@ -82,6 +82,26 @@ class JsonOutput(Recipe):
     DATA_FORMATS_WHY = "JSON answers need a prompt to answer, and raw text has none"
     JSON_ANSWERS = True
 
+    def train_metrics(self) -> tuple[str, ...]:
+        found = super().train_metrics()
+        if not self.generation.during_training:
+            return found
+        rates = ["eval_json_valid_rate"] + (["eval_schema_valid_rate"] if self.json_schema else [])
+        return (*found, *rates)
+
+    def metric_fix(self, metric: str) -> str:
+        name = metric if metric.startswith("eval_") else f"eval_{metric}"
+        if name == "eval_schema_valid_rate" and self.json_schema is None:
+            return (
+                "set json_schema (the schema-valid rate needs one), or "
+                "callbacks.early_stopping.metric=eval_loss"
+            )
+        if name in ("eval_json_valid_rate", "eval_schema_valid_rate"):
+            return (
+                "set generation.during_training=8 to answer 8 held-out prompts at every evaluation"
+            )
+        return super().metric_fix(metric)
+
     def problems(self) -> list[InitErrorDetails]:
         found = super().problems()
         if self.json_schema is not None:

@@ -85,7 +85,10 @@ class LoraSection(Section):
         if self.target_modules != "all-linear" and not self.target_modules:
             errors.append(
                 rule_error(
-                    ["target_modules"], [], "no module would get an adapter", "use 'all-linear'"
+                    ["target_modules"],
+                    [],
+                    "no module would get an adapter",
+                    "set lora.target_modules=all-linear",
                 )
             )
         low, high = SCALE_LIMITS
@@ -97,7 +100,7 @@ class LoraSection(Section):
                     self.alpha,
                     f"{formula} = {self.scale:.3g} with r={self.r}; outside [{low:g}, {high:g}] "
                     "the update is either negligible or unstable",
-                    f"set alpha: {self.usual_alpha:g} (a scale of 2)",
+                    f"set lora.alpha={self.usual_alpha:g} (a scale of 2)",
                 )
             )
         raise_all(type(self).__name__, errors)
@@ -105,7 +108,7 @@ class LoraSection(Section):
         if low <= self.scale <= high and not usual_low <= self.scale <= usual_high:
             warnings.warn(
                 f"lora.alpha: {formula} = {self.scale:.3g} is outside the usual "
-                f"[{usual_low:g}, {usual_high:g}]; alpha: {self.usual_alpha:g} gives the usual "
+                f"[{usual_low:g}, {usual_high:g}]; lora.alpha={self.usual_alpha:g} gives the usual "
                 "scale of 2.",
                 PeftkitWarning,
                 stacklevel=2,
@@ -121,7 +124,7 @@ class LoraSection(Section):
         if self.r > 256:
             warnings.warn(
                 f"lora.r={self.r}: ranks above 256 cost memory and rarely help; "
-                "consider r <= 128 with use_rslora: true.",
+                "consider lora.r=128 with lora.use_rslora=true.",
                 PeftkitWarning,
                 stacklevel=2,
             )

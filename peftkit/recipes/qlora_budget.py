@@ -87,7 +87,7 @@ class QLoRABudget(Recipe):
                     ["method"],
                     self.method,
                     "the qlora-budget recipe is 4-bit QLoRA",
-                    "keep method: qlora, or use another recipe for LoRA or full fine-tuning",
+                    "set method=qlora, or use the json-output or domain-adaptation recipe for LoRA",
                 )
             )
         return found

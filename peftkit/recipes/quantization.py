@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import InitErrorDetails
 
 from peftkit.errors import rule_error
 from peftkit.recipes.section import Section
 
 ComputeDtype = Literal["bfloat16", "float16", "float32"]
+_BOOL = TypeAdapter(bool)
+_FLAG_FIX = {
+    "load_in_4bit": "set quantization.load_in_4bit=true with method=qlora, or "
+    "quantization.load_in_4bit=false",
+    "load_in_8bit": "set quantization.load_in_8bit=true, or quantization.load_in_8bit=false",
+}
 
 
 class QuantizationSection(Section):
@@ -50,11 +56,11 @@ class QuantizationSection(Section):
             return data, errors
         data = dict(data)
         flags = {key: data.pop(key) for key in ("load_in_4bit", "load_in_8bit") if key in data}
-        errors += [
-            rule_error([key], value, "must be true or false", "write true or false")
-            for key, value in flags.items()
-            if not isinstance(value, bool)
-        ]
+        for key, value in list(flags.items()):
+            try:  # the words a boolean field takes elsewhere (true, yes, on, 1)
+                flags[key] = _BOOL.validate_python(value)
+            except ValidationError:
+                errors.append(rule_error([key], value, "must be true or false", _FLAG_FIX[key]))
         four, eight = flags.get("load_in_4bit") is True, flags.get("load_in_8bit") is True
         if four and eight:
             errors.append(
@@ -62,16 +68,17 @@ class QuantizationSection(Section):
                     ["load_in_8bit"],
                     True,
                     "4-bit and 8-bit quantization are both switched on",
-                    "choose one: bits: 4 (QLoRA) or bits: 8",
+                    "set quantization.load_in_8bit=false with method=qlora (4-bit), or "
+                    "quantization.load_in_4bit=false with method=lora (8-bit)",
                 )
             )
         elif "bits" in data and (four or eight):
             errors.append(
                 rule_error(
-                    ["bits"],
-                    data["bits"],
-                    "bits is set and so is load_in_4bit/load_in_8bit",
-                    "keep only bits",
+                    ["load_in_4bit" if four else "load_in_8bit"],
+                    True,
+                    "quantization.bits is set too",
+                    "remove it; quantization.bits says the same",
                 )
             )
         elif four or eight:

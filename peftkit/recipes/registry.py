@@ -34,7 +34,7 @@ def from_dict(data: Any) -> Recipe:
                     ["recipe"],
                     name,
                     f"the `recipe:` key must name one of: {', '.join(ALL)}",
-                    "put `recipe: json-output` (or another name from the list) at the top",
+                    "set recipe=json-output (or another name from the list) at the top of the file",
                 )
             ],
         )

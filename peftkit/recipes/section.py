@@ -30,7 +30,9 @@ S = TypeVar("S", bound="Section")
 class Section(BaseModel):
     """A part of a recipe; immutable once validated (data flows one way, into the builders)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity pass most range checks (nan > 0 is False, but so is nan <= 1): refuse
+    # them outright.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     RENAMED: ClassVar[dict[str, str]] = {}
     """Keys of older HF releases that are accepted, warned about and mapped: old -> new."""
@@ -47,8 +49,6 @@ class Section(BaseModel):
             result = handler(data)
         except ValidationError as error:
             items = error.errors(include_url=False)
-            if not found and not any(_unknown_here(i) for i in items):
-                raise
             raise_all(cls.__name__, [*found, *(cls._rebuild(i) for i in items)])
         raise_all(cls.__name__, found)
         return result
@@ -57,12 +57,24 @@ class Section(BaseModel):
     def _prepare(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[InitErrorDetails]]:
         """Map the raw input before field validation; problems found here join the field errors.
 
-        The base maps ``RENAMED`` keys; a section with other pasted-key conventions extends it.
+        The base refuses booleans where a number belongs and maps ``RENAMED`` keys; a section
+        with other pasted-key conventions extends it.
         """
+        booleans = [
+            key
+            for key, value in data.items()
+            if isinstance(value, bool) and key in cls.model_fields and _numeric(cls, key)
+        ]
+        wrong = [
+            rule_error(
+                [key], data[key], "a number is needed, not true/false", _number_fix(cls, key)
+            )
+            for key in booleans
+        ]
+        data = {key: value for key, value in data.items() if key not in booleans}
         if not any(old in data for old in cls.RENAMED):
-            return data, []
-        data = dict(data)
-        conflicts = []
+            return data, wrong
+        conflicts = wrong
         for old, new in cls.RENAMED.items():
             if old not in data:
                 continue
@@ -72,7 +84,7 @@ class Section(BaseModel):
                         [old],
                         data.pop(old),
                         f"'{old}' is the old name of '{new}', and both are set",
-                        f"keep only '{new}'",
+                        f"remove it and keep '{new}'",
                     )
                 )
                 continue
@@ -107,14 +119,44 @@ class Section(BaseModel):
                 input=item["input"],
             )
         if kind in _CORE_ERROR_TYPES:
+            context = dict(ctx or {})
+            if len(loc) == 1 and str(loc[0]) in cls.model_fields:
+                context.setdefault("example", _example(cls, str(loc[0])))
             details = InitErrorDetails(type=kind, loc=loc, input=item["input"])
-            if ctx:
-                details["ctx"] = ctx
+            if context:
+                details["ctx"] = {k: v for k, v in context.items() if v is not None}
             return details
         # A peftkit rule or a suggestion from a nested section: keep its message and context.
         return InitErrorDetails(
             type=PydanticCustomError(kind, item["msg"], ctx), loc=loc, input=item["input"]
         )
+
+
+def _numeric(section: type[Section], key: str) -> bool:
+    """Whether the field takes numbers and not booleans: pydantic would read ``true`` as 1."""
+    kinds = set(_flat_args(section.model_fields[key].annotation))
+    return bool(kinds & {int, float}) and bool not in kinds
+
+
+def _number_fix(section: type[Section], key: str) -> str:
+    return f"write a number, e.g. {_example(section, key) or 1}"
+
+
+def _example(section: type[Section], key: str) -> str | None:
+    """The field's default as a user would write it, for fixes ("e.g. 16"); None without one."""
+    default = section.model_fields[key].default
+    if default is None:
+        return "null"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, int | float | str):
+        return str(default)
+    return None
+
+
+def _flat_args(annotation: Any) -> list[Any]:
+    args = typing.get_args(annotation)
+    return [annotation] if not args else [kind for arg in args for kind in _flat_args(arg)]
 
 
 def _unknown_here(item: dict[str, Any]) -> bool:

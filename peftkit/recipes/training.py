@@ -99,7 +99,13 @@ class TrainingSection(Section):
     activation_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, ~25% slower."
     )
-    seed: int = Field(42, ge=0, description="Seed for weights init, shuffling and the eval split.")
+    seed: int = Field(
+        42,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed for weights init, shuffling and the eval split (numpy takes at most "
+        "2**32 - 1).",
+    )
     eval_fraction: float = Field(
         0.1,
         ge=0,

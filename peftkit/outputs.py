@@ -1,0 +1,226 @@
+"""Output folders, one rule for every command that writes results (``train``, ``merge``,
+``demo``), so that nothing a user made is ever overwritten or lost.
+
+A command first checks its output against its inputs (:func:`check_output`, which writes
+nothing), then loads and checks every input, then writes its results into a staging folder
+beside the output, and swaps that folder in only when it has succeeded
+(:meth:`OutputFolder.commit`). A run refused for bad data, a crash or Ctrl-C therefore leaves an
+existing output exactly as it was, and no half-written folder is left to block a retry.
+
+``--overwrite`` replaces only what peftkit wrote: every output folder carries :data:`MARKER`,
+which lists its entries, and a folder holding anything else is refused even with
+``--overwrite``. An output that equals, holds or lies inside an input (the data, the model, the
+adapter) is refused too, as is the folder the command runs in.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from peftkit.errors import RecipeError
+
+MARKER = ".peftkit-output.json"
+"""Written into every output folder: which command wrote it and the entries it holds."""
+STAGING = ".peftkit-staging"
+"""Suffix of the folder a command writes into before its results are swapped in."""
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def check_output(
+    output: str | Path, inputs: Mapping[str, str | Path | None], overwrite: bool
+) -> Path:
+    """Refuse an output that would lose or overwrite something; return its absolute path.
+
+    ``inputs`` maps a name for people (``--data``) to a path; values that are not local paths
+    (a hub id, None) are skipped.
+    """
+    target = Path(output).expanduser().resolve()
+    flag = f"--output {output}"
+    here = Path.cwd().resolve()
+    if target == here or target in here.parents:
+        which = "is" if target == here else "holds"
+        raise RecipeError(
+            f"{flag}: the output {which} the folder you are working in; peftkit never replaces "
+            "it. Fix: pass a new folder, e.g. --output runs/first."
+        )
+    for name, value in inputs.items():
+        clash = _clash(target, value)
+        if clash:
+            raise RecipeError(
+                f"{flag}: the output {clash} {name} {value}, which the command reads; peftkit "
+                "refuses it with or without --overwrite. Fix: pass an --output folder outside "
+                "your inputs, e.g. --output runs/first."
+            )
+    _check_parent(target, flag)
+    if target.exists() and not target.is_dir():
+        raise RecipeError(f"{flag}: a file, not a folder. Fix: choose a folder name.")
+    entries = sorted(p.name for p in target.iterdir()) if target.is_dir() else []
+    if not entries:
+        return target
+    if not overwrite:
+        raise RecipeError(
+            f"{flag}: the folder is not empty; peftkit never overwrites what is there. Fix: "
+            "choose a new folder, or pass --overwrite to replace an earlier peftkit output."
+        )
+    foreign = [name for name in entries if name not in _written_by_peftkit(target)]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise RecipeError(
+            f"{flag}: the folder holds {shown}, which peftkit did not write; --overwrite "
+            "replaces only an earlier peftkit output. Fix: choose a new folder, or move those "
+            "files away first."
+        )
+    return target
+
+
+def _clash(target: Path, value: str | Path | None) -> str:
+    """How ``target`` overlaps the input ``value`` ('is', 'holds', 'lies inside'), or ''."""
+    if value is None or not Path(value).expanduser().exists():
+        return ""
+    source = Path(value).expanduser().resolve()
+    if source == target:
+        return "is"
+    if target in source.parents:
+        return "holds"
+    if source in target.parents:
+        return "lies inside"
+    return ""
+
+
+def _check_parent(target: Path, flag: str) -> None:
+    """The nearest existing folder above ``target`` must be a folder this process can write."""
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RecipeError(f"{flag}: {parent} is a file, not a folder. Fix: choose another path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RecipeError(
+            f"{flag}: cannot write in {parent} (permission denied). Fix: choose a folder you "
+            "can write to."
+        )
+
+
+def _written_by_peftkit(folder: Path) -> set[str]:
+    """The entries of ``folder`` that peftkit's marker says it wrote (empty without a marker)."""
+    try:
+        recorded = json.loads((folder / MARKER).read_text(encoding="utf-8"))["entries"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {MARKER, *(str(name) for name in recorded)} if isinstance(recorded, list) else set()
+
+
+class OutputFolder:
+    """The staging folder of one command's results, swapped in by :meth:`commit`.
+
+    Only the main process writes (``main_process``); under ``torchrun`` every rank computes the
+    same staging path, which the Trainer is given as its output directory.
+    """
+
+    def __init__(self, target: Path, command: str, main_process: bool = True) -> None:
+        self.target = target
+        self.command = command
+        self.main_process = main_process
+        self.staging = target.with_name(f".{target.name}{STAGING}")
+        self.replaces = target.is_dir() and any(target.iterdir())
+        self._made: list[Path] = []
+
+    def __enter__(self) -> OutputFolder:
+        if self.main_process:
+            self._open()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is not None:
+            self.discard()
+
+    def _open(self) -> None:
+        missing = [p for p in (self.target.parent, *self.target.parent.parents) if not p.exists()]
+        try:
+            for folder in reversed(missing):
+                folder.mkdir()
+                self._made.append(folder)
+            if self.staging.exists():  # left by a run that was killed
+                shutil.rmtree(self.staging)
+            self.staging.mkdir()
+        except OSError as error:
+            self.discard()
+            raise RecipeError(
+                f"--output {self.target}: cannot write beside it ({error.strerror}: "
+                f"{error.filename}). Fix: choose a folder you can write to."
+            ) from None
+
+    def commit(self, details: dict[str, Any] | None = None) -> Path:
+        """Swap the finished results in, replacing an earlier output; return the output."""
+        if not self.main_process:
+            return self.target
+        entries = sorted(p.name for p in self.staging.iterdir())
+        marker = {"command": self.command, "entries": entries, **(details or {})}
+        (self.staging / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+        fsync_tree(self.staging)
+        if self.target.exists():
+            exchange(self.staging, self.target)  # the staging path now holds the old output
+            shutil.rmtree(self.staging)
+        else:
+            os.rename(self.staging, self.target)
+        fsync_dir(self.target.parent)
+        return self.target
+
+    def discard(self) -> None:
+        """Remove the staging folder and any folder made for it; the target stays as it was."""
+        if not self.main_process:
+            return
+        shutil.rmtree(self.staging, ignore_errors=True)
+        for folder in reversed(self._made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        self._made = []
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two folders: one ``renameat2(RENAME_EXCHANGE)`` on Linux, so that readers see the
+    old folder or the new one, never neither; elsewhere two renames (briefly absent)."""
+    libc_name = ctypes.util.find_library("c")
+    renameat2 = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+        if result == 0:
+            return
+    old = b.with_name(f".{b.name}.old-{os.getpid()}")
+    os.rename(b, old)
+    os.rename(a, b)
+    os.rename(old, a)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file of ``folder`` to disk, so that a swap never exposes empty files."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,409 @@
+"""Bad training data through ``peftkit train``: every case ends as one plain "error:" message
+that names the file, the line or row, and the column, with nothing written.
+
+Most files are a few good rows with one bad row at line (or row) 3, so that each message must
+point at that row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import prompt_completion_rows, text_rows
+from corpus import Case, run_case
+from train_helpers import messages_rows, one_torch_thread, short
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+MODEL = Path("{model}")
+CUSTOM = {"custom.yaml": "recipe: custom\n"}
+"""A custom recipe: it trains on every format, and its answers are not JSON."""
+
+
+def train(data: str, *extra: str, recipe: str = "json-output") -> tuple[str, ...]:
+    overrides = short(MODEL, *extra, json_output=recipe == "json-output")
+    return ("train", recipe, "--model", "{model}", "--data", data, "--output", "out", *overrides)
+
+
+def with_row(row: Any, good: list[dict[str, Any]] | None = None) -> list[Any]:
+    """Four good rows with ``row`` as the third."""
+    rows: list[Any] = list(good or prompt_completion_rows(4))
+    rows.insert(2, row)
+    return rows
+
+
+def pc_case(id: str, row: Any, *mentions: str, custom: bool = False) -> Case:
+    """A prompt-completion JSONL file whose line 3 is ``row``."""
+    files: dict[str, Any] = {"train.jsonl": with_row(row)}
+    args = train("train.jsonl")
+    if custom:
+        files.update(CUSTOM)
+        args = train("train.jsonl", recipe="custom.yaml")
+    return Case(id, args, ("train.jsonl, line 3", *mentions), files, model=True)
+
+
+def chat_case(id: str, row: Any, *mentions: str) -> Case:
+    """A messages JSONL file whose line 3 is ``row``."""
+    files = {"chat.jsonl": with_row(row, messages_rows(4))}
+    args = train("chat.jsonl", "data.format=auto")
+    return Case(id, args, ("chat.jsonl, line 3", *mentions), files, model=True)
+
+
+def text_case(id: str, row: Any, *mentions: str) -> Case:
+    """A text JSONL file whose line 3 is ``row``, for domain adaptation."""
+    files = {"corpus.jsonl": with_row(row, text_rows(4))}
+    args = train("corpus.jsonl", recipe="domain-adaptation")
+    return Case(id, args, ("corpus.jsonl, line 3", *mentions), files, model=True)
+
+
+def turns(*pairs: Any) -> list[Any]:
+    return [{"role": role, "content": content} for role, content in pairs]
+
+
+Q = "What is HTTP status 200?"
+C = "column 'completion'"
+P = "column 'prompt'"
+M = "column 'messages'"
+CHAT_PROMPTS = [
+    {
+        "prompt": turns(("user", row["prompt"])),
+        "completion": turns(("assistant", row["completion"])),
+    }
+    for row in prompt_completion_rows(4)
+]
+HELD_OUT = {"train.jsonl": prompt_completion_rows(6)}
+BAD_ROWS = [{"prompt": Q, "completion": None}] * 50
+
+CASES = [
+    # --- a value that is not a string where one belongs, in each column ---
+    pc_case("completion null", {"prompt": Q, "completion": None}, C, "null", "write the answer"),
+    pc_case("completion number", {"prompt": Q, "completion": 42}, C, '"completion": "42"'),
+    pc_case("completion boolean", {"prompt": Q, "completion": True}, C, "not true/false"),
+    pc_case("completion object, custom", {"prompt": Q, "completion": {"a": 1}}, C,
+            "not a JSON object", "json-output recipe", custom=True),
+    pc_case("completion array, custom", {"prompt": Q, "completion": [1, 2]}, C, "not a list",
+            custom=True),
+    pc_case("prompt null", {"prompt": None, "completion": "{}"}, P, "prompt is null"),
+    pc_case("prompt number", {"prompt": 7, "completion": "{}"}, P, '"prompt": "7"'),
+    pc_case("prompt boolean", {"prompt": False, "completion": "{}"}, P, '"prompt": "false"'),
+    pc_case("prompt object", {"prompt": {"q": Q}, "completion": "{}"}, P, "not a JSON object",
+            "chat turns"),
+    pc_case("prompt list of strings", {"prompt": ["a", "b"], "completion": "{}"}, P,
+            "not a list", "chat turns"),
+    text_case("text null", {"text": None}, "column 'text'", "text is null"),
+    text_case("text number", {"text": 3.5}, "column 'text'", '"text": "3.5"'),
+    text_case("text object", {"text": {"body": "x"}}, "column 'text'", "not a JSON object"),
+    text_case("text list", {"text": ["a", "b"]}, "column 'text'", "not a list"),
+    chat_case("user content number",
+              {"messages": turns(("user", 5), ("assistant", "{}"))},
+              M, "turn 1, 'content'", "not a number"),
+    chat_case("user content object",
+              {"messages": turns(("user", {"q": 1}), ("assistant", "{}"))},
+              M, "turn 1, 'content'", "not a JSON object"),
+    chat_case("assistant content null",
+              {"messages": turns(("user", Q), ("assistant", None))},
+              M, "turn 2, 'content'", "content is null"),
+    # --- missing and empty ---
+    pc_case("completion missing", {"prompt": Q}, C, "(missing)", "row's columns: prompt"),
+    pc_case("prompt missing", {"completion": "{}"}, P, "(missing)"),
+    pc_case("misspelled column", {"prompt": Q, "completon": "{}"}, C, "(missing)", "completon"),
+    pc_case("empty prompt", {"prompt": "", "completion": "{}"}, P, "prompt is empty"),
+    pc_case("whitespace-only prompt", {"prompt": " \t", "completion": "{}"}, P, "only whitespace"),
+    pc_case("empty completion", {"prompt": Q, "completion": ""}, C, "completion is empty"),
+    pc_case("whitespace-only completion", {"prompt": Q, "completion": "\n "}, C,
+            "only whitespace"),
+    text_case("empty text", {"text": ""}, "column 'text'", "text is empty"),
+    text_case("whitespace-only text", {"text": "   "}, "column 'text'", "only whitespace"),
+    Case(
+        "all completions empty",
+        train("train.jsonl"),
+        ("4 problem(s)", "train.jsonl, line 1, column 'completion'",
+         "train.jsonl, line 4, column 'completion'", "completion is empty"),
+        {"train.jsonl": [{"prompt": Q, "completion": ""}] * 4},
+        model=True,
+    ),
+    # --- mixed formats, mixed kinds ---
+    pc_case("a text row among prompt-completion rows", {"text": "hello"}, "column 'text'",
+            "a text row", "data.format is 'prompt-completion'", "one format per file"),
+    Case(
+        "a text row among prompt-completion rows, detected",
+        train("train.jsonl", "data.format=auto"),
+        ("train.jsonl, line 3, column 'text'", "most rows of the file are prompt-completion",
+         "one format per file"),
+        {"train.jsonl": with_row({"text": "hello"})},
+        model=True,
+    ),
+    chat_case("a prompt-completion row among messages rows", {"prompt": Q, "completion": "{}"},
+              P, "a prompt-completion row", "most rows of the file are messages"),
+    Case(
+        "a conversational prompt with a string completion",
+        train("train.jsonl", "data.format=auto"),
+        ("train.jsonl, line 3, column 'completion'", "must be chat turns too"),
+        {"train.jsonl": with_row({"prompt": turns(("user", Q)), "completion": "{}"},
+                                 CHAT_PROMPTS)},
+        model=True,
+    ),
+    pc_case("a string prompt with a conversational completion",
+            {"prompt": Q, "completion": turns(("assistant", "{}"))}, C,
+            "completion is chat turns, but the prompt is a string"),
+    pc_case("a conversational row among string rows",
+            {"prompt": turns(("user", Q)), "completion": turns(("assistant", "{}"))}, P,
+            "most rows' prompts are strings", "one kind per file"),
+    Case(
+        "a string prompt among conversational rows",
+        train("train.jsonl", "data.format=auto"),
+        ("train.jsonl, line 3, column 'prompt'", "most rows' prompts are chat turns"),
+        {"train.jsonl": with_row({"prompt": Q, "completion": "{}"}, CHAT_PROMPTS)},
+        model=True,
+    ),
+    # --- chat turns ---
+    chat_case("a turn without content", {"messages": [{"role": "user"},
+                                                      {"role": "assistant", "content": "{}"}]},
+              M, "turn 1, 'content'", "(missing)", "no content"),
+    chat_case("a turn with an unknown role", {"messages": turns(("bot", Q), ("assistant", "{}"))},
+              M, "turn 1, 'role'", "'bot'", "system, user, assistant, tool"),
+    chat_case("a turn without a role", {"messages": [{"content": Q},
+                                                     {"role": "assistant", "content": "{}"}]},
+              M, "turn 1, 'role'", "(missing)"),
+    chat_case("no assistant turn", {"messages": turns(("system", "Be brief."), ("user", Q))},
+              M, "no assistant turn"),
+    chat_case("turns that are not objects", {"messages": ["hello", "{}"]}, M, "turn 1",
+              "turn 2", "not a string"),
+    chat_case("an empty messages list", {"messages": []}, M, "an empty list"),
+    chat_case("messages that are a string", {"messages": "hello"}, M, "not a string"),
+    chat_case("an empty assistant answer", {"messages": turns(("user", Q), ("assistant", " "))},
+              M, "turn 2, 'content'", "only whitespace"),
+    Case(
+        "messages in a CSV file",
+        train("chat.csv", "data.format=auto"),
+        ("chat.csv, line 2, column 'messages'", "not a string", "CSV cannot hold lists"),
+        {"chat.csv": 'messages\n"[{""role"": ""user""}]"\n'},
+        model=True,
+    ),
+    # --- rows that are not objects, bad JSON ---
+    pc_case("a JSON line that is a list", [1, 2], "must be a JSON object", "got [1, 2]"),
+    pc_case("a JSON line that is a number", 5, "must be a JSON object", "got 5"),
+    pc_case("a JSON line that is a string", "hello", "must be a JSON object"),
+    Case(
+        "a bad JSON line in the middle",
+        train("train.jsonl"),
+        ("train.jsonl, line 3", "not valid JSON", "at character 31", "1 problem(s)"),
+        {"train.jsonl": '{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "d"}\n'
+         '{"prompt": "e", "completion": }\n{"prompt": "f", "completion": "g"}\n'},
+        model=True,
+    ),
+    Case(
+        "a JSON file that is an object",
+        train("train.json"),
+        ("train.json: got {", "must hold an array of rows", "under 'rows'"),
+        {"train.json": {"rows": prompt_completion_rows(3)}},
+        model=True,
+    ),
+    Case(
+        "a JSON array with a row that is not an object",
+        train("train.json"),
+        ("train.json, row 3", "must be a JSON object"),
+        {"train.json": '[{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": "d"}, '
+         '"e", {"prompt": "f", "completion": "g"}]'},
+        model=True,
+    ),
+    Case(
+        "a JSON array with a number prompt",
+        train("train.json"),
+        ("train.json, row 3, column 'prompt'", "not a number"),
+        {"train.json": with_row({"prompt": 1, "completion": "{}"})},
+        model=True,
+    ),
+    Case(
+        "broken JSON in a .json file",
+        train("train.json"),
+        ("train.json, line 2, column 32", "not valid JSON", ".jsonl"),
+        {"train.json": '[{"prompt": "a", "completion": "b"},\n {"prompt": "c", "completion": }]'},
+        model=True,
+    ),
+    # --- CSV ---
+    Case(
+        "a missing CSV cell",
+        train("train.csv"),
+        ("train.csv, line 3, column 'completion'", "a missing cell", "(missing)"),
+        {"train.csv": "prompt,completion\nq1,a1\nq2\nq3,a3\n"},
+        model=True,
+    ),
+    Case(
+        "an extra CSV cell",
+        train("train.csv"),
+        ("train.csv, line 3, column 3", "extra cells", "quote cells"),
+        {"train.csv": "prompt,completion\nq1,a1\nq2,a,b\nq3,a3\n"},
+        model=True,
+    ),
+    Case(
+        "an empty CSV cell after a cell over two lines",
+        train("train.csv"),
+        ("train.csv, line 4, column 'completion'", "completion is empty"),
+        {"train.csv": 'prompt,completion\n"q1\nstill q1",a1\nq2,\nq3,a3\n'},
+        model=True,
+    ),
+    # --- not UTF-8 ---
+    Case(
+        "cp1252 bytes in JSONL",
+        train("train.jsonl"),
+        ("train.jsonl, line 2, column 16", "not UTF-8", "0xe9", "iconv -f", "-t utf-8"),
+        {"train.jsonl": b'{"prompt": "q", "completion": "a"}\n'
+         b'{"prompt": "caf\xe9", "completion": "b"}\n'},
+        model=True,
+    ),
+    Case(
+        "cp1252 bytes in JSON",
+        train("train.json"),
+        ("train.json, line 1, column 17", "not UTF-8", "iconv -f"),
+        {"train.json": b'[{"prompt": "caf\xe9", "completion": "b"}]'},
+        model=True,
+    ),
+    Case(
+        "cp1252 bytes in CSV",
+        train("train.csv"),
+        ("train.csv, line 3, column 4", "not UTF-8", "iconv -f"),
+        {"train.csv": b"prompt,completion\nq,a\ncaf\xe9,b\n"},
+        model=True,
+    ),
+    # --- Parquet and saved datasets: rows by position ---
+    Case(
+        "a null completion in Parquet",
+        train("train.parquet"),
+        ("train.parquet, row 3, column 'completion'", "completion is null"),
+        {"train.parquet": with_row({"prompt": Q, "completion": None})},
+        model=True,
+    ),
+    Case(
+        "an empty prompt in a saved dataset",
+        train("saved"),
+        ("saved, row 3, column 'prompt'", "prompt is empty"),
+        {"saved": with_row({"prompt": "", "completion": "{}"})},
+        model=True,
+    ),
+    # --- evaluation data ---
+    Case(
+        "eval data with a null completion",
+        (*train("train.jsonl"), "--eval-data", "held-out.jsonl"),
+        ("held-out.jsonl, line 3, column 'completion'", "completion is null"),
+        {**HELD_OUT, "held-out.jsonl": with_row({"prompt": Q, "completion": None})},
+        model=True,
+    ),
+    Case(
+        "eval data with a bad JSON line",
+        (*train("train.jsonl"), "--eval-data", "held-out.jsonl"),
+        ("held-out.jsonl, line 2", "not valid JSON"),
+        {**HELD_OUT, "held-out.jsonl": '{"prompt": "a", "completion": "b"}\n{"prompt": \n'},
+        model=True,
+    ),
+    Case(
+        "eval data not UTF-8",
+        (*train("train.jsonl"), "--eval-data", "held-out.jsonl"),
+        ("held-out.jsonl, line 1, column 16", "not UTF-8"),
+        {**HELD_OUT, "held-out.jsonl": b'{"prompt": "caf\xe9", "completion": "b"}\n'},
+        model=True,
+    ),
+    Case(
+        "eval data in another format",
+        (*train("train.jsonl"), "--eval-data", "held-out.jsonl"),
+        ("held-out.jsonl", "prompt, completion", "found: text", "the training data's format"),
+        {**HELD_OUT, "held-out.jsonl": [{"text": "t"}] * 3},
+        model=True,
+    ),
+    Case(
+        "eval data with a row of another format",
+        (*train("train.jsonl"), "--eval-data", "held-out.jsonl"),
+        ("held-out.jsonl, line 3, column 'text'", "the training data is prompt-completion"),
+        {**HELD_OUT, "held-out.jsonl": with_row({"text": "t"})},
+        model=True,
+    ),
+    Case(
+        "problems in both training and eval data, reported together",
+        (*train("train.jsonl"), "--eval-data", "held-out.jsonl"),
+        ("2 problem(s) in data 'train.jsonl' and 'held-out.jsonl'",
+         "train.jsonl, line 3, column 'prompt'", "held-out.jsonl, line 3, column 'completion'"),
+        {"train.jsonl": with_row({"prompt": None, "completion": "{}"}),
+         "held-out.jsonl": with_row({"prompt": Q, "completion": 1})},
+        model=True,
+    ),
+    # --- the recipe's formats ---
+    Case(
+        "domain-adaptation given prompt-completion data",
+        train("train.jsonl", recipe="domain-adaptation"),
+        ("train.jsonl", "data.format is 'text'", "found: completion, prompt"),
+        {"train.jsonl": prompt_completion_rows(4)},
+        model=True,
+    ),
+    Case(
+        "domain-adaptation given prompt-completion data, detected",
+        train("train.jsonl", "data.format=auto", recipe="domain-adaptation"),
+        ("data 'train.jsonl' is prompt-completion data", "domain-adaptation recipe trains on text"),
+        {"train.jsonl": prompt_completion_rows(4)},
+        model=True,
+    ),
+    Case(
+        "json-output given text data",
+        train("corpus.jsonl", "data.format=auto"),
+        ("data 'corpus.jsonl' is text data", "json-output recipe trains on prompt-completion"),
+        {"corpus.jsonl": text_rows(4)},
+        model=True,
+    ),
+    # --- files that are not data (moved from test_bad_input.py) ---
+    Case("missing data file", train("nope.jsonl"), ("nope.jsonl", "no such file"), model=True),
+    Case("empty data file", train("empty.jsonl"), ("empty.jsonl", "the file is empty"),
+         {"empty.jsonl": ""}, model=True),
+    Case("whitespace-only data file", train("blank.jsonl"), ("blank.jsonl", "no rows"),
+         {"blank.jsonl": "\n \n"}, model=True),
+    Case("CSV with a header only", train("head.csv"), ("head.csv", "no rows"),
+         {"head.csv": "prompt,completion\n"}, model=True),
+    Case("unknown file type", train("data.txt"), ("unknown file type", ".txt"),
+         {"data.txt": "hello\n"}, model=True),
+    Case("malformed JSON lines only", train("bad.jsonl"), ("bad.jsonl, line 1", "not valid JSON"),
+         {"bad.jsonl": '{"prompt": "x"\n'}, model=True),
+    Case("a folder that is not a saved dataset", train("folder"), ("folder", "save_to_disk"),
+         {"folder/readme.jsonl": prompt_completion_rows(2)}, model=True),
+    Case("not a Parquet file", train("data.parquet"), ("data.parquet", "Parquet"),
+         {"data.parquet": "prompt,completion\n"}, model=True),
+    Case(
+        "columns that match no format",
+        train("qa.jsonl", "data.format=auto"),
+        ("answer, question", "messages", "prompt-completion", "prompt, completion", "text"),
+        {"qa.jsonl": [{"question": "q", "answer": "a"}] * 4},
+        model=True,
+    ),
+    Case(
+        "prompt-completion data without a completion column",
+        train("prompts.jsonl", "data.format=prompt-completion"),
+        ("prompts.jsonl", "completion", "missing", "found: prompt"),
+        {"prompts.jsonl": [{"prompt": "q"}] * 4},
+        model=True,
+    ),
+    # --- many problems: the first 20 shown, the rest counted ---
+    Case(
+        "fifty bad rows",
+        train("train.jsonl"),
+        ("50 problem(s)", "train.jsonl, line 20, column 'completion'",
+         "... and 30 more (the first 20 are shown)"),
+        {"train.jsonl": BAD_ROWS},
+        model=True,
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [case.param() for case in CASES])
+def test_bad_data_is_one_clear_error(case: Case, tmp_path, monkeypatch, tiny_model_dir):
+    err = run_case(case, tmp_path, monkeypatch, tiny_model_dir)
+    if case.id == "fifty bad rows":
+        assert "line 21," not in err
+
+
+def test_the_corpus_is_large_and_its_ids_unique():
+    assert len(CASES) >= 45
+    assert len({case.id for case in CASES}) == len(CASES)
