@@ -67,20 +67,18 @@ def check_output(
     entries = sorted(p.name for p in target.iterdir()) if target.is_dir() else []
     if not entries:
         return target
-    if not overwrite:
-        raise RecipeError(
-            f"{flag}: the folder is not empty; peftkit never overwrites what is there. Fix: "
-            "choose a new folder, or pass --overwrite to replace an earlier peftkit output."
-        )
     foreign = [name for name in entries if name not in _written_by_peftkit(target)]
     if foreign:
-        shown = ", ".join(foreign[:5]) + (
-            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-        )
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         raise RecipeError(
-            f"{flag}: the folder holds {shown}, which peftkit did not write; --overwrite "
-            "replaces only an earlier peftkit output. Fix: choose a new folder, or move those "
-            "files away first."
+            f"{flag}: the folder holds {', '.join(foreign[:5])}{more}, which peftkit did not "
+            "write; peftkit never replaces what you made, even with --overwrite. Fix: choose a "
+            "new folder, or move those files away first."
+        )
+    if not overwrite:
+        raise RecipeError(
+            f"{flag}: the folder holds an earlier peftkit output. Fix: choose a new folder, or "
+            "pass --overwrite to replace it."
         )
     return target
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fix_reader import overrides
 from pydantic import ValidationError
 from test_validation import BAD_RECIPES
 
@@ -27,8 +28,6 @@ from peftkit.errors import Problem, problems
 from peftkit.recipes.files import apply_override
 from peftkit.recipes.registry import from_dict
 
-ASSIGNMENT = re.compile(r"(?<![\w.])([a-z_]+(?:\.[a-z_0-9]+)*)=([^\s,;()]+)")
-ALTERNATIVES = re.compile(r",? or,? ")
 ADVICE_ONLY = ("fix the schema",)
 """Fixes that cannot be a one-line edit; they must say what to change instead."""
 
@@ -59,11 +58,7 @@ def found(data: dict[str, Any]) -> set[tuple[str, str]]:
 def edits(problem: Problem) -> list[list[tuple[str, ...]]]:
     """Each alternative of the problem's fix as the edits a user makes for it."""
     fix = problem.fix
-    choices = []
-    for alternative in ALTERNATIVES.split(fix):
-        assignments = ASSIGNMENT.findall(alternative)
-        if assignments:
-            choices.append([("override", f"{key}={value}") for key, value in assignments])
+    choices = [[("override", item) for item in items] for items in overrides(fix)]
     if choices:
         return choices
     if mean := re.search(r"did you mean '([^']+)'", fix):

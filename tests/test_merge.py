@@ -81,7 +81,7 @@ def test_a_non_empty_output_is_refused(lora_run, monkeypatch):
     target.mkdir()
     (target / "notes.txt").write_text("mine")
     code, _, err = run_main(monkeypatch, "merge", str(lora_run.adapter), "--output", str(target))
-    assert_user_error(code, err, str(target), "not empty", "--overwrite")
+    assert_user_error(code, err, str(target), "notes.txt", "did not write")
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
     assert (target / "notes.txt").read_text() == "mine"
 

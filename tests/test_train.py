@@ -386,7 +386,7 @@ def test_a_non_empty_output_folder_is_refused(tiny_model_dir: Path, tmp_path: Pa
         "train", "json-output", *short(tiny_model_dir), "--data", str(data),
         "--output", str(out), cwd=tmp_path, timeout=120,
     )  # fmt: skip
-    assert_user_error(result.returncode, result.stderr, str(out), "not empty", "--overwrite")
+    assert_user_error(result.returncode, result.stderr, str(out), "notes.txt", "did not write")
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert (out / "notes.txt").read_text() == "mine"
 
@@ -394,7 +394,7 @@ def test_a_non_empty_output_folder_is_refused(tiny_model_dir: Path, tmp_path: Pa
 def test_train_refuses_a_non_empty_folder_in_process(tiny_model_dir: Path, tmp_path: Path):
     (tmp_path / "notes.txt").write_text("mine")
     recipe = load_recipe("json-output", short(tiny_model_dir))
-    with pytest.raises(RecipeError, match="not empty"):
+    with pytest.raises(RecipeError, match=r"notes\.txt, which peftkit did not write"):
         train(recipe, tmp_path / "missing.jsonl", tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
