@@ -127,7 +127,7 @@ def plan(
 ) -> None:
     """Peak GPU memory of RECIPE on MODEL, whether it fits, and (qlora-budget) what to change."""
     from peftkit import memory, recipes
-    from peftkit.memory.shapes import load_shape
+    from peftkit.memory import load_shape
 
     loaded = recipes.load(recipe, overrides or [])
     chosen = memory.plan(loaded, load_shape(model), gpu_memory, gpus)
@@ -158,8 +158,8 @@ def estimate(
 ) -> None:
     """Peak GPU memory of a one-off setting, without a recipe file."""
     from peftkit import recipes
+    from peftkit.memory import load_shape
     from peftkit.memory import plan as make_plan
-    from peftkit.memory.shapes import load_shape
     from peftkit.targets import ALL_LINEAR, parse_target_list
 
     target_list = ALL_LINEAR if targets.strip() == ALL_LINEAR else parse_target_list(targets)

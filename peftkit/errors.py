@@ -9,6 +9,7 @@ carries its rule and fix in the error context, and :func:`problems` turns any
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,20 @@ def _short_repr(value: Any) -> str:
     if len(text) <= MAX_VALUE_CHARS:
         return text
     return f"{text[: MAX_VALUE_CHARS - 20]}... ({len(text):,} characters)"
+
+
+def json_kind(value: Any) -> str:
+    """What ``value`` is, in JSON's words, for messages about a value of the wrong type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} (not a number JSON allows)"
+    kinds = {int: "an integer", float: "a decimal number", str: "a string", list: "a list"}
+    kinds |= {dict: "a JSON object"}
+    found = next((name for kind, name in kinds.items() if isinstance(value, kind)), None)
+    return found or type(value).__name__  # Parquet and saved datasets hold more types than JSON
 
 
 def format_problems(subject: str, found: Sequence[Problem]) -> str:

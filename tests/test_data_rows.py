@@ -75,6 +75,17 @@ def test_clean_files_give_their_rows(fmt, file_name, custom_recipe_file, tmp_pat
     assert splits.train.to_list() == FORMATS[fmt]
 
 
+def test_a_saved_dataset_dict_folder_gives_its_train_split(custom_recipe_file, tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    rows = prompt_completion_rows(6)
+    DatasetDict(
+        {"test": Dataset.from_list(rows[:2]), "train": Dataset.from_list(rows[2:])}
+    ).save_to_disk(str(tmp_path / "dd"))
+    splits = prepare(load_recipe(custom_recipe_file, NO_EVAL), tmp_path / "dd", None)
+    assert splits.train.to_list() == rows[2:]
+
+
 def test_csv_cells_stay_strings(custom_recipe_file, tmp_path):
     path = tmp_path / "numbers.csv"
     path.write_text('prompt,completion\n007,42\ntrue,1.50\n"a, b",""""\n', encoding="utf-8")

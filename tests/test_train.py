@@ -34,7 +34,7 @@ from train_helpers import (
 )
 
 from peftkit import recipes
-from peftkit.data import detect_format, load_file, prepare
+from peftkit.data import prepare
 from peftkit.errors import RecipeError
 from peftkit.outputs import MARKER, STAGING
 from peftkit.train import train
@@ -233,39 +233,6 @@ def test_rerunning_the_saved_recipe_leaves_the_first_run_alone(
 
 
 # --- data formats and file types -----------------------------------------------------------------
-
-FORMATS = {
-    "text": text_rows(12),
-    "prompt-completion": prompt_completion_rows(12),
-    "messages": messages_rows(12),
-}
-FILE_TYPES = ["data.jsonl", "data.json", "data.csv", "data.parquet", "saved-dataset"]
-CASES = [
-    (fmt, name)
-    for fmt in FORMATS
-    for name in FILE_TYPES
-    if not (fmt == "messages" and name.endswith(".csv"))  # CSV cannot hold chat turns
-]
-
-
-@pytest.mark.parametrize(("fmt", "file_name"), CASES)
-def test_every_file_type_loads_and_its_format_is_detected(fmt: str, file_name: str, tmp_path):
-    rows = FORMATS[fmt]
-    path = write_data(tmp_path / file_name, rows)
-    loaded = load_file(path)
-    assert detect_format(loaded, "auto", str(path)) == fmt
-    assert loaded.to_list() == rows
-
-
-def test_a_saved_dataset_dict_folder_loads_its_train_split(tmp_path: Path):
-    from datasets import Dataset, DatasetDict
-
-    rows = prompt_completion_rows(6)
-    DatasetDict(
-        {"test": Dataset.from_list(rows[:2]), "train": Dataset.from_list(rows[2:])}
-    ).save_to_disk(str(tmp_path / "dd"))
-    assert load_file(tmp_path / "dd").to_list() == rows[2:]
-
 
 def test_domain_adaptation_trains_on_text_from_a_saved_dataset(tiny_model_dir, tmp_path):
     data = write_data(tmp_path / "corpus", text_rows(40))

@@ -6,6 +6,6 @@ completion), ``messages`` (chat; needs the tokenizer's chat template). Prompts a
 may be strings or chat turns (lists of ``{"role", "content"}``), as TRL accepts.
 """
 
-from peftkit.data.splits import Splits, check_chat, detect_format, load_file, prepare
+from peftkit.data.splits import Splits, check_chat, prepare
 
-__all__ = ["Splits", "check_chat", "detect_format", "load_file", "prepare"]
+__all__ = ["Splits", "check_chat", "prepare"]

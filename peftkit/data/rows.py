@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from peftkit.data.files import Found, Source
-from peftkit.errors import MISSING, Problem, RecipeError
+from peftkit.errors import MISSING, Problem, RecipeError, json_kind
 from peftkit.recipes.data import FORMAT_COLUMNS, describe_formats
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -169,7 +169,9 @@ class _Rows:
         prompt, completion = row["prompt"], row["completion"]
         as_turns = _looks_like_turns(prompt)
         if as_turns != (self.turn_prompts[True] > self.turn_prompts[False]):
-            kind, other = ("chat turns", "strings") if as_turns else (_kind(prompt), "chat turns")
+            kind, other = (
+                ("chat turns", "strings") if as_turns else (json_kind(prompt), "chat turns")
+            )
             self._problem(
                 index,
                 ("column 'prompt'",),
@@ -222,7 +224,10 @@ class _Rows:
         elif value is None:
             rule, fix = f"{column} is null", f"write {noun} as a string, or remove the row"
         else:
-            rule, fix = f"{column} must be a string, not {_kind(value)}", NOT_A_STRING_FIXES[column]
+            rule, fix = (
+                f"{column} must be a string, not {json_kind(value)}",
+                NOT_A_STRING_FIXES[column],
+            )
             if isinstance(value, bool | int | float):
                 quoted = json.dumps(json.dumps(value))  # as written in the file, in quotes
                 fix = f'write {noun} as a string (quote it): "{column}": {quoted}'
@@ -252,7 +257,7 @@ class _Rows:
                 (f"column '{column}'",),
                 turns,
                 f"{column} must be a non-empty list of chat turns, not "
-                + ("an empty list" if isinstance(turns, list) else _kind(turns)),
+                + ("an empty list" if isinstance(turns, list) else json_kind(turns)),
                 f"write {column} as chat turns, e.g. {TURNS_EXAMPLE}{csv}",
             )
             return
@@ -260,7 +265,7 @@ class _Rows:
         for number, turn in enumerate(turns, 1):
             where = (f"column '{column}'", f"turn {number}")
             if not isinstance(turn, dict):
-                rule = f"a chat turn must be an object with role and content, not {_kind(turn)}"
+                rule = f"a chat turn must be an object with role and content, not {json_kind(turn)}"
                 self._problem(index, where, turn, rule, f"write the turn as in {TURNS_EXAMPLE}")
                 continue
             role = turn.get("role", MISSING)
@@ -285,23 +290,6 @@ class _Rows:
                 f"{column} has no assistant turn, so there is nothing to learn",
                 'add the answer as a turn {"role": "assistant", "content": "..."}',
             )
-
-
-def _kind(value: Any) -> str:
-    """What ``value`` is, in JSON's words."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, dict):
-        return "a JSON object"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    return type(value).__name__  # Parquet and saved datasets hold more types than JSON
 
 
 def _looks_like_turns(value: Any) -> bool:

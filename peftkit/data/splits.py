@@ -76,19 +76,6 @@ def _dataset(file: _File) -> Dataset:
         ) from None
 
 
-def load_file(path: str | Path) -> Dataset:
-    """A file's rows, checked, as a Dataset of its detected format's columns."""
-    file = _load(path, "auto", json_answers=False)
-    _raise_problems([file])
-    return _dataset(file)
-
-
-def detect_format(dataset: Dataset, wanted: str, where: str) -> str:
-    """The format of ``dataset``: ``wanted`` checked against its columns, or detected for 'auto'."""
-    columns = set(dataset.column_names)
-    return choose_format(columns, Counter({row_format(columns): len(dataset)}), wanted, where)
-
-
 def check_chat(splits: Splits, tokenizer: Any) -> None:
     """Chat data needs a chat template to turn turns into text."""
     if splits.format == "messages" and tokenizer.chat_template is None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from peftkit.memory.config_file import load_shape, read_config
 from peftkit.memory.estimate import Breakdown, Setup, estimate
 from peftkit.memory.gpus import CATALOG, GPU
 from peftkit.memory.plan import Cost, Plan, PlanError, plan, setup_of
-from peftkit.memory.shapes import ModelShape, read_config, shape_of
+from peftkit.memory.shapes import ModelShape, shape_of
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
@@ -29,6 +30,7 @@ __all__ = [
     "Setup",
     "estimate",
     "estimate_recipe",
+    "load_shape",
     "plan",
     "read_config",
     "setup_of",

@@ -103,7 +103,7 @@ CASES = [
     text_case("text list", {"text": ["a", "b"]}, "column 'text'", "not a list"),
     chat_case("user content number",
               {"messages": turns(("user", 5), ("assistant", "{}"))},
-              M, "turn 1, 'content'", "not a number"),
+              M, "turn 1, 'content'", "not an integer"),
     chat_case("user content object",
               {"messages": turns(("user", {"q": 1}), ("assistant", "{}"))},
               M, "turn 1, 'content'", "not a JSON object"),
@@ -217,7 +217,7 @@ CASES = [
     Case(
         "a JSON array with a number prompt",
         train("train.json"),
-        ("train.json, row 3, column 'prompt'", "not a number"),
+        ("train.json, row 3, column 'prompt'", "not an integer"),
         {"train.json": with_row({"prompt": 1, "completion": "{}"})},
         model=True,
     ),
