@@ -234,6 +234,7 @@ def test_rerunning_the_saved_recipe_leaves_the_first_run_alone(
 
 # --- data formats and file types -----------------------------------------------------------------
 
+
 def test_domain_adaptation_trains_on_text_from_a_saved_dataset(tiny_model_dir, tmp_path):
     data = write_data(tmp_path / "corpus", text_rows(40))
     recipe = load_recipe(
