@@ -73,21 +73,19 @@ def show(recipe: RecipeArg, overrides: Overrides = None) -> None:
 
 @app.command()
 def new(
-    file: Annotated[Path, typer.Argument(help="The recipe file to create.")],
+    file: Annotated[str, typer.Argument(help="The recipe file to create.")],
     from_: Annotated[str, typer.Option("--from", help="Built-in recipe to copy.")] = "json-output",
 ) -> None:
     """Copy a built-in recipe to FILE for editing. Never overwrites an existing file."""
-    from peftkit import recipes
+    import shlex
 
-    if file.exists():
-        raise RecipeError(
-            f"{file} already exists; peftkit never overwrites a file you made. "
-            "Fix: choose another name, or move the file away first."
-        )
-    text = recipes.load(from_).to_yaml()
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {file} (a copy of '{from_}'); check it with: peftkit validate {file}")
+    from peftkit.recipes.files import write_new
+
+    path = write_new(_path(file, "FILE"), from_)
+    shown = f"./{path}" if str(path).startswith("-") else str(path)
+    typer.echo(
+        f"wrote {path} (a copy of '{from_}'); check it with: peftkit validate {shlex.quote(shown)}"
+    )
 
 
 @app.command()
@@ -136,10 +134,15 @@ def plan(
 
 @app.command()
 def estimate(
+    ctx: typer.Context,
     model: ModelArg,
-    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "lora",
+    method: Annotated[
+        str, typer.Option(help="full, lora, or qlora (LoRA on a 4-bit base).")
+    ] = "lora",
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences per micro-batch.")] = 1,
-    seq_len: Annotated[int, typer.Option(min=16, help="Tokens per sequence.")] = 1024,
+    seq_len: Annotated[
+        int, typer.Option(min=16, help="Tokens per sequence, at most the model's context.")
+    ] = 1024,
     r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
     targets: Annotated[
         str, typer.Option(help="all-linear, or comma-separated module names (q_proj,v_proj).")
@@ -147,9 +150,13 @@ def estimate(
     activation_checkpointing: Annotated[
         bool, typer.Option(help="Recompute activations in the backward pass.")
     ] = False,
-    optimizer: Annotated[str, typer.Option(help="adamw_torch, paged_adamw_8bit, ...")] = (
-        "adamw_torch"
-    ),
+    optimizer: Annotated[
+        str,
+        typer.Option(
+            help="adamw_torch, adamw_torch_fused, adamw_8bit, paged_adamw_8bit, "
+            "paged_adamw_32bit, adafactor or sgd."
+        ),
+    ] = "adamw_torch",
     gpu_memory: Annotated[
         float | None,
         typer.Option("--gpu-memory", help="GB per GPU: adds whether it fits (exit 1 if not)."),
@@ -157,28 +164,35 @@ def estimate(
     as_json: JsonFlag = False,
 ) -> None:
     """Peak GPU memory of a one-off setting, without a recipe file."""
-    from peftkit import recipes
-    from peftkit.memory import load_shape
-    from peftkit.memory import plan as make_plan
+    from typing import get_args
+
+    from peftkit import memory
+    from peftkit.memory.estimate import OPTIMIZER_STATE_BYTES, Method, auto_dtype
     from peftkit.targets import ALL_LINEAR, parse_target_list
 
+    choices = {
+        "--method": (method, get_args(Method)),
+        "--optimizer": (optimizer, tuple(OPTIMIZER_STATE_BYTES)),
+    }
+    for option, (value, allowed) in choices.items():
+        if value not in allowed:
+            listed = ", ".join(repr(name) for name in allowed)
+            message = f"{value!r} is not one of {listed}."
+            raise typer.BadParameter(message, ctx, param_hint=f"'{option}'")
     target_list = ALL_LINEAR if targets.strip() == ALL_LINEAR else parse_target_list(targets)
-    recipe = recipes.from_dict(
-        {
-            "recipe": "custom",
-            "method": method,
-            "lora": {"r": r, "alpha": 2 * r, "target_modules": target_list},
-            "quantization": {"bits": 4 if method == "qlora" else None},
-            "training": {
-                "batch_size": batch_size,
-                "max_length": seq_len,
-                "activation_checkpointing": activation_checkpointing,
-                "optimizer": optimizer,
-            },
-            "callbacks": {"early_stopping": {"allow_full_copy": True}},
-        }
+    shape = memory.load_shape(model)
+    setup = memory.Setup(
+        method=method,
+        bits=4 if method == "qlora" else None,
+        r=r,
+        targets=target_list,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        activation_checkpointing=activation_checkpointing,
+        optimizer=optimizer,
+        weights_dtype=auto_dtype(shape.checkpoint_dtype),
     )
-    _show(make_plan(recipe, load_shape(model), gpu_memory), as_json)
+    _show(memory.judge(shape, setup, gpu_memory), as_json)
 
 
 def _show(chosen: Plan, as_json: bool) -> None:
@@ -198,9 +212,9 @@ def train_command(
     recipe: RecipeArg,
     overrides: Overrides = None,
     model: Annotated[str | None, typer.Option(help="Model folder or hub id.")] = None,
-    data: Annotated[Path | None, typer.Option(help="Training data file or folder.")] = None,
-    eval_data: Annotated[Path | None, typer.Option(help="Evaluation data.")] = None,
-    output: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("out"),
+    data: Annotated[str | None, typer.Option(help="Training data file or folder.")] = None,
+    eval_data: Annotated[str | None, typer.Option(help="Evaluation data.")] = None,
+    output: Annotated[str, typer.Option(help="Folder for the results.")] = "out",
     overwrite: Annotated[
         bool, typer.Option(help="Replace an earlier peftkit output in --output.")
     ] = False,
@@ -209,18 +223,23 @@ def train_command(
     from peftkit import recipes
     from peftkit.train import is_main_process, train
 
-    extra = [f"model.name={json.dumps(model)}"] if model else []
-    extra += [f"data.train_path={json.dumps(str(data))}"] if data else []
-    extra += [f"data.eval_path={json.dumps(str(eval_data))}"] if eval_data else []
+    given = {"model.name": (model, "--model"), "data.train_path": (data, "--data")}
+    given["data.eval_path"] = (eval_data, "--eval-data")
+    extra = [
+        f"{field}={json.dumps(str(_path(value, option)))}"
+        for field, (value, option) in given.items()
+        if value is not None
+    ]
     loaded = recipes.load(recipe, [*(overrides or []), *extra])
     if loaded.data.train_path is None:
         raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
     sources = {"the recipe file": recipe} if Path(recipe).is_file() else {}
+    target = _path(output, "--output")
     metrics = train(
-        loaded, loaded.data.train_path, output, loaded.data.eval_path, overwrite, sources
+        loaded, loaded.data.train_path, target, loaded.data.eval_path, overwrite, sources
     )
     if is_main_process():
-        _report(metrics, output)
+        _report(metrics, target)
 
 
 def _report(metrics: dict, output: Path) -> None:
@@ -237,7 +256,7 @@ def demo(
     task: Annotated[str, typer.Option(help="json (JSON answers) or docs (domain adaptation).")] = (
         "json"
     ),
-    output: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("demo-output"),
+    output: Annotated[str, typer.Option(help="Folder for the results.")] = "demo-output",
     overwrite: Annotated[
         bool, typer.Option(help="Replace an earlier peftkit output in --output.")
     ] = False,
@@ -248,13 +267,14 @@ def demo(
 
     if task not in TASKS:
         raise RecipeError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
-    _report(run_demo(task, output, overwrite), output)
+    target = _path(output, "--output")
+    _report(run_demo(task, target, overwrite), target)
 
 
 @app.command()
 def merge(
-    adapter: Annotated[Path, typer.Argument(help="The adapter folder (OUTPUT/adapter).")],
-    output: Annotated[Path, typer.Option(help="Folder for the merged model.")],
+    adapter: Annotated[str, typer.Argument(help="The adapter folder (OUTPUT/adapter).")],
+    output: Annotated[str, typer.Option(help="Folder for the merged model.")],
     base: Annotated[str | None, typer.Option(help="Base model (default: the adapter's).")] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace an earlier peftkit output in --output.")
@@ -263,8 +283,16 @@ def merge(
     """Merge ADAPTER into its base model for inference without adapter overhead."""
     from peftkit.merging import merge as merge_adapter
 
-    written = merge_adapter(adapter, output, base, overwrite)
+    chosen = None if base is None else str(_path(base, "--base"))
+    written = merge_adapter(_path(adapter, "ADAPTER"), _path(output, "--output"), chosen, overwrite)
     typer.echo(f"merged model written to {written}")
+
+
+def _path(value: str, option: str) -> Path:
+    """A path as typed: never empty (an unset shell variable gives ''), with ~ expanded."""
+    if not value.strip():
+        raise RecipeError(f"{option}: empty (an unset shell variable?). Fix: give {option} a path.")
+    return Path(value).expanduser()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,8 @@ from peftkit.errors import MISSING, Problem, ProblemsError, RecipeError
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
 
+_OPTIONS = {"model.name": "--model", "--base": "--base"}
+"""The command-line option that sets a field, for fixes."""
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
@@ -25,7 +27,7 @@ def is_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") != 1
 
 
-def check_model_folder(name: str, what: str = "model.name", tokenizer: bool = True) -> None:
+def check_model_folder(name: str, field: str = "model.name", tokenizer: bool = True) -> None:
     """A local model folder must exist and hold a config, weights and (if asked) a tokenizer;
     every missing piece is named at once. Hub ids pass (they are resolved when loading)."""
     if not is_local(name):
@@ -33,12 +35,12 @@ def check_model_folder(name: str, what: str = "model.name", tokenizer: bool = Tr
     folder = Path(name).expanduser()
     if not folder.exists():
         raise RecipeError(
-            f"{what}: '{name}' is not a folder here (and not an org/name hub id). "
-            "Fix: pass --model with the path of a saved model, or a hub id."
+            f"{field}: '{name}' is not a folder here (and not an org/name hub id). "
+            f"Fix: give {_OPTIONS.get(field, field)} the path of a saved model, or a hub id."
         )
     if not folder.is_dir():
         raise RecipeError(
-            f"{what}: '{name}' is a file; a model is a folder (config.json, weights, "
+            f"{field}: '{name}' is a file; a model is a folder (config.json, weights, "
             "tokenizer). Fix: pass the folder that holds them."
         )
     found = []
@@ -105,14 +107,14 @@ def load_tokenizer(recipe: Recipe) -> Any:
     return tokenizer
 
 
-def load_config(name: str, trust_remote_code: bool = False) -> Any:
+def load_config(name: str, trust_remote_code: bool = False, field: str = "model.name") -> Any:
     from transformers import AutoConfig
 
-    check_model_folder(name, tokenizer=False)
+    check_model_folder(name, field, tokenizer=False)
     try:
         return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as error:  # an unknown model_type is a ValueError, a bad file an OSError
-        raise _not_loadable(name, "config", error) from None
+        raise _not_loadable(name, "config", error, field) from None
 
 
 def adaptable_modules(config: Any, trust_remote_code: bool = False) -> dict[str, Any]:
@@ -147,10 +149,14 @@ def check_model(recipe: Recipe, max_length: int) -> Any:
             f"training.max_length: got {max_length}, but {name} handles at most {context} "
             f"tokens. Fix: set training.max_length={context} (or less)."
         )
-    targets = recipe.lora.target_modules
-    if recipe.method != "full" and targets != "all-linear":
+    lora = recipe.lora
+    if recipe.method != "full" and (lora.target_modules != "all-linear" or lora.modules_to_save):
         modules = adaptable_modules(config, recipe.model.trust_remote_code)
-        check_targets(targets, list(modules), f"lora.target_modules on {name}")
+        where = f"the model {name}"
+        if lora.target_modules != "all-linear":
+            check_targets(lora.target_modules, list(modules), where)
+        if lora.modules_to_save:
+            check_targets(lora.modules_to_save, list(modules), where, "lora.modules_to_save")
     return config
 
 
@@ -174,9 +180,9 @@ def load_model(recipe: Recipe) -> Any:
         raise _not_loadable(name, "model", error) from None
 
 
-def _not_loadable(name: str, what: str, error: Exception) -> RecipeError:
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+def _not_loadable(name: str, what: str, error: Exception, field: str = "model.name") -> RecipeError:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(". ")
     return RecipeError(
-        f"model.name: could not load the {what} of '{name}': {first}. Fix: check the name; "
+        f"{field}: could not load the {what} of '{name}': {first}. Fix: check the name; "
         "without network access only local folders and models in the Hugging Face cache load."
     )

@@ -37,6 +37,7 @@ def merge(
     adapter = Path(adapter)
     adapter_config = _read_adapter(adapter)
     trained_on = adapter_config.get("base_model_name_or_path")
+    chosen = base
     base = base or trained_on
     if not isinstance(base, str) or not base:
         raise RecipeError(f"adapter '{adapter}' does not name its base model. Fix: pass --base.")
@@ -44,10 +45,13 @@ def merge(
     recipe = _recipe_beside(adapter)
     quantization = recipe.build_bnb_config() if recipe is not None else None
     if quantization is not None and not quantization.load_in_4bit:
-        raise RecipeError(
-            "the adapter was trained on an 8-bit base; LLM.int8 weights cannot be dequantized "
-            "exactly. Fix: merge into the 16-bit base with --base and accept a small mismatch."
-        )
+        if chosen is None:
+            raise RecipeError(
+                "the adapter was trained on an 8-bit base; LLM.int8 weights cannot be "
+                "dequantized exactly. Fix: merge into the 16-bit base, accepting a small "
+                f"mismatch, by naming it: --base {base}"
+            )
+        quantization = None  # the user chose the 16-bit base
     _check_fits(adapter, base, trained_on)
     import torch
     from peft import PeftModel
@@ -72,6 +76,12 @@ def merge(
 def _read_adapter(adapter: Path) -> dict[str, Any]:
     """The adapter's config, after checking the folder holds a complete adapter."""
     config_file = adapter / "adapter_config.json"
+    if not config_file.is_file() and (adapter / "config.json").is_file():
+        raise RecipeError(
+            f"adapter '{adapter}' holds a whole model (a run with method full trains every "
+            "weight), not an adapter: there is nothing to merge. Fix: use that folder as the "
+            "fine-tuned model itself."
+        )
     if not config_file.is_file():
         raise RecipeError(
             f"adapter '{adapter}': no adapter_config.json there. Fix: pass the adapter folder "
@@ -101,7 +111,7 @@ def _check_fits(adapter: Path, base: str, trained_on: Any) -> None:
     """Every adapter tensor must sit on a module of ``base`` with the matching size."""
     from peftkit.loading import adaptable_modules, load_config
 
-    modules = adaptable_modules(load_config(base))
+    modules = adaptable_modules(load_config(base, field="--base"))
     if isinstance(trained_on, str) and trained_on:
         expected, fix = f"'{trained_on}'", f"pass --base {trained_on}"
     else:

@@ -8,9 +8,10 @@ beside the output, and swaps that folder in only when it has succeeded
 existing output exactly as it was, and no half-written folder is left to block a retry.
 
 ``--overwrite`` replaces only what peftkit wrote: every output folder carries :data:`MARKER`,
-which lists its entries, and a folder holding anything else is refused even with
-``--overwrite``. An output that equals, holds or lies inside an input (the data, the model, the
-adapter) is refused too, as is the folder the command runs in.
+which lists every file peftkit wrote there with its size and modification time, and a folder
+holding anything else (a file added anywhere in it, or one of peftkit's files edited since) is
+refused even with ``--overwrite``. An output that equals, holds or lies inside an input (the
+data, the model, the adapter) is refused too, as is the folder the command runs in.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from typing import Any
 from peftkit.errors import RecipeError
 
 MARKER = ".peftkit-output.json"
-"""Written into every output folder: which command wrote it and the entries it holds."""
+"""Written into every output folder: which command wrote it and every file it holds."""
+NAME_MAX = 255 - len(".") - len(".peftkit-staging")
+"""Longest output folder name whose staging folder beside it is still a legal file name."""
 STAGING = ".peftkit-staging"
 """Suffix of the folder a command writes into before its results are swapped in."""
 
@@ -44,8 +47,16 @@ def check_output(
     ``inputs`` maps a name for people (``--data``) to a path; values that are not local paths
     (a hub id, None) are skipped.
     """
-    target = Path(output).expanduser().resolve()
     flag = f"--output {output}"
+    if not str(output).strip():
+        raise RecipeError("--output: empty. Fix: pass a folder name, e.g. --output runs/first.")
+    named = Path(output).expanduser()
+    if any(len(part.encode()) > NAME_MAX for part in named.parts):
+        raise RecipeError(
+            f"--output: a folder name longer than {NAME_MAX} bytes; the file system cannot hold "
+            "it (with the staging folder beside it). Fix: choose a shorter name."
+        )
+    target = named.resolve()
     here = Path.cwd().resolve()
     if target == here or target in here.parents:
         which = "is" if target == here else "holds"
@@ -64,16 +75,15 @@ def check_output(
     _check_parent(target, flag)
     if target.exists() and not target.is_dir():
         raise RecipeError(f"{flag}: a file, not a folder. Fix: choose a folder name.")
-    entries = sorted(p.name for p in target.iterdir()) if target.is_dir() else []
-    if not entries:
+    if not target.is_dir() or not any(target.iterdir()):
         return target
-    foreign = [name for name in entries if name not in _written_by_peftkit(target)]
+    foreign = _not_written_by_peftkit(target)
     if foreign:
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         raise RecipeError(
             f"{flag}: the folder holds {', '.join(foreign[:5])}{more}, which peftkit did not "
-            "write; peftkit never replaces what you made, even with --overwrite. Fix: choose a "
-            "new folder, or move those files away first."
+            "write (or which changed since); peftkit never replaces what you made, even with "
+            "--overwrite. Fix: choose a new folder, or move those files away first."
         )
     if not overwrite:
         raise RecipeError(
@@ -81,6 +91,27 @@ def check_output(
             "pass --overwrite to replace it."
         )
     return target
+
+
+def check_other_output(
+    path: str | Path, field: str, output: Path, inputs: Mapping[str, str | Path | None]
+) -> None:
+    """A second folder a command writes (early stopping's ``save_best_to``) must not lie in
+    the output, which is replaced when the run ends, nor touch an input."""
+    target = Path(path).expanduser().resolve()
+    if target == output or output in target.parents:
+        raise RecipeError(
+            f"{field}: {path} lies inside --output {output}, which is replaced when the run "
+            f"ends, so it would be lost. Fix: set {field}=null (the run keeps its best adapter "
+            "in OUTPUT/best-adapter), or a folder outside the output."
+        )
+    for name, value in inputs.items():
+        clash = _clash(target, value)
+        if clash:
+            raise RecipeError(
+                f"{field}: {path} {clash} {name} {value}, which the command reads. Fix: set "
+                f"{field}=null, or a folder outside your inputs."
+            )
 
 
 def _clash(target: Path, value: str | Path | None) -> str:
@@ -111,13 +142,27 @@ def _check_parent(target: Path, flag: str) -> None:
         )
 
 
-def _written_by_peftkit(folder: Path) -> set[str]:
-    """The entries of ``folder`` that peftkit's marker says it wrote (empty without a marker)."""
+def inventory(folder: Path) -> dict[str, list[int]]:
+    """Every file under ``folder`` (links as files) with its size and modification time."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() or path.is_symlink():
+            info = path.lstat()
+            found[path.relative_to(folder).as_posix()] = [info.st_size, info.st_mtime_ns]
+    return found
+
+
+def _not_written_by_peftkit(folder: Path) -> list[str]:
+    """The files of ``folder`` that its marker does not list as peftkit wrote them: all of
+    them when there is no readable marker."""
     try:
-        recorded = json.loads((folder / MARKER).read_text(encoding="utf-8"))["entries"]
+        recorded = json.loads((folder / MARKER).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
-        return set()
-    return {MARKER, *(str(name) for name in recorded)} if isinstance(recorded, list) else set()
+        recorded = None
+    present = inventory(folder)
+    if not isinstance(recorded, dict):
+        return sorted(present) or sorted(p.name for p in folder.iterdir())
+    return [name for name, stat in present.items() if name != MARKER and recorded.get(name) != stat]
 
 
 class OutputFolder:
@@ -169,8 +214,8 @@ class OutputFolder:
         """Swap the finished results in, replacing an earlier output; return the output."""
         if not self.main_process:
             return self.target
-        entries = sorted(p.name for p in self.staging.iterdir())
-        marker = {"command": self.command, "entries": entries, **(details or {})}
+        fsync_tree(self.staging)
+        marker = {"command": self.command, **(details or {}), "files": inventory(self.staging)}
         (self.staging / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
         fsync_tree(self.staging)
         if self.target.exists():

@@ -28,6 +28,20 @@ FUSED = {
 """Projections some architectures fuse into one linear layer (Phi-3: qkv_proj and gate_up_proj;
 BLOOM: query_key_value; GPT-2: c_attn; MPT: Wqkv), with the separate names they replace."""
 
+HEAD_AND_EMBEDDINGS = {
+    "lm_head": "the output head",
+    "embed_out": "the output head",
+    "embed_tokens": "the token embedding",
+    "embed_in": "the token embedding",
+    "wte": "the token embedding",
+    "word_embeddings": "the token embedding",
+    "embed_positions": "the position embedding",
+    "wpe": "the position embedding",
+}
+"""The output heads and embeddings of causal LMs, by name: the loaded model lists them among
+the modules LoRA can attach to, but they are no linear layers of the model, and PEFT's
+all-linear (what TRL and peftkit use) leaves them out, so messages never list them as such."""
+
 PATH = "lora.target_modules"
 
 
@@ -64,37 +78,71 @@ def matches(target: str, name: str) -> bool:
     return "." not in name and target.rsplit(".", 1)[-1] == name
 
 
-def check_targets(targets: str | Sequence[str], available: Iterable[str], where: str) -> None:
+def check_targets(
+    targets: str | Sequence[str], available: Iterable[str], where: str, path: str = PATH
+) -> None:
     """Refuse a target list with a name that matches none of ``available`` (the adaptable
-    modules of the model ``where`` describes, full names or last components)."""
+    modules of ``where``, e.g. "the model /path", as full names or last components).
+
+    ``path`` is the recipe field of the list: LoRA adapters (lora.target_modules) go on linear
+    layers, while modules trained in full (lora.modules_to_save) are often the output head or
+    the embeddings, so the names offered and the fix depend on it.
+    """
     if targets == ALL_LINEAR:
         return
     if isinstance(targets, str):
         raise RecipeError(
-            f"{PATH} {targets!r}: a list of module names, or '{ALL_LINEAR}'. "
-            f"Fix: {PATH}=[{targets}] or {PATH}={ALL_LINEAR}"
+            f"{path} {targets!r}: a list of module names, or '{ALL_LINEAR}'. "
+            f"Fix: {path}=[{targets}] or {path}={ALL_LINEAR}"
         )
     names = list(dict.fromkeys(available))
     missing = list(dict.fromkeys(t for t in targets if not any(matches(t, n) for n in names)))
     if not missing:
         return
+    adapters = path == PATH
     short = list(dict.fromkeys(name.rsplit(".", 1)[-1] for name in names))
+    offered = [name for name in short if name not in HEAD_AND_EMBEDDINGS] if adapters else short
     fused = {t: name for t in missing if (name := _fused(t, short)) is not None}
+    kind = "layer" if adapters else "module"
     rule = (
-        f"{', '.join(missing)} {'matches' if len(missing) == 1 else 'match'} no module of "
-        f"{where}, whose linear modules are {', '.join(short) or '(none)'}"
+        f"{', '.join(missing)} {'matches' if len(missing) == 1 else 'match'} no {kind} of "
+        f"{where}, whose {'linear layers' if adapters else 'modules'} are "
+        f"{', '.join(offered) or '(none)'}"
     )
+    outside = {
+        t: HEAD_AND_EMBEDDINGS[t.rsplit(".", 1)[-1]] for t in missing if adapters and _outside(t)
+    }
+    if outside:
+        what = ", ".join(f"{t} is {kind}" for t, kind in outside.items())
+        rule += (
+            f"; {what}: TRL's SFTTrainer refuses a LoRA adapter on the output head, PEFT's "
+            "all-linear leaves the embeddings out, and peftkit's estimate supports neither an "
+            "adapter there nor training them in full (lora.modules_to_save): adapt the linear "
+            "layers instead"
+        )
     for name in dict.fromkeys(fused.values()):
         parts = FUSED[name]
         rule += (
             f"; it fuses {', '.join(parts[:-1])} and {parts[-1]} into one {name} "
             f"(an adapter on {name} covers {'both' if len(parts) == 2 else 'all three'})"
         )
-    suggested = [fused.get(t) or _close(t, short) if t in missing else t for t in targets]
+    suggested = [_instead(t, fused, offered, t in outside) if t in missing else t for t in targets]
     kept = list(dict.fromkeys(name for name in suggested if name is not None))
-    raise ProblemsError(
-        f"with the LoRA targets of {where}", [Problem(PATH, tuple(targets), rule, _fix(kept))]
-    )
+    subject = f"with the LoRA targets of {where}" if adapters else f"with {path} of {where}"
+    fix = _fix(kept) if adapters else _saved_fix(kept, path)
+    raise ProblemsError(subject, [Problem(path, tuple(targets), rule, fix)])
+
+
+def _instead(target: str, fused: dict[str, str], offered: list[str], drop: bool) -> str | None:
+    """The name to use in place of the unmatched ``target``; None to drop it."""
+    if drop:
+        return None
+    return fused.get(target) or _close(target, offered)
+
+
+def _outside(target: str) -> bool:
+    """Whether ``target`` names an output head or an embedding, not a layer inside the model."""
+    return target.rsplit(".", 1)[-1] in HEAD_AND_EMBEDDINGS
 
 
 def _fused(target: str, short: list[str]) -> str | None:
@@ -121,4 +169,15 @@ def _fix(names: list[str]) -> str:
         f"target {', '.join(names)}: --targets {','.join(names)} (peftkit estimate), "
         f"{PATH}=[{','.join(names)}] (a recipe override), "
         f"target_modules: [{', '.join(names)}] (a recipe file)"
+    )
+
+
+def _saved_fix(names: list[str], path: str) -> str:
+    """The corrected list of modules trained in full, as an override and in a recipe file."""
+    key = path.rsplit(".", 1)[-1]
+    if not names:
+        return f"save no module in full: {path}=[] (a recipe override), {key}: [] (a recipe file)"
+    return (
+        f"save {', '.join(names)}: {path}=[{','.join(names)}] (a recipe override), "
+        f"{key}: [{', '.join(names)}] (a recipe file)"
     )

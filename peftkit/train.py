@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from peftkit.errors import RecipeError
-from peftkit.outputs import OutputFolder, check_output
+from peftkit.outputs import OutputFolder, check_other_output, check_output
 from peftkit.recipes.base import Recipe
 
 log = logging.getLogger("peftkit")
@@ -117,6 +117,7 @@ def train(
     model_path = recipe.model.name
     inputs = {"--data": data, "--eval-data": eval_data, "--model": model_path, **(sources or {})}
     target = check_output(output, inputs, overwrite)
+    _check_run_settings(recipe, target, inputs)
     splits = data_module.prepare(recipe, data, eval_data)
     if splits.eval is None and recipe.training.eval_strategy != "no":
         raise RecipeError(
@@ -157,6 +158,24 @@ def train(
     return metrics
 
 
+def _check_run_settings(recipe: Recipe, target: Path, inputs: Mapping[str, Any]) -> None:
+    """What the recipe asks of this run, checked before any data or model loads: a folder
+    early stopping writes, and a strategy that needs several processes."""
+    from peftkit.callbacks.saving import check_target
+
+    best = recipe.callbacks.early_stopping.save_best_to
+    if best is not None and recipe.callbacks.early_stopping.enabled:
+        field = "callbacks.early_stopping.save_best_to"
+        check_other_output(best, field, target, inputs)
+        check_target(Path(best).expanduser(), field)
+    if recipe.distributed.strategy == "fsdp" and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        raise RecipeError(
+            "distributed.strategy: got 'fsdp', which shards the model across several "
+            "processes, and this is one process. Fix: launch with torchrun or accelerate "
+            "launch (docs/training.md), or set distributed.strategy=none."
+        )
+
+
 def _check_monitored_metric(recipe: Recipe) -> None:
     """Early stopping must watch a metric this run produces: found now, not after the model
     loaded and trained until the first evaluation."""
@@ -174,15 +193,23 @@ def _check_monitored_metric(recipe: Recipe) -> None:
 
 
 def _resolved(recipe: Recipe, data: str | Path, eval_data: str | Path | None, fmt: str) -> Recipe:
-    """The recipe as it runs: data paths and the detected format filled in (for recipe.yaml)."""
+    """The recipe as it runs: the detected format, and absolute data and model paths, so that
+    recipe.yaml reruns the same run from any folder (and the adapter names its base so)."""
+    from peftkit.loading import is_local
+
+    def absolute(path: str | Path) -> str:
+        return str(Path(path).expanduser().resolve())
+
     section = recipe.data.model_copy(
         update={
             "format": fmt,
-            "train_path": str(data),
-            "eval_path": None if eval_data is None else str(eval_data),
+            "train_path": absolute(data),
+            "eval_path": None if eval_data is None else absolute(eval_data),
         }
     )
-    return recipe.model_copy(update={"data": section})
+    name = recipe.model.name
+    model = recipe.model.model_copy(update={"name": absolute(name) if is_local(name) else name})
+    return recipe.model_copy(update={"data": section, "model": model})
 
 
 def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, output: Path) -> Any:
@@ -283,7 +310,9 @@ def _write_outputs(
 
     trainer.model.save_pretrained(output / "adapter")
     tokenizer.save_pretrained(output / "adapter")
-    (output / "recipe.yaml").write_text(recipe.to_yaml())
+    # The adapter carries its recipe: `peftkit merge` needs its quantization wherever it goes.
+    for place in (output, output / "adapter"):
+        (place / "recipe.yaml").write_text(recipe.to_yaml())
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     plot_training(
         trainer.state.log_history,

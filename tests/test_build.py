@@ -40,7 +40,7 @@ def test_sft_config_mirrors_the_training_and_data_sections(tmp_path: Path):
     args = recipes.load("qlora-budget", ["training.max_steps=7"]).build_sft_config(tmp_path)
     assert args.output_dir == str(tmp_path)
     assert (args.learning_rate, args.max_steps, args.max_grad_norm) == (2e-4, 7, 0.3)
-    assert args.lr_scheduler_type == "constant"
+    assert args.lr_scheduler_type == "constant_with_warmup"
     assert args.optim == "paged_adamw_32bit"
     assert args.activation_checkpointing is True
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (4, 4)

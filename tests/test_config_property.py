@@ -24,7 +24,7 @@ LLAMA = {
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
     "vocab_size": 300,
-    "max_position_embeddings": 128,
+    "max_position_embeddings": 4096,
     "tie_word_embeddings": False,
     "torch_dtype": "bfloat16",
 }

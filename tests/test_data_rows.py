@@ -75,15 +75,82 @@ def test_clean_files_give_their_rows(fmt, file_name, custom_recipe_file, tmp_pat
     assert splits.train.to_list() == FORMATS[fmt]
 
 
-def test_a_saved_dataset_dict_folder_gives_its_train_split(custom_recipe_file, tmp_path):
+def save_dataset_dict(path: Path, **splits: list[dict[str, Any]]) -> Path:
     from datasets import Dataset, DatasetDict
 
-    rows = prompt_completion_rows(6)
-    DatasetDict(
-        {"test": Dataset.from_list(rows[:2]), "train": Dataset.from_list(rows[2:])}
-    ).save_to_disk(str(tmp_path / "dd"))
-    splits = prepare(load_recipe(custom_recipe_file, NO_EVAL), tmp_path / "dd", None)
-    assert splits.train.to_list() == rows[2:]
+    DatasetDict({name: Dataset.from_list(rows) for name, rows in splits.items()}).save_to_disk(
+        str(path)
+    )
+    return path
+
+
+ROWS = prompt_completion_rows(12)
+
+
+def test_a_saved_dataset_dict_trains_on_train_and_evaluates_on_test(custom_recipe_file, tmp_path):
+    folder = save_dataset_dict(tmp_path / "dd", test=ROWS[:2], train=ROWS[2:])
+    splits = prepare(load_recipe(custom_recipe_file, NO_EVAL), folder, None)
+    assert splits.train.to_list() == ROWS[2:]
+    assert splits.eval.to_list() == ROWS[:2]
+    assert splits.eval_source == f"the 'test' split of {folder}"
+
+
+def test_a_saved_dataset_dict_evaluates_on_validation_rather_than_test(tmp_path):
+    folder = save_dataset_dict(tmp_path / "dd", train=ROWS[:6], test=ROWS[6:8], validation=ROWS[8:])
+    splits = prepare(load_recipe("json-output", []), folder, None)  # eval_fraction 0.1 unused
+    assert splits.train.to_list() == ROWS[:6]
+    assert splits.eval.to_list() == ROWS[8:]
+    assert splits.eval_source == f"the 'validation' split of {folder}"
+
+
+def test_a_saved_dataset_dict_with_a_train_split_only_holds_out_rows(tmp_path):
+    folder = save_dataset_dict(tmp_path / "dd", train=ROWS[:10])
+    splits = prepare(load_recipe("json-output", []), folder, None)
+    assert (len(splits.train), len(splits.eval)) == (9, 1)
+    assert splits.eval_source == "1 of 10 rows held out (eval_fraction 0.1, seed 42)"
+
+
+def test_eval_data_given_replaces_a_dataset_dicts_own_split(tmp_path):
+    folder = save_dataset_dict(tmp_path / "dd", train=ROWS[:6], validation=ROWS[6:8])
+    held_out = write_data(tmp_path / "held-out.jsonl", ROWS[8:])
+    splits = prepare(load_recipe("json-output", []), folder, held_out)
+    assert splits.eval.to_list() == ROWS[8:]
+    assert splits.eval_source == str(held_out)
+
+
+@pytest.mark.parametrize(
+    ("names", "used"),
+    [(("train", "validation", "test"), "validation"), (("test", "extra"), "test")],
+)
+def test_eval_data_that_is_a_dataset_dict_gives_its_validation_or_test_split(names, used, tmp_path):
+    data = write_data(tmp_path / "train.jsonl", ROWS[:6])
+    parts = {name: ROWS[6 + 2 * i : 8 + 2 * i] for i, name in enumerate(names)}
+    folder = save_dataset_dict(tmp_path / "dd", **parts)
+    splits = prepare(load_recipe("json-output", []), data, folder)
+    assert splits.eval.to_list() == parts[used]
+    assert splits.eval_source == f"the '{used}' split of {folder}"
+
+
+def test_a_split_folder_of_a_dataset_dict_is_a_dataset(tmp_path):
+    """What the fix of a DatasetDict without the split wanted passes: one split's folder."""
+    folder = save_dataset_dict(tmp_path / "dd", extra=ROWS[:6])
+    splits = prepare(json_output(), folder / "extra", None)
+    assert splits.train.to_list() == ROWS[:6]
+
+
+@pytest.mark.parametrize("evaluation", [False, True])
+def test_a_folder_that_is_not_a_saved_dataset_is_named(evaluation, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "rows.jsonl").write_text(json.dumps(ROWS[0]) + "\n")
+    data = write_data(tmp_path / "train.jsonl", ROWS)
+    paths = (data, folder) if evaluation else (folder, None)
+    with pytest.raises(RecipeError) as raised:
+        prepare(load_recipe("json-output", []), *paths)
+    assert str(raised.value) == (
+        f"data '{folder}': a folder, but not one saved with Dataset.save_to_disk. Fix: pass a "
+        ".jsonl, .json, .csv or .parquet file, or such a folder."
+    )
 
 
 def test_csv_cells_stay_strings(custom_recipe_file, tmp_path):
@@ -118,6 +185,24 @@ def test_eval_data_is_checked_and_used(tmp_path):
     splits = prepare(recipe, data, held_out)
     assert splits.eval_source == str(held_out)
     assert splits.eval.to_list() == prompt_completion_rows(9)[6:]
+
+
+@pytest.mark.parametrize(
+    ("count", "fraction", "held_out"),
+    [(3, 0.5, 1), (7, 0.5, 3), (9, 0.5, 4), (100, 0.29, 29), (2, 0.1, 1), (40, 0.1, 4)],
+)
+def test_the_held_out_count_is_rows_times_eval_fraction_rounded_down(
+    count, fraction, held_out, tmp_path
+):
+    """At least one row, and never more than the fraction says (100 * 0.29 is just under 29 in
+    floating point)."""
+    rows = [{"prompt": f"q{i}", "completion": "{}"} for i in range(count)]
+    data = write_data(tmp_path / "d.jsonl", rows)
+    splits = prepare(load_recipe("json-output", [f"training.eval_fraction={fraction}"]), data, None)
+    assert (len(splits.train), len(splits.eval)) == (count - held_out, held_out)
+    assert splits.eval_source == (
+        f"{held_out} of {count} rows held out (eval_fraction {fraction}, seed 42)"
+    )
 
 
 # --- where the problems are ----------------------------------------------------------------------

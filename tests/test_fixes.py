@@ -28,7 +28,7 @@ from peftkit.errors import Problem, problems
 from peftkit.recipes.files import apply_override
 from peftkit.recipes.registry import from_dict
 
-ADVICE_ONLY = ("fix the schema",)
+ADVICE_ONLY = ("fix the schema", "point it at a definition")
 """Fixes that cannot be a one-line edit; they must say what to change instead."""
 
 Edit = tuple[str, Any]

@@ -8,7 +8,6 @@ and clearly better than a merge into the original 16-bit weights would.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +16,7 @@ from conftest import prompt_completion_rows
 from train_helpers import (
     assert_user_error,
     base_model,
+    earlier_output,
     load_recipe,
     logits,
     one_torch_thread,
@@ -28,7 +28,6 @@ from train_helpers import (
 )
 
 from peftkit.merging import merge
-from peftkit.outputs import MARKER
 from peftkit.train import train
 
 # A high learning rate, so the adapter changes the logits enough for a comparison to mean
@@ -89,10 +88,7 @@ def test_a_non_empty_output_is_refused(lora_run, monkeypatch):
 def test_overwrite_replaces_an_earlier_output(lora_run, monkeypatch, tiny_model_dir):
     import torch
 
-    target = lora_run.folder / "replaced"
-    target.mkdir()
-    (target / "notes.txt").write_text("an earlier merge")
-    (target / MARKER).write_text(json.dumps({"command": "merge", "entries": ["notes.txt"]}))
+    target = earlier_output(lora_run.folder / "replaced", {"notes.txt": "an earlier merge"})
     args = ["merge", str(lora_run.adapter), "--output", str(target), "--overwrite"]
     code, _, err = run_main(monkeypatch, *args)
     assert code == 0, err
@@ -145,3 +141,11 @@ def test_qlora_adapter_is_merged_into_the_dequantized_base(tiny_model_dir: Path,
     assert naive_error > 2 * error, (naive_error, error)
     untrained = logits(base_model(tiny_model_dir, **quantized))
     assert (four_bit - untrained).abs().max() > 0.05  # the adapter matters
+    # The adapter folder carries its recipe: copied away from its run, it merges the same way.
+    import shutil
+
+    import torch
+
+    moved = shutil.copytree(adapter, tmp_path / "elsewhere" / "my-adapter")
+    merge(moved, tmp_path / "merged-again")
+    assert torch.equal(logits(base_model(tmp_path / "merged-again")), merged)

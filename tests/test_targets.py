@@ -25,6 +25,14 @@ LLAMA = {
     "vocab_size": 300,
 }
 PHI3 = {**LLAMA, "model_type": "phi3"}
+GPT2 = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 300}
+GPT2_MODULES = [
+    "transformer.wte",
+    "transformer.wpe",
+    *(f"transformer.h.{i}.{name}" for i in range(2) for name in ("attn.c_attn", "mlp.c_fc")),
+    "lm_head",
+]
+"""What a loaded GPT-2 offers LoRA: its Conv1D layers, its embeddings and its output head."""
 PHI3_NAMES = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 FULL_NAMES = [
     f"model.layers.{i}.{block}.{name}"
@@ -95,9 +103,49 @@ def test_check_targets_names_the_unknown_and_lists_the_available():
         check_targets(("q_proj", "nope", "mlp.q_proj"), FULL_NAMES, "the test model")
     [problem] = info.value.problems
     assert problem.path == "lora.target_modules"
-    assert problem.rule.startswith("nope, mlp.q_proj match no module of the test model")
-    assert "whose linear modules are q_proj, v_proj, down_proj" in problem.rule
+    assert problem.rule.startswith("nope, mlp.q_proj match no layer of the test model")
+    assert "whose linear layers are q_proj, v_proj, down_proj" in problem.rule
     assert "--targets q_proj " in problem.fix  # what remains once the unknown are dropped
+
+
+def test_the_listed_layers_are_the_linear_ones_never_the_embeddings_or_the_head():
+    with pytest.raises(ProblemsError) as info:
+        check_targets(("c_atn",), GPT2_MODULES, "the model /models/gpt2")
+    [problem] = info.value.problems
+    assert "c_atn matches no layer of the model /models/gpt2" in problem.rule
+    assert "whose linear layers are c_attn, c_fc" in problem.rule
+    assert "wte" not in str(info.value) and "lm_head" not in str(info.value)
+    check_targets(("lm_head", "wte"), GPT2_MODULES, "the model")  # a loaded model has them
+
+
+def test_modules_to_save_are_checked_against_every_module_with_their_own_fix():
+    """Modules trained in full are usually the head or the embeddings, so those are offered."""
+    check_targets(("lm_head", "wte"), GPT2_MODULES, "the model", "lora.modules_to_save")
+    with pytest.raises(ProblemsError) as info:
+        check_targets(("lm_haed",), GPT2_MODULES, "the model /m", "lora.modules_to_save")
+    [problem] = info.value.problems
+    assert problem.path == "lora.modules_to_save"
+    assert "whose modules are wte, wpe, c_attn, c_fc, lm_head" in problem.rule
+    assert problem.fix.startswith("save lm_head: lora.modules_to_save=[lm_head] ")
+    assert "--targets" not in problem.fix
+
+
+@pytest.mark.parametrize(
+    ("config", "target", "kind"),
+    [
+        (GPT2, "lm_head", "the output head"),
+        (GPT2, "wte", "the token embedding"),
+        (LLAMA, "embed_tokens", "the token embedding"),
+        (LLAMA, "model.embed_tokens", "the token embedding"),
+    ],
+)
+def test_the_estimate_refuses_the_head_and_embeddings_saying_why(config, target, kind):
+    with pytest.raises(ProblemsError) as info:
+        shape_of(config).targets(("q_proj" if config is LLAMA else "c_attn", target))
+    message = str(info.value)
+    assert f"{target} is {kind}" in message
+    assert "all-linear" in message and "lora.modules_to_save" in message
+    assert "wte, " not in message.split("linear layers are")[1].split(";")[0]
 
 
 def test_a_target_string_other_than_all_linear_is_refused():
@@ -109,7 +157,7 @@ def test_phi3_fused_projections_are_named_with_the_fix():
     with pytest.raises(ProblemsError) as info:
         check_targets(("q_proj", "v_proj", "o_proj", "up_proj"), PHI3_NAMES, "the phi3 model")
     message = str(info.value)
-    assert "q_proj, v_proj, up_proj match no module of the phi3 model" in message
+    assert "q_proj, v_proj, up_proj match no layer of the phi3 model" in message
     assert "fuses q_proj, k_proj and v_proj into one qkv_proj" in message
     assert "fuses gate_proj and up_proj into one gate_up_proj" in message
     assert "--targets qkv_proj,o_proj,gate_up_proj " in message
@@ -137,8 +185,17 @@ def _fix(message: str, pattern: str) -> str:
         (PHI3, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
         (LLAMA, "q_prj,v_proj"),
         (LLAMA, "nope"),
+        (GPT2, "wte"),
+        (LLAMA, "q_proj,embed_tokens"),
     ],
-    ids=["phi3-attention", "phi3-every-separate-name", "llama-typo", "llama-unknown"],
+    ids=[
+        "phi3-attention",
+        "phi3-every-separate-name",
+        "llama-typo",
+        "llama-unknown",
+        "gpt2-embedding",
+        "llama-embedding",
+    ],
 )
 def test_the_suggested_fix_works_as_written(
     config, given, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

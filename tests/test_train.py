@@ -23,6 +23,7 @@ from train_helpers import (
     adapter_weights,
     assert_user_error,
     cli_env,
+    earlier_output,
     load_recipe,
     logits,
     messages_rows,
@@ -130,7 +131,7 @@ def test_format_and_held_out_split_are_reported(json_run: SimpleNamespace):
     assert data["format"] == "prompt-completion"
     assert data["eval_rows"] == round(40 * 0.1)
     assert data["train_rows"] + data["eval_rows"] == 40
-    assert "10%" in data["eval_source"] and "seed 42" in data["eval_source"]
+    assert data["eval_source"] == "4 of 40 rows held out (eval_fraction 0.1, seed 42)"
 
 
 def test_output_folder_holds_the_outputs(json_run: SimpleNamespace):
@@ -255,10 +256,7 @@ def test_chat_data_trains_through_the_cli_with_eval_data_and_overwrite(tiny_mode
     held-out set, and --overwrite replacing an earlier peftkit output."""
     data = write_data(tmp_path / "chat.json", messages_rows(20))
     held_out = write_data(tmp_path / "held-out.jsonl", messages_rows(26)[20:])
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("an earlier run")
-    (out / MARKER).write_text(json.dumps({"command": "train", "entries": ["old.txt"]}))
+    out = earlier_output(tmp_path / "out", {"old.txt": "an earlier run"})
     overrides = short(tiny_model_dir, "data.format=auto")
     result = peftkit_cli(
         "train", "json-output", *overrides, "--data", str(data), "--eval-data", str(held_out),
@@ -315,7 +313,7 @@ def _split(model_dir: Path, data: Path, *extra: str, eval_data: Path | None = No
 def test_held_out_rows_are_the_eval_fraction(rows, fraction, tiny_model_dir, tmp_path):
     data = write_data(tmp_path / "d.jsonl", prompt_completion_rows(rows))
     splits = _split(tiny_model_dir, data, f"training.eval_fraction={fraction}")
-    assert len(splits.eval) == round(rows * fraction)
+    assert len(splits.eval) == int(rows * fraction)  # rounded down
     assert len(splits.train) + len(splits.eval) == rows
     prompts = set(splits.train["prompt"]) | set(splits.eval["prompt"])
     assert len(prompts) == rows  # disjoint, and nothing lost
@@ -527,10 +525,7 @@ def test_ctrl_c_saves_the_best_adapter_says_interrupted_and_exits_130(tiny_model
 def test_ctrl_c_of_an_overwrite_keeps_the_earlier_run(tiny_model_dir, tmp_path):
     """--overwrite onto an earlier run, then Ctrl-C: the earlier run is untouched, nothing
     half-written is left beside it, and the message says so."""
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "metrics.json").write_text('{"earlier": true}')
-    (out / MARKER).write_text(json.dumps({"command": "train", "entries": ["metrics.json"]}))
+    out = earlier_output(tmp_path / "out", {"metrics.json": '{"earlier": true}'})
     earlier = {p.name: p.read_bytes() for p in out.iterdir()}
     code, stderr = _interrupt_during_training(tiny_model_dir, tmp_path, "--overwrite")
     assert code == 130, stderr[-3000:]

@@ -152,6 +152,39 @@ BAD_RECIPES = [
         "training.max_seq_length",
         id="rule-old-and-new-name",
     ),
+    pytest.param(
+        J + "lora: {target_modules: 'q_proj, v_proj'}\n",
+        "lora.target_modules",
+        id="rule-targets-as-a-comma-string",
+    ),
+    pytest.param(
+        J + "lora: {target_modules: [q_proj, lm_head]}\n",
+        "lora.target_modules",
+        id="rule-lora-on-the-output-head",
+    ),
+    pytest.param(
+        J + "training: {warmup_steps: 5.5}\n", "training.warmup_steps", id="rule-warmup-fraction"
+    ),
+    pytest.param(
+        J + "training: {lr_scheduler: constant, warmup_steps: 0.1}\n",
+        "training.warmup_steps",
+        id="rule-constant-ignores-warmup",
+    ),
+    pytest.param(
+        J + "training: {max_steps: 10, warmup_steps: 10}\n",
+        "training.warmup_steps",
+        id="rule-warmup-longer-than-the-run",
+    ),
+    pytest.param(
+        {"recipe": "json-output", "json_schema": {"$ref": "#/$defs/Missing"}},
+        "json_schema.$ref",
+        id="rule-schema-ref-to-nothing",
+    ),
+    pytest.param(
+        {"recipe": "json-output", "json_schema": {"$ref": "https://example.com/s.json"}},
+        "json_schema.$ref",
+        id="rule-schema-ref-outside",
+    ),
     # --- which recipe ---
     pytest.param("recipe: nope\n", "recipe", id="recipe-unknown-name"),
     pytest.param("method: lora\nlora: {r: 8}\n", "recipe", id="recipe-key-missing"),

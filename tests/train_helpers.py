@@ -108,6 +108,19 @@ def write_data(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+def earlier_output(folder: Path, files: dict[str, str], command: str = "train") -> Path:
+    """``folder`` as an earlier peftkit command left it: ``files`` (relative path -> text) and
+    the marker that lists them, so that --overwrite may replace it."""
+    from peftkit.outputs import MARKER, inventory
+
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    marker = {"command": command, "files": inventory(folder)}
+    (folder / MARKER).write_text(json.dumps(marker))
+    return folder
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 

@@ -142,7 +142,8 @@ class GradientCheck(PeftkitCallback):
                 "always-clipped",
                 f"{self.clipped_fraction:.0%} of {self.steps} steps were clipped at "
                 f"max_grad_norm={args.max_grad_norm:g}: the learning rate is likely too high. "
-                f"Fix: lower learning_rate (e.g. to {args.learning_rate / 3:.2g}).",
+                f"Fix: lower the learning rate, e.g. training.learning_rate="
+                f"{args.learning_rate / 3:.2g} in a recipe (learning_rate= in TrainingArguments).",
             )
 
     def _warn_once(self, key: str, message: str) -> None:

@@ -15,17 +15,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from peftkit.errors import RecipeError
 from peftkit.outputs import exchange, fsync_dir, fsync_tree
 
 MARKER = "peftkit_best.json"
 
 
-def check_target(target: Path) -> None:
+def check_target(target: Path, field: str = "save_best_to") -> None:
     """Refuse a target that exists and was not written by peftkit."""
     if target.exists() and not (target / MARKER).is_file():
-        raise FileExistsError(
-            f"save_best_to={str(target)!r} exists and was not written by peftkit; "
-            "refusing to replace it. Fix: choose a new folder or move this one away."
+        raise RecipeError(
+            f"{field}: {str(target)!r} exists and was not written by peftkit; refusing to "
+            f"replace it. Fix: set {field} to a new folder, or move this one away."
         )
 
 
@@ -37,6 +38,7 @@ def save_atomically(model: Any, target: str | Path, info: dict[str, Any]) -> Pat
     for stale in target.parent.glob(f".{target.name}.staging-*"):  # left by a killed writer
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make the saved adapter private
     try:
         model.save_pretrained(staging)
         (staging / MARKER).write_text(json.dumps(info, indent=2))
@@ -51,3 +53,9 @@ def save_atomically(model: Any, target: str | Path, info: dict[str, Any]) -> Pat
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

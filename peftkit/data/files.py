@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ from peftkit.errors import MISSING, Problem, ProblemsError, RecipeError
 from peftkit.text import read_text
 
 JSON_ROW_EXAMPLE = '{"prompt": "...", "completion": "..."}'
+TRAIN_SPLIT = "train"
+EVAL_SPLITS = ("validation", "test")
+"""The DatasetDict splits evaluated on, the first one found; never ``train``, whose rows are the
+ones trained on."""
 
 Found = tuple[int, Problem]
 """A problem and the line or row it is at, so that problems are reported in file order."""
@@ -35,6 +40,15 @@ class Source:
     """The line (``unit`` "line") or 1-based position (``unit`` "row") of each row."""
     unit: str
     problems: list[Found] = field(default_factory=list)
+    split: str | None = None
+    """The DatasetDict split the rows come from (``name`` is then that split's folder)."""
+
+    @property
+    def described(self) -> str:
+        """Where the rows come from, as ``Splits.eval_source`` says it."""
+        if self.split is None:
+            return self.name
+        return f"the '{self.split}' split of {Path(self.name).parent}"
 
     def at(self, index: int, *parts: str) -> str:
         """Where row ``index`` is, followed by ``parts`` (a column, a turn)."""
@@ -45,26 +59,40 @@ def subject(name: str) -> str:
     return f"in data '{name}'"
 
 
-def read(path: Path) -> Source:
-    """The rows of a JSONL/JSON/CSV/Parquet file or of a folder saved with ``save_to_disk``."""
+def read(path: Path, evaluation: bool = False) -> Source:
+    """The rows of a JSONL/JSON/CSV/Parquet file or of a folder saved with ``save_to_disk``.
+
+    A DatasetDict folder gives its train split, or for ``evaluation`` its validation or test
+    split: another split would quietly train on evaluation rows, or evaluate on training rows.
+    """
     if not path.exists():
         raise RecipeError(f"data '{path}': no such file or folder. Fix: check the path.")
     if path.is_dir():
-        source = _saved_dataset(path)
-    else:
-        reader = READERS.get(path.suffix.lower())
-        if reader is None:
-            raise RecipeError(
-                f"data '{path}': unknown file type '{path.suffix}'. Fix: use one of "
-                f"{', '.join(READERS)} or a folder saved with Dataset.save_to_disk."
-            )
-        if path.stat().st_size == 0:
-            raise RecipeError(f"data '{path}': the file is empty. Fix: check the path.")
-        source = reader(path)
+        return _with_rows(_saved_dataset(path, evaluation))
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise RecipeError(
+            f"data '{path}': unknown file type '{path.suffix}'. Fix: use one of "
+            f"{', '.join(READERS)} or a folder saved with Dataset.save_to_disk."
+        )
+    if path.stat().st_size == 0:
+        raise RecipeError(f"data '{path}': the file is empty. Fix: check the path.")
+    return _with_rows(reader(path))
+
+
+def read_eval_split(path: Path) -> Source | None:
+    """The validation or test split of the DatasetDict folder at ``path``, whose train split is
+    the training data: evaluation rows its maker set aside, so none need be held out of train."""
+    loaded = _load_from_disk(path)
+    split = _split(loaded, evaluation=True)
+    return None if split is None else _with_rows(_split_source(path, loaded[split], split))
+
+
+def _with_rows(source: Source) -> Source:
     if not source.rows:
         if source.problems:
             raise ProblemsError(subject(source.name), [problem for _, problem in source.problems])
-        raise RecipeError(f"data '{path}': no rows. Fix: check the path.")
+        raise RecipeError(f"data '{source.name}': no rows. Fix: check the path.")
     return source
 
 
@@ -162,6 +190,11 @@ def _csv(path: Path) -> Source:
         fix = 'quote cells that hold commas, quotes or line breaks: "a, ""b"""'
         rule = f"not valid CSV: {error}"
         problems.append((start, Problem(f"{path}, line {start}", MISSING, rule, fix)))
+    if header is not None and not rows and not problems:
+        raise RecipeError(
+            f"data '{path}': the file has a header (columns {', '.join(header)}) but no rows. "
+            "Fix: add rows under the header, one line per row with a cell for each column."
+        )
     return Source(str(path), rows, places, "line", problems)
 
 
@@ -198,21 +231,71 @@ def _parquet(path: Path) -> Source:
     return Source(str(path), rows, list(range(1, len(rows) + 1)), "row")
 
 
-def _saved_dataset(path: Path) -> Source:
-    """A DatasetDict folder gives its ``train`` split, or its first."""
+def _saved_dataset(path: Path, evaluation: bool) -> Source:
+    import datasets
+
+    loaded = _load_from_disk(path)
+    if not isinstance(loaded, datasets.DatasetDict):
+        return _split_source(path, loaded, None)
+    split = _split(loaded, evaluation)
+    if split is None:
+        raise RecipeError(_missing_split(path, loaded, evaluation))
+    return _split_source(path, loaded[split], split)
+
+
+def _split(loaded: Any, evaluation: bool) -> str | None:
+    names = EVAL_SPLITS if evaluation else (TRAIN_SPLIT,)
+    return next((name for name in names if name in loaded), None)
+
+
+def _missing_split(path: Path, loaded: Any, evaluation: bool) -> str:
+    """Why no split of DatasetDict ``loaded`` is taken, and the folder of one to pass instead:
+    for training the largest split, for evaluation any but train."""
+    if evaluation:
+        wanted = " or ".join(f"'{name}'" for name in EVAL_SPLITS) + " split to evaluate on"
+        candidates = [name for name in loaded if name != TRAIN_SPLIT]
+        option, purpose = "--eval-data", "evaluate on"
+    else:
+        wanted = f"'{TRAIN_SPLIT}' split"
+        candidates = sorted(loaded, key=lambda name: loaded[name].num_rows, reverse=True)
+        option, purpose = "--data", "train on"
+    if candidates:
+        example = _quoted(path / candidates[0])
+        fix = f"pass the folder of the split to {purpose}, e.g. {option} {example}"
+    elif evaluation:
+        fix = (
+            "pass evaluation data of its own with --eval-data FILE, or leave --eval-data out to "
+            "hold out training.eval_fraction of the training data"
+        )
+    else:
+        fix = "pass a .jsonl, .json, .csv or .parquet file, or a folder with rows saved in it"
+    splits = ", ".join(loaded) or "none"
+    problem = f"a DatasetDict folder without a {wanted} (its splits: {splits})"
+    return f"data '{path}': {problem}. Fix: {fix}."
+
+
+def _quoted(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
+def _load_from_disk(path: Path) -> Any:
     import datasets
 
     try:
-        loaded = datasets.load_from_disk(str(path))
+        return datasets.load_from_disk(str(path))
     except FileNotFoundError:
         raise RecipeError(
             f"data '{path}': a folder, but not one saved with Dataset.save_to_disk. "
             "Fix: pass a .jsonl, .json, .csv or .parquet file, or such a folder."
         ) from None
-    if isinstance(loaded, datasets.DatasetDict):
-        loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
-    rows = loaded.to_list()
-    return Source(str(path), rows, list(range(1, len(rows) + 1)), "row")
+
+
+def _split_source(path: Path, dataset: Any, split: str | None) -> Source:
+    """``dataset``'s rows; a DatasetDict's ``split`` is named by its folder, which
+    ``load_from_disk`` (and so ``--data``) also takes."""
+    rows = dataset.to_list()
+    name = str(path if split is None else path / split)
+    return Source(name, rows, list(range(1, len(rows) + 1)), "row", split=split)
 
 
 READERS: dict[str, Callable[[Path], Source]] = {

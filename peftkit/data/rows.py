@@ -20,6 +20,17 @@ from peftkit.errors import MISSING, Problem, RecipeError, json_kind
 from peftkit.recipes.data import FORMAT_COLUMNS, describe_formats
 
 ROLES = ("system", "user", "assistant", "tool")
+ROLE_ALIASES = {
+    "gpt": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "ai": "assistant",
+    "human": "user",
+    "person": "user",
+    "developer": "system",
+}
+"""Other tools' names for the roles (ShareGPT's gpt and human, Gemini's model, OpenAI's
+developer), so that the fix names the role the turn meant, not any valid one."""
 TURNS_EXAMPLE = '[{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]'
 NOUNS = {
     "text": "the text",
@@ -59,12 +70,15 @@ def choose_format(
     counts: Counter[str | None],
     wanted: str,
     where: str,
+    formats: tuple[str, ...],
     evaluation: bool = False,
 ) -> str:
     """The file's format: ``wanted`` if its columns are there, or for 'auto' the format of most
     rows (``counts``), so that the few rows of another format are the ones reported.
 
-    ``evaluation``: ``wanted`` is the training data's format, which evaluation data must have.
+    ``formats``: the recipe's formats, the only ones a fix may offer (the recipe refuses the
+    others). ``evaluation``: ``wanted`` is the training data's format, which evaluation data
+    must have.
     """
     found = ", ".join(sorted(columns)) or "none"
     if wanted == "auto":
@@ -72,8 +86,9 @@ def choose_format(
         if present:
             return max(present, key=lambda name: counts[name])
         raise RecipeError(
-            f"data '{where}': cannot tell the format from the columns {found}. peftkit accepts "
-            f"{describe_formats()}. Fix: rename the columns."
+            f"data '{where}': cannot tell the format from the columns {found}. The recipe "
+            f"trains on {describe_formats(formats)}. Fix: rename the columns to those of one of "
+            "these formats."
         )
     needed = FORMAT_COLUMNS[wanted]
     missing = ", ".join(column for column in needed if column not in columns)
@@ -85,10 +100,13 @@ def choose_format(
             f"{describe_formats((wanted,))}, and the column(s) {missing} are missing; found: "
             f"{found}. Fix: give it the training data's columns."
         )
+    fix = f"rename the columns to those of {describe_formats((wanted,))}"
+    others = [name for name in formats if name != wanted and counts[name]]
+    if others:
+        fix += f", or set data.format={max(others, key=lambda name: counts[name])}"
     raise RecipeError(
         f"data '{where}': data.format is '{wanted}', but the column(s) {missing} are missing; "
-        f"found: {found}. Fix: rename the columns, or set data.format (formats and their "
-        f"columns: {describe_formats()})."
+        f"found: {found}. Fix: {fix}."
     )
 
 
@@ -269,11 +287,10 @@ class _Rows:
                 self._problem(index, where, turn, rule, f"write the turn as in {TURNS_EXAMPLE}")
                 continue
             role = turn.get("role", MISSING)
-            answered = answered or role == "assistant"
+            # a misnamed answer is reported as its role alone, not as a missing answer too
+            answered = answered or _meant_role(role) == "assistant"
             if role not in ROLES:
-                rule = f"role must be one of {', '.join(ROLES)}"
-                fix = 'write "role": "user" (or another of those roles)'
-                self._problem(index, (*where, "'role'"), role, rule, fix)
+                self._problem(index, (*where, "'role'"), role, *_role_rule_and_fix(role))
             content = turn.get("content", MISSING)
             if content is MISSING:
                 rule, fix = "the turn has no content", 'add "content": "..." to the turn'
@@ -290,6 +307,27 @@ class _Rows:
                 f"{column} has no assistant turn, so there is nothing to learn",
                 'add the answer as a turn {"role": "assistant", "content": "..."}',
             )
+
+
+def _meant_role(role: Any) -> str | None:
+    """The role ``role`` stands for: itself, itself in another case, or what another tool
+    calls it; None for a role no one uses."""
+    if not isinstance(role, str):
+        return None
+    name = role.strip().lower()
+    return name if name in ROLES else ROLE_ALIASES.get(name)
+
+
+def _role_rule_and_fix(role: Any) -> tuple[str, str]:
+    rule = f"role must be one of {', '.join(ROLES)}"
+    meant = _meant_role(role)
+    if meant is None:
+        roles = ", ".join(f'"{name}"' for name in ROLES)
+        verb = "add" if role is MISSING else "write"
+        who = '"user" asks, "assistant" answers, "system" instructs, "tool" is a tool\'s output'
+        return rule, f'{verb} "role" as one of {roles} ({who})'
+    why = f" (peftkit's name for '{role}')" if meant != role.strip().lower() else ""
+    return rule, f'write "role": "{meant}"{why}'
 
 
 def _looks_like_turns(value: Any) -> bool:

@@ -3,12 +3,13 @@ evaluation set given or held out."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.data.files import read
+from peftkit.data.files import Source, read, read_eval_split
 from peftkit.data.rows import Checked, check_rows, choose_format, row_format
 from peftkit.errors import ProblemsError, RecipeError
 
@@ -37,21 +38,21 @@ class _File:
     checked: Checked
 
 
-def _load(path: str | Path, wanted: str, json_answers: bool, evaluation: bool = False) -> _File:
-    """One file read and every row checked; the problems are collected, not raised, so that
-    training and evaluation data are reported together."""
-    source = read(Path(path))
+def _load(source: Source, recipe: Recipe, wanted: str, evaluation: bool = False) -> _File:
+    """One file's rows checked; the problems are collected, not raised, so that training and
+    evaluation data are reported together."""
     columns = set().union(*source.rows)
     counts = Counter(row_format(row) for row in source.rows)
-    fmt = choose_format(columns, counts, wanted, source.name, evaluation)
+    fmt = choose_format(columns, counts, wanted, source.name, recipe.DATA_FORMATS, evaluation)
     if evaluation:
         expected = f"the training data is {fmt}"
     elif wanted == "auto":
         expected = f"most rows of the file are {fmt}"
     else:
         expected = f"data.format is '{fmt}'"
-    checked = check_rows(source, fmt, expected, json_answers)
+    checked = check_rows(source, fmt, expected, recipe.JSON_ANSWERS)
     problems = sorted([*source.problems, *checked.problems], key=lambda found: found[0])
+    recipe.check_data_format(fmt, source.name)  # type: ignore[arg-type]
     return _File(source.name, fmt, Checked(checked.rows, problems, checked.converted))
 
 
@@ -87,14 +88,20 @@ def check_chat(splits: Splits, tokenizer: Any) -> None:
 
 
 def prepare(recipe: Recipe, data: str | Path, eval_data: str | Path | None) -> Splits:
-    """Load and check the data as the recipe says, and split off the evaluation set."""
-    train = _load(data, recipe.data.format, recipe.JSON_ANSWERS)
-    recipe.check_data_format(train.format, train.name)  # type: ignore[arg-type]
-    files = [train]
+    """Load and check the data as the recipe says, and split off the evaluation set: the
+    ``--eval-data`` rows, else the validation split of a DatasetDict folder, else
+    ``training.eval_fraction`` of the training rows."""
+    source = read(Path(data))
+    train = _load(source, recipe, recipe.data.format)
     if eval_data is not None:
-        held_out = _load(eval_data, train.format, recipe.JSON_ANSWERS, evaluation=True)
-        recipe.check_data_format(held_out.format, held_out.name)  # type: ignore[arg-type]
-        files.append(held_out)
+        held_out: Source | None = read(Path(eval_data), evaluation=True)
+    elif source.split is not None:
+        held_out = read_eval_split(Path(data))
+    else:
+        held_out = None
+    files = [train]
+    if held_out is not None:
+        files.append(_load(held_out, recipe, train.format, evaluation=True))
     _raise_problems(files)
     notes = tuple(
         f"data '{file.name}': {file.checked.converted} answer(s) given as JSON objects or arrays "
@@ -103,18 +110,22 @@ def prepare(recipe: Recipe, data: str | Path, eval_data: str | Path | None) -> S
         if file.checked.converted
     )
     train_set = _dataset(train)
-    if eval_data is not None:
-        return Splits(train_set, _dataset(files[1]), train.format, files[1].name, notes)
+    if held_out is not None:
+        return Splits(train_set, _dataset(files[1]), train.format, held_out.described, notes)
     fraction = recipe.training.eval_fraction
     if fraction == 0:
         return Splits(train_set, None, train.format, "none", notes)
-    if len(train_set) < 2:
+    rows = len(train_set)
+    if rows < 2:
         raise RecipeError(
-            f"data '{train.name}': {len(train_set)} row(s) cannot be split into training and "
-            "evaluation. Fix: add rows, pass --eval-data, or set training.eval_fraction=0 with "
-            "training.eval_strategy=no."
+            f"data '{train.name}': {rows} row(s) cannot be split into training and evaluation. "
+            "Fix: pass --eval-data FILE, or set training.eval_fraction=0 "
+            "training.eval_strategy=no callbacks.early_stopping.enabled=false "
+            "callbacks.overfit.enabled=false."
         )
-    size = max(1, round(len(train_set) * fraction))
-    split = train_set.train_test_split(test_size=size, seed=recipe.training.seed)
-    source = f"{fraction:.0%} held out (seed {recipe.training.seed})"
-    return Splits(split["train"], split["test"], train.format, source, notes)
+    # rounded first: 100 * 0.29 is 28.999999999999996 in floating point
+    size = max(1, math.floor(round(rows * fraction, 6)))
+    seed = recipe.training.seed
+    split = train_set.train_test_split(test_size=size, seed=seed)
+    described = f"{size} of {rows} rows held out (eval_fraction {fraction:g}, seed {seed})"
+    return Splits(split["train"], split["test"], train.format, described, notes)

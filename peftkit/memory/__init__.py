@@ -1,7 +1,8 @@
 """Memory and cost before any weights load: pure arithmetic on a model's config.
 
-    from peftkit.memory import estimate_recipe
+    from peftkit.memory import Setup, estimate_recipe, judge, load_shape
     breakdown = estimate_recipe(recipe, "path/to/config.json")
+    verdict = judge(load_shape("path/to/config.json"), Setup(method="qlora", bits=4), 24)
 
 Imports neither torch nor transformers, so `peftkit plan` answers in well under a second.
 """
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from peftkit.memory.config_file import load_shape, read_config
 from peftkit.memory.estimate import Breakdown, Setup, estimate
 from peftkit.memory.gpus import CATALOG, GPU
-from peftkit.memory.plan import Cost, Plan, PlanError, plan, setup_of
+from peftkit.memory.plan import Cost, Plan, PlanError, fits_in, judge, plan, setup_of
 from peftkit.memory.shapes import ModelShape, shape_of
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ __all__ = [
     "Setup",
     "estimate",
     "estimate_recipe",
+    "fits_in",
+    "judge",
     "load_shape",
     "plan",
     "read_config",

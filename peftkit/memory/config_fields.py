@@ -24,10 +24,9 @@ MAX_LAYERS = 1024
 MAX_VOCAB = 2**24
 """16,777,216 tokens, 64 times the largest published vocabulary (Gemma 3, 262,144)."""
 MAX_POSITIONS = 2**26
-"""Learned position embeddings (GPT-2, GPT-BigCode, OPT): 67,108,864, 6 times the longest
-published context (Llama 4 Scout, 10M tokens)."""
-MAX_CONFIG_BYTES = 2**24
-"""A config.json is a few KB; a file of 16 MiB is weights passed by mistake, not read whole."""
+"""The context (max_position_embeddings, n_positions), which also sizes the learned position
+embeddings of GPT-2, GPT-BigCode and OPT: 67,108,864, 6 times the longest published context
+(Llama 4 Scout, 10M tokens)."""
 
 
 def family_problem(config: Mapping[str, Any], families: list[str]) -> Problem:

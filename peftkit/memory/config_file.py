@@ -1,8 +1,8 @@
 """Finding and reading a model's config.json: a path, a model folder, a transformers config,
 a mapping, or a hub name whose config is in the local Hugging Face cache.
 
-A file that cannot be a config (unreadable, not UTF-8, not JSON, not a JSON object, the size of
-a weights file) is an error naming the file; its fields are checked by
+A file that cannot be a config (named or sized like a weights file, unreadable, not UTF-8, not
+JSON, not a JSON object) is an error naming the file; its fields are checked by
 :func:`peftkit.memory.shapes.shape_of`.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from peftkit.text import read_text
 
 MAX_CONFIG_BYTES = 2**24
 """A config.json is a few KB; a file of 16 MiB is weights passed by mistake, not read whole."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
+"""Weights files, known by name: a small one (a tiny model, one shard) is under the size limit,
+and reading it as text would blame its encoding."""
 
 
 def read_config(source: str | os.PathLike[str] | Any) -> dict[str, Any]:
@@ -72,6 +76,11 @@ def _locate(source: str | os.PathLike[str]) -> Path:
 
 def _parse(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``, or a RecipeError that names the file and what is wrong."""
+    if path.suffix.lower() in WEIGHT_SUFFIXES:
+        raise RecipeError(
+            f"model config '{path}' is a weights file ({path.suffix}), not a config.json. Fix: "
+            + _config_beside(path)
+        )
     try:
         size = path.stat().st_size
         if size >= MAX_CONFIG_BYTES:
@@ -116,6 +125,18 @@ def _parse(path: Path) -> dict[str, Any]:
             '"hidden_size": 4096, ...}.'
         )
     return config
+
+
+def _config_beside(path: Path) -> str:
+    """How to pass the config of the model whose weights ``path`` is."""
+    folder = path.parent
+    try:
+        found = (folder / "config.json").is_file()
+    except OSError:
+        found = False
+    if found:
+        return f"pass the model's folder, --model {shlex.quote(str(folder))}, or its config.json."
+    return "pass the model's config.json or its folder (this one has no config.json)."
 
 
 def _unreadable(path: Path, error: OSError) -> RecipeError:

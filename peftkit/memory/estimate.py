@@ -123,6 +123,12 @@ class Breakdown:
         return result
 
 
+def auto_dtype(checkpoint_dtype: str) -> str:
+    """The dtype loading with ``dtype="auto"`` gives: the checkpoint's own, or float32 (what
+    transformers falls back to) when the config names none the estimate knows."""
+    return checkpoint_dtype if checkpoint_dtype in DTYPE_BYTES else "float32"
+
+
 def lora_params(shape: ModelShape, setup: Setup) -> int:
     """Trainable LoRA (and DoRA) parameters, as peft counts them."""
     return sum(

@@ -7,7 +7,9 @@ up the rest, so the effective batch never changes). Among the settings that fit,
 the time model below wins. Only when nothing fits does the planner give up quality, in this
 order: 8-bit optimizer states (no measurable loss, Dettmers et al. 2022), then halving the LoRA
 rank (down to 8; with all-linear targets rank matters little, QLoRA sec. 4), then halving
-``max_length`` (down to 256; this truncates examples, so it comes last).
+``max_length`` (down to 256; this truncates examples, so it comes last). Every recipe's
+``max_length`` must first be within the model's context, and every fix a message suggests is an
+override or option that, applied as written, is estimated to fit.
 
 Time model (relative, for choosing): compute per token is 4N FLOPs for an adapter on frozen
 weights (forward 2N, backward through activations 2N; no weight gradients) and 6N for full
@@ -25,12 +27,13 @@ from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any
 
 from peftkit.errors import Problem, ProblemsError, RecipeError
-from peftkit.memory.estimate import DTYPE_BYTES, GB, Breakdown, Setup, estimate
+from peftkit.memory.estimate import GB, Breakdown, Setup, auto_dtype, estimate
 from peftkit.memory.gpus import CATALOG
 from peftkit.memory.shapes import ModelShape
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
+    from peftkit.recipes.budget import BudgetSection
 
 HEADROOM = 0.9
 """Plan for at most 90% of the GPU's memory: fragmentation and spikes need the rest."""
@@ -41,6 +44,14 @@ MIN_RANK = 8
 MIN_LENGTH = 256
 MAX_GPUS = 1024
 """As many GPUs as a recipe's ``budget.gpus`` allows."""
+SHORTEST_SEQUENCE = 16
+"""The shortest training.max_length (and --seq-len) peftkit takes."""
+MAX_ACCUMULATION = 4096
+"""The most training.gradient_accumulation_steps a recipe takes."""
+COST_SETTINGS = ("usd", "gpu_hourly_usd", "dataset_tokens")
+"""The budget settings that only the cost estimate uses."""
+EXAMPLE_TOKENS = 10_000_000
+"""The data size a fix shows for budget.dataset_tokens, where only the user knows theirs."""
 
 
 class PlanError(RecipeError):
@@ -105,9 +116,7 @@ def setup_of(recipe: Recipe, gpus: int = 1, checkpoint_dtype: str = "bfloat16") 
     """The memory-relevant settings a recipe stands for (precision as on a bf16 GPU);
     ``model.dtype: auto`` keeps ``checkpoint_dtype``, as loading does."""
     t, lora, q = recipe.training, recipe.lora, recipe.quantization
-    dtype = recipe.model.dtype
-    if dtype == "auto":
-        dtype = checkpoint_dtype if checkpoint_dtype in DTYPE_BYTES else "float32"
+    dtype = auto_dtype(checkpoint_dtype) if recipe.model.dtype == "auto" else recipe.model.dtype
     return Setup(
         method=recipe.method,
         bits=q.bits,
@@ -144,6 +153,23 @@ def utilisation(setup: Setup) -> float:
     return MFU * scale * (DEQUANT_SLOWDOWN if setup.bits == 4 else 1.0)
 
 
+def fits_in(breakdown: Breakdown, memory: float) -> bool:
+    """Whether the run fits one GPU of ``memory`` GB with HEADROOM: the one test behind every
+    verdict, search and suggested fix, so that they never disagree."""
+    return breakdown.total <= HEADROOM * memory * GB
+
+
+def judge(shape: ModelShape, setup: Setup, gpu_memory_gb: float | None = None) -> Plan:
+    """The memory of ``setup`` and, given a GPU's memory, whether it fits, without a recipe.
+
+    A setup given by hand has no recipe to override, so the messages name the options of
+    `peftkit estimate`, which builds its setup from them.
+    """
+    check_budget(gpu_memory_gb, None)
+    check_context(shape, setup.seq_len, "--seq-len", "--seq-len {}")
+    return _checked(shape, setup, gpu_memory_gb, None)
+
+
 def plan(
     recipe: Recipe,
     shape: ModelShape,
@@ -156,33 +182,34 @@ def plan(
     gpu = CATALOG.get(budget.gpu) if budget is not None and budget.gpu else None
     memory = gpu_memory_gb or (budget and budget.gpu_memory_gb) or (gpu and gpu.memory_gb)
     count = gpus or (budget.gpus if budget is not None else 1)
-    effective = recipe.training.batch_size * recipe.training.gradient_accumulation_steps
+    accumulation = recipe.training.gradient_accumulation_steps
+    effective = recipe.training.batch_size * accumulation
     base = setup_of(recipe, count, shape.checkpoint_dtype)
+    check_context(shape, base.seq_len, "training.max_length", "training.max_length={}")
     if memory is None or budget is None:
-        breakdown = estimate(shape, base)
-        fits = memory is None or breakdown.total <= HEADROOM * memory * GB
-        reasons = [_verdict(breakdown, memory, fits)] if memory else []
-        if not fits:
-            reasons.append(
-                "Fix: turn on training.activation_checkpointing, lower training.batch_size or "
-                "training.max_length, or use the qlora-budget recipe, whose planner picks "
-                "settings that fit"
-            )
-        accumulation = recipe.training.gradient_accumulation_steps
-        chosen = Plan(base, breakdown, memory, fits, accumulation, reasons)
+        chosen = _checked(shape, base, memory, accumulation)
     else:
-        chosen = _search(shape, base, effective, memory)
+        found = _search(shape, base, effective, memory)
+        if found is None:
+            raise _nothing_fits(recipe, shape, base, effective, memory, gpu_memory_gb is not None)
+        chosen = found
     if gpu is not None and not gpu.bf16:
         chosen.reasons.append(
             f"{budget.gpu} has no bfloat16: set quantization.compute_dtype: float16, "
             "model.dtype: float16 and training.precision: fp16"
         )
-    cost = _cost(recipe, shape, chosen, count)
-    if cost is not None and cost.usd is not None and budget.usd and cost.usd > budget.usd:
+    if recipe.method != "full" and recipe.lora.modules_to_save:
         chosen.reasons.append(
-            f"over budget: ${cost.usd:,.2f} against budget.usd ${budget.usd:,.2f}. Fix: fewer "
-            "epochs or tokens, or a faster or cheaper GPU"
+            f"lora.modules_to_save ({', '.join(recipe.lora.modules_to_save)}) is not counted: "
+            "the estimate leaves out modules trained in full, so the peak will be higher"
         )
+    cost = _cost(recipe, shape, chosen, count)
+    if cost is None and budget is not None:
+        uncosted = _uncosted(budget, shape, base, effective, memory)
+        if uncosted is not None:
+            chosen.reasons.append(uncosted)
+    elif cost is not None and cost.usd is not None and budget.usd and cost.usd > budget.usd:
+        chosen.reasons.append(_over_budget(recipe, cost.epochs, cost.usd, budget.usd))
     return replace(chosen, cost=cost)
 
 
@@ -201,7 +228,7 @@ def check_budget(gpu_memory_gb: float | None, gpus: int | None) -> None:
                 "gpu_memory_gb (--gpu-memory)",
                 gpu_memory_gb,
                 "GPU memory is a finite number of GB above 0",
-                "give the memory of one GPU in GB, e.g. --gpu-memory 24 (gpu_memory_gb=24)",
+                "give the memory of one GPU in GB, e.g. --gpu-memory 24",
             )
         )
     if gpus is not None and (
@@ -212,12 +239,94 @@ def check_budget(gpu_memory_gb: float | None, gpus: int | None) -> None:
                 "gpus (--gpus)",
                 gpus,
                 f"the number of GPUs is a whole number from 1 to {MAX_GPUS}",
-                "give the number of GPUs the run uses, e.g. --gpus 1 (gpus=1), or leave it "
-                "out for the recipe's budget.gpus",
+                "give the number of GPUs the run uses, e.g. --gpus 1, or leave --gpus out for "
+                "the recipe's budget.gpus",
             )
         )
     if found:
         raise ProblemsError("in the GPU budget", found)
+
+
+def check_context(shape: ModelShape, length: int, name: str, spelled: str) -> None:
+    """Refuse sequences longer than the model's context: the positions past it do not exist
+    (a learned position table ends; rotary positions were never trained), so such a run fails
+    or trains on garbage, however well its memory fits. ``name`` is the setting as the caller
+    gives it, ``spelled`` how to set it ("{}" for the value)."""
+    context = shape.context
+    if context is None or length <= context:
+        return
+    fix = (
+        spelled.format(context)
+        if context >= SHORTEST_SEQUENCE
+        else f"a model with a context of at least {SHORTEST_SEQUENCE} tokens, the shortest "
+        f"{name} peftkit takes"
+    )
+    raise ProblemsError(
+        "with the model's context",
+        [
+            Problem(
+                name,
+                length,
+                f"{name} is at most the model's context, {context} tokens ({shape.context_key} "
+                "in its config)",
+                fix,
+            )
+        ],
+    )
+
+
+def _checked(
+    shape: ModelShape, setup: Setup, memory: float | None, accumulation: int | None
+) -> Plan:
+    """``setup`` as given, with the verdict for ``memory``. ``accumulation`` None spells the
+    fixes as `peftkit estimate`'s options (it has no gradient accumulation); a number, as recipe
+    overrides that keep the effective batch."""
+    breakdown = estimate(shape, setup)
+    steps = accumulation or 1
+    if memory is None:
+        return Plan(setup, breakdown, None, True, steps)
+    fits = fits_in(breakdown, memory)
+    reasons = [_verdict(breakdown, memory, fits)]
+    if not fits:
+        reasons.append(_fit_fix(shape, setup, breakdown, memory, accumulation))
+    return Plan(setup, breakdown, memory, fits, steps, reasons)
+
+
+def _fit_fix(
+    shape: ModelShape,
+    setup: Setup,
+    breakdown: Breakdown,
+    memory: float,
+    accumulation: int | None,
+) -> str:
+    """The settings that make ``setup`` fit, each checked against the estimate: activation
+    checkpointing, then also micro-batch 1, and the GPU memory it needs unchanged."""
+    options = accumulation is None
+    fixes = []
+    effective = setup.batch_size * (accumulation or 1)
+    checkpointed = replace(setup, activation_checkpointing=True)
+    smallest = replace(checkpointed, batch_size=1)
+    checkpointing = []
+    if not setup.activation_checkpointing:
+        checkpointing.append(
+            "--activation-checkpointing" if options else "training.activation_checkpointing=true"
+        )
+    if checkpointing and fits_in(estimate(shape, checkpointed), memory):
+        fixes.append(" ".join(checkpointing))
+    elif (
+        setup.batch_size > 1
+        and effective <= MAX_ACCUMULATION
+        and fits_in(estimate(shape, smallest), memory)
+    ):
+        batch = (
+            ["--batch-size 1"]
+            if options
+            else ["training.batch_size=1", f"training.gradient_accumulation_steps={effective}"]
+        )
+        fixes.append(" ".join([*checkpointing, *batch]))
+    size = math.ceil(breakdown.total / HEADROOM / GB)
+    fixes.append(f"a GPU with at least {size} GB (--gpu-memory {size})")
+    return f"Fix: {', or '.join(fixes)}"
 
 
 def _candidates(base: Setup, effective: int) -> list[list[Setup]]:
@@ -251,35 +360,72 @@ def _candidates(base: Setup, effective: int) -> list[list[Setup]]:
     return tiers
 
 
-def _search(shape: ModelShape, base: Setup, effective: int, memory: float) -> Plan:
-    limit = HEADROOM * memory * GB
-    smallest: tuple[float, Setup] | None = None
+def _search(shape: ModelShape, base: Setup, effective: int, memory: float) -> Plan | None:
+    """The fastest settings of the first tier with any that fit; None when none fits."""
     for tier in _candidates(base, effective):
         fitting = []
         for setup in tier:
             breakdown = estimate(shape, setup)
-            if smallest is None or breakdown.total < smallest[0]:
-                smallest = (breakdown.total, setup)
-            if breakdown.total <= limit:
+            if fits_in(breakdown, memory):
                 fitting.append((relative_step_time(shape, setup, effective), setup, breakdown))
         if fitting:
             _, setup, breakdown = min(fitting, key=lambda item: item[0])
             reasons = _reasons(shape, base, setup, breakdown, effective, memory)
             return Plan(setup, breakdown, memory, True, effective // setup.batch_size, reasons)
-    assert smallest is not None
-    need = smallest[0] / HEADROOM / GB
-    s = smallest[1]
-    sharded = (
-        f"or {int(need // memory) + 1} GPUs with distributed.strategy: fsdp, "
-        if need / memory < MAX_GPUS
-        else ""
-    )
-    raise PlanError(
+    return None
+
+
+def _nothing_fits(
+    recipe: Recipe,
+    shape: ModelShape,
+    base: Setup,
+    effective: int,
+    memory: float,
+    memory_option: bool,
+) -> PlanError:
+    """The error for a budget no setting fits, with the GPU memory and the number of GPUs
+    (sharded with FSDP) that would fit the smallest setting. A memory given as --gpu-memory
+    outranks the recipe's, so the fix names the one that was used."""
+    candidates = [setup for tier in _candidates(base, effective) for setup in tier]
+    total, s = min(((estimate(shape, c).total, c) for c in candidates), key=lambda item: item[0])
+    need = total / HEADROOM / GB
+    size = math.ceil(need)
+    fixes = [
+        f"a GPU with at least {size} GB "
+        f"({f'--gpu-memory {size}' if memory_option else f'budget.gpu_memory_gb={size}'})"
+    ]
+    count = _sharded_count(shape, s, memory)
+    if count is not None:
+        q = recipe.quantization
+        sharding = [f"--gpus {count}"]
+        if recipe.distributed.strategy != "fsdp":
+            sharding.append("distributed.strategy=fsdp")
+        if q.bits == 4 and q.storage_dtype != q.compute_dtype:
+            sharding.append(f"quantization.storage_dtype={q.compute_dtype}")  # FSDP needs it
+        fixes.append(f"{count} GPUs sharing the model with FSDP ({' '.join(sharding)})")
+    return PlanError(
         f"nothing fits {memory:g} GB: the smallest setting (micro-batch {s.batch_size}, "
         f"activation checkpointing, r={s.r}, max_length={s.seq_len}, {s.optimizer}) needs "
-        f"{need:.1f} GB with {1 - HEADROOM:.0%} headroom. Fix: a GPU with at least "
-        f"{math.ceil(need)} GB, {sharded}or a smaller model."
+        f"{need:.1f} GB with {1 - HEADROOM:.0%} headroom. Fix: {', '.join(fixes)}, or a "
+        "smaller model."
     )
+
+
+def _sharded_count(shape: ModelShape, setup: Setup, memory: float) -> int | None:
+    """The fewest GPUs (up to MAX_GPUS) on which ``setup`` fits with FSDP; None if none do.
+    Sharding divides every term but the activations, logits and CUDA context, so the memory
+    per GPU falls with the count and a bisection finds it."""
+
+    def fits_on(count: int) -> bool:
+        return fits_in(estimate(shape, replace(setup, gpus=count, sharded=True)), memory)
+
+    if not fits_on(MAX_GPUS):
+        return None
+    low, high = 1, MAX_GPUS
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits_on(middle) else (middle + 1, high)
+    return low
 
 
 def _reasons(
@@ -298,13 +444,13 @@ def _reasons(
     )
     if chosen.activation_checkpointing:
         without = [
-            estimate(shape, replace(chosen, activation_checkpointing=False, batch_size=b)).total
+            estimate(shape, replace(chosen, activation_checkpointing=False, batch_size=b))
             for b in (chosen.batch_size, 1)
         ]
-        if without[1] > HEADROOM * memory * GB:
+        if not fits_in(without[1], memory):
             reasons.append(
                 "activation checkpointing on: without it even micro-batch 1 needs "
-                f"{without[1] / GB:.1f} GB"
+                f"{without[1].total / GB:.1f} GB"
             )
         else:
             reasons.append(
@@ -326,15 +472,16 @@ def _reasons(
         lora = replace(
             chosen, method="lora", bits=None, activation_checkpointing=True, batch_size=1
         )
-        lora_total = estimate(shape, lora).total
-        if lora_total <= HEADROOM * memory * GB:
+        lora_breakdown = estimate(shape, lora)
+        lora_gb = lora_breakdown.total / GB
+        if fits_in(lora_breakdown, memory):
             reasons.append(
-                f"16-bit LoRA would also fit ({lora_total / GB:.1f} GB) and skips 4-bit "
+                f"16-bit LoRA would also fit ({lora_gb:.1f} GB) and skips 4-bit "
                 "dequantization; use the json-output or domain-adaptation recipe for it"
             )
         else:
             reasons.append(
-                f"4-bit base kept: 16-bit LoRA would need {lora_total / GB:.1f} GB at micro-batch 1"
+                f"4-bit base kept: 16-bit LoRA would need {lora_gb:.1f} GB at micro-batch 1"
             )
     return reasons
 
@@ -380,3 +527,70 @@ def _cost(recipe: Recipe, shape: ModelShape, chosen: Plan, gpus: int) -> Cost | 
         usd=hours * gpus * hourly,
         assumptions=assumptions,
     )
+
+
+def _uncosted(
+    budget: BudgetSection, shape: ModelShape, base: Setup, effective: int, memory: float | None
+) -> str | None:
+    """Why cost settings were given and no cost came out, with the settings that complete
+    them; None when no cost was asked for. The throughput comes from the named GPU and the
+    time from the data size, so both are needed."""
+    given = [f"budget.{key}" for key in COST_SETTINGS if getattr(budget, key) is not None]
+    if not given:
+        return None
+    needed, fixes, yours = [], [], []
+    if budget.gpu is None:
+        needed.append("budget.gpu (the GPU, for its throughput and price)")
+        fixes.append(f"budget.gpu={_gpu_for(shape, base, effective, memory)}")
+        yours.append(f"your GPU (one of {', '.join(CATALOG)})")
+    if budget.dataset_tokens is None:
+        needed.append("budget.dataset_tokens (the tokens in the training data)")
+        fixes.append(f"budget.dataset_tokens={EXAMPLE_TOKENS}")
+        yours.append("your data's token count")
+    unchecked = ""
+    if budget.usd:
+        unchecked = f"; budget.usd ${budget.usd:,.2f} cannot be checked without " + (
+            "it" if len(needed) == 1 else "them"
+        )
+    return (
+        f"time and cost not estimated: {', '.join(given)} given, but the cost also needs "
+        f"{' and '.join(needed)}{unchecked}. Fix: {' '.join(fixes)}, with {' and '.join(yours)}"
+    )
+
+
+def _gpu_for(shape: ModelShape, base: Setup, effective: int, memory: float | None) -> str:
+    """A GPU to name for the cost: the smallest with bfloat16 and at least the memory given
+    (which still decides the fit), or with none given, the smallest on which the planner finds
+    settings, since naming the GPU then sets the memory too."""
+    by_size = sorted(
+        (name for name, gpu in CATALOG.items() if gpu.bf16), key=lambda n: CATALOG[n].memory_gb
+    )
+    if memory is not None:
+        suitable = (name for name in by_size if CATALOG[name].memory_gb >= memory)
+    else:
+        suitable = (
+            name
+            for name in by_size
+            if _search(shape, base, effective, CATALOG[name].memory_gb) is not None
+        )
+    return next(suitable, by_size[-1])
+
+
+def _over_budget(recipe: Recipe, epochs: float, spent: float, usd: float) -> str:
+    """The over-budget reason, with the epochs the budget pays for (the cost is proportional
+    to them) unless max_steps, not epochs, sets the length of the run."""
+    fixes = []
+    affordable = _round_down(epochs * usd / spent)
+    if recipe.training.max_steps is None and affordable is not None:
+        fixes.append(f"training.epochs={affordable} (what budget.usd pays for)")
+    fixes.append(f"budget.usd={math.ceil(spent)} (this cost)")
+    fixes.append("a faster or cheaper GPU (budget.gpu, budget.gpu_hourly_usd)")
+    return f"over budget: ${spent:,.2f} against budget.usd ${usd:,.2f}. Fix: {', or '.join(fixes)}"
+
+
+def _round_down(value: float) -> str | None:
+    """``value`` cut to two significant digits, never up (a fix must stay within the budget),
+    written as a recipe value; None when nothing is left."""
+    digits = max(0, 1 - math.floor(math.log10(value)))
+    cut = math.floor(value * 10**digits * (1 - 1e-9)) / 10**digits
+    return f"{cut:.{digits}f}" if cut > 0 else None

@@ -73,6 +73,11 @@ class ModelShape:
     """0 when the output head is tied to the input embedding."""
     checkpoint_dtype: str
     """The dtype the checkpoint is stored in ('auto' loading keeps it)."""
+    context: int | None = None
+    """Tokens the model reads at most, from ``context_key``: a longer sequence has no position
+    to go to. None when the config does not say, and for BLOOM, whose ALiBi sets no limit."""
+    context_key: str = ""
+    """The config key ``context`` comes from (GPT-2 calls it n_positions), for messages."""
 
     @property
     def all_linears(self) -> list[Linear]:
@@ -107,7 +112,6 @@ class ModelShape:
 _LLAMA_LIKE = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "smollm3"}
 _FAMILIES = sorted(_LLAMA_LIKE | {"phi", "gpt2", "gpt_bigcode", "opt", "bloom"})
 _TIED_BY_DEFAULT = {"gemma", "gemma2", "gpt2", "gpt_bigcode", "opt", "bloom"}
-_LEARNED_POSITIONS = {"gpt2", "gpt_bigcode", "opt"}
 
 # The keys a value may be stored under, in the order transformers' config classes use them.
 _HIDDEN = ("hidden_size", "n_embd", "d_model", "n_embed")
@@ -180,11 +184,12 @@ def shape_of(config: Mapping[str, Any], name: str = "the model config") -> Model
     head_dim = read.whole(("head_dim",), "the width of one head", 128, MAX_WIDTH, required=False)
     intermediate = read.whole(_INTERMEDIATE, "the MLP width", 11008, MAX_WIDTH, required=False)
     vocab = read.whole(("vocab_size",), "the vocabulary size", 32000, MAX_VOCAB)
-    positions = 0
-    if family in _LEARNED_POSITIONS:
+    positions, context_key = 0, ""
+    if family != "bloom":  # ALiBi: no position embedding, no hard limit
         positions = read.whole(
             _POSITIONS, "the number of positions", 2048, MAX_POSITIONS, required=False
         )
+        context_key = next((key for key in _POSITIONS if config.get(key) is not None), "")
     projection = 0
     if family == "opt":
         projection = read.whole(
@@ -235,6 +240,8 @@ def shape_of(config: Mapping[str, Any], name: str = "the model config") -> Model
         outer_linears=tuple(outer_linears),
         lm_head_params=lm_head,
         checkpoint_dtype=dtype or "float32",
+        context=positions or None,
+        context_key=context_key,
     )
 
 

@@ -290,6 +290,8 @@ class Recipe(Section):
                 f"training.epochs={t.epochs:g}: more than {MAX_USUAL_EPOCHS} passes over the same "
                 "data usually overfits; keep early stopping on and watch the eval loss."
             )
+        if t.max_steps is not None:
+            found += _short_run_doubts(t.max_steps, t)
         if t.max_grad_norm == 0:
             found.append(
                 "training.max_grad_norm=0 switches gradient clipping off; one bad batch can then "
@@ -332,3 +334,21 @@ class Recipe(Section):
         from peftkit.recipes import files
 
         return files.to_yaml(self)
+
+
+def _short_run_doubts(max_steps: int, t: TrainingSection) -> list[str]:
+    """Cadences longer than the run: nothing would be logged or evaluated."""
+    found = []
+    if t.logging_steps > max_steps:
+        found.append(
+            f"training.logging_steps={t.logging_steps} is more than the {max_steps} steps of "
+            "the run: no training loss is logged, so overfit detection and the plot have none. "
+            f"Set training.logging_steps={max_steps} or less."
+        )
+    every = t.eval_steps or t.logging_steps
+    if t.eval_strategy == "steps" and every > max_steps:
+        found.append(
+            f"evaluations every {every} steps never come in a run of {max_steps} steps, so early "
+            f"stopping never acts. Set training.eval_steps={max_steps} or less."
+        )
+    return found

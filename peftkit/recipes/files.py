@@ -13,7 +13,7 @@ from peftkit.errors import RecipeError, did_you_mean
 from peftkit.recipes.base import Recipe
 from peftkit.recipes.registry import BUILTIN, from_dict, summary
 from peftkit.recipes.section import Section
-from peftkit.recipes.yaml_loading import parse_yaml
+from peftkit.recipes.yaml_loading import RecipeDumper, parse_yaml
 from peftkit.text import read_text
 
 
@@ -39,15 +39,25 @@ def load(source: str | Path, overrides: Iterable[str] = ()) -> Recipe:
 
 def read(source: str | Path) -> dict[str, Any]:
     """The raw mapping of a recipe file, before validation."""
-    path = Path(source)
-    if str(source) in BUILTIN and not path.exists():
+    path = Path(source).expanduser()
+    if str(source) in BUILTIN:
+        if path.exists():
+            raise RecipeError(
+                f"recipe '{source}': both a built-in recipe and a file here. Fix: pass "
+                f"./{source} for the file, or rename the file to use the built-in."
+            )
         path = builtin_dir() / f"{source}.yaml"
     if not path.is_file():
         hint = did_you_mean(str(source), BUILTIN)
-        kind = "a folder, not a file" if path.is_dir() else "no such file"
+        if path.is_dir():
+            kind = "a folder, not a file"
+        elif path.exists():
+            kind = "not a regular file (a device or a pipe cannot be read twice)"
+        else:
+            kind = "no such file, and no built-in recipe of that name"
         raise RecipeError(
-            f"recipe '{source}': {kind}, and no built-in recipe of that name. "
-            f"Built-ins: {', '.join(BUILTIN)}." + (f" {hint}" if hint else "")
+            f"recipe '{source}': {kind}. Built-ins: {', '.join(BUILTIN)}."
+            + (f" {hint}" if hint else "")
         )
     text = read_text(path, "recipe")
     try:
@@ -71,6 +81,26 @@ def read(source: str | Path) -> dict[str, Any]:
             f"not a {type(data).__name__}."
         )
     return data
+
+
+def write_new(path: Path, source: str) -> Path:
+    """Write the recipe ``source`` (a built-in name or a file) to ``path`` as YAML, creating the
+    file: an existing file, a link (even a dangling one) or a folder there is never replaced."""
+    if path.exists() or path.is_symlink():
+        raise RecipeError(
+            f"{path} already exists; peftkit never overwrites a file you made. Fix: choose "
+            "another name, or move the file away first."
+        )
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RecipeError(f"{path}: {parent} is a file, not a folder. Fix: choose another path.")
+    text = load(source).to_yaml()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "x", encoding="utf-8") as handle:  # "x": fails rather than replace
+        handle.write(text)
+    return path
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -133,5 +163,5 @@ def to_yaml(recipe: Recipe) -> str:
         "# Override:     peftkit validate THIS_FILE training.learning_rate=1e-4 lora.r=32",
         "# Every field:  peftkit schema",
     ]
-    body = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    body = yaml.dump(recipe.model_dump(mode="json"), Dumper=RecipeDumper, sort_keys=False)
     return "\n".join(header) + "\n" + body

@@ -93,8 +93,8 @@ class JsonOutput(Recipe):
         name = metric if metric.startswith("eval_") else f"eval_{metric}"
         if name == "eval_schema_valid_rate" and self.json_schema is None:
             return (
-                "set json_schema (the schema-valid rate needs one), or "
-                "callbacks.early_stopping.metric=eval_loss"
+                "set callbacks.early_stopping.metric=eval_loss, or give the recipe a json_schema "
+                "(the schema-valid rate needs one) and set generation.during_training=8"
             )
         if name in ("eval_json_valid_rate", "eval_schema_valid_rate"):
             return (
@@ -135,4 +135,65 @@ def _schema_problems(schema: dict[str, Any]) -> list[InitErrorDetails]:
                 "fix the schema (check it with jsonschema's check_schema)",
             )
         ]
+    return [
+        rule_error(
+            ["json_schema", "$ref"],
+            ref,
+            f"$ref {ref!r} {why}; jsonschema would fail on it only when the first answer is "
+            "checked, after training",
+            "point it at a definition inside the schema, e.g. #/$defs/Name, or inline it",
+        )
+        for ref, why in _unresolved_refs(schema)
+    ]
+
+
+def _unresolved_refs(schema: Any) -> list[tuple[str, str]]:
+    """Every ``$ref`` of ``schema`` that does not resolve inside the schema itself (nothing is
+    fetched: there may be no network where the model trains)."""
+    found = []
+    for ref in _refs(schema):
+        if not ref.startswith("#"):
+            found.append((ref, "points outside the schema, which peftkit does not fetch"))
+        elif _resolve(schema, ref[1:]) is _NOWHERE:
+            found.append((ref, "points at nothing in the schema"))
+    return found
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
     return []
+
+
+_NOWHERE = object()
+
+
+def _resolve(schema: Any, fragment: str) -> Any:
+    """The part of ``schema`` a fragment names: a JSON pointer (``/$defs/Name``), or an
+    ``$anchor``; _NOWHERE when there is none."""
+    from urllib.parse import unquote
+
+    if fragment and not fragment.startswith("/"):
+        return fragment if fragment in _anchors(schema) else _NOWHERE
+    node = schema
+    for part in fragment.split("/")[1:]:
+        key = unquote(part).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return _NOWHERE
+    return node
+
+
+def _anchors(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["$anchor"]} if isinstance(node.get("$anchor"), str) else set()
+        return own.union(*(_anchors(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_anchors(value) for value in node))
+    return set()

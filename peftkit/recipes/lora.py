@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
+from pydantic_core import InitErrorDetails
 
 from peftkit.errors import PeftkitWarning, raise_all, rule_error
 from peftkit.recipes.section import Section
@@ -15,6 +16,8 @@ ATTENTION_ONLY = frozenset(
     {"q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "qkv_proj", "Wqkv"}
 )
 """Module names of attention projections across the common architectures."""
+OUTPUT_LAYERS = frozenset({"lm_head", "embed_out", "output"})
+"""Names of the output head that TRL refuses to put an adapter on."""
 
 # alpha/r (alpha/sqrt(r) with rsLoRA) is the factor the adapter's update is scaled by. Published
 # recipes sit between 0.25 (QLoRA: r=64, alpha=16) and 4 (PEFT example: r=8, alpha=32); far
@@ -65,6 +68,25 @@ class LoraSection(Section):
         "(e.g. lm_head, embed_tokens).",
     )
 
+    @classmethod
+    def _prepare(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[InitErrorDetails]]:
+        """A comma-separated string (what a command line gives) is a list the user meant."""
+        data, errors = super()._prepare(data)
+        targets = data.get("target_modules")
+        if isinstance(targets, str) and targets != "all-linear":
+            names = [name.strip() for name in targets.split(",") if name.strip()]
+            errors.append(
+                rule_error(
+                    ["target_modules"],
+                    targets,
+                    "a list of module names, or 'all-linear'",
+                    f"set lora.target_modules=[{','.join(names)}], or "
+                    "lora.target_modules=all-linear",
+                )
+            )
+            data = {key: value for key, value in data.items() if key != "target_modules"}
+        return data, errors
+
     @property
     def scale(self) -> float:
         """The factor the adapter's update is multiplied by."""
@@ -82,6 +104,19 @@ class LoraSection(Section):
     @model_validator(mode="after")
     def _check(self) -> LoraSection:
         errors = []
+        heads = [t for t in self.target_modules if t in OUTPUT_LAYERS]
+        if self.target_modules != "all-linear" and heads:
+            kept = [t for t in self.target_modules if t not in OUTPUT_LAYERS]
+            targets = f"[{','.join(kept)}]" if kept else "all-linear"
+            errors.append(
+                rule_error(
+                    ["target_modules"],
+                    list(self.target_modules),
+                    f"TRL's SFTTrainer refuses a LoRA adapter on the output head "
+                    f"({', '.join(heads)}); it can be trained in full instead",
+                    f"set lora.target_modules={targets} lora.modules_to_save=[{','.join(heads)}]",
+                )
+            )
         if self.target_modules != "all-linear" and not self.target_modules:
             errors.append(
                 rule_error(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from peftkit.errors import raise_all, rule_error
 from peftkit.recipes.section import Section
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -120,6 +121,43 @@ class TrainingSection(Section):
         None, ge=1, description="Steps between evaluations (default: logging_steps)."
     )
     logging_steps: int = Field(10, ge=1, description="Steps between training-loss log lines.")
+
+    @model_validator(mode="after")
+    def _check_warmup(self) -> TrainingSection:
+        """Warmup settings transformers would change or ignore without a word."""
+        errors = []
+        steps = self.warmup_steps
+        if steps >= 1 and not float(steps).is_integer():
+            errors.append(
+                rule_error(
+                    ["warmup_steps"],
+                    steps,
+                    "a value of 1 or more is a number of steps, and transformers cuts it to a "
+                    "whole one",
+                    f"set training.warmup_steps={int(steps)} (or a fraction below 1, e.g. 0.03)",
+                )
+            )
+        if self.lr_scheduler == "constant" and steps > 0:
+            errors.append(
+                rule_error(
+                    ["warmup_steps"],
+                    steps,
+                    "the constant schedule ignores warmup",
+                    "set training.lr_scheduler=constant_with_warmup, or training.warmup_steps=0",
+                )
+            )
+        if self.max_steps is not None and steps >= 1 and steps >= self.max_steps:
+            errors.append(
+                rule_error(
+                    ["warmup_steps"],
+                    steps,
+                    f"warmup of {steps:g} steps lasts the whole run of {self.max_steps} steps: "
+                    "the learning rate never reaches its peak",
+                    "set training.warmup_steps=0.03 (3% of the steps)",
+                )
+            )
+        raise_all(type(self).__name__, errors)
+        return self
 
     @property
     def effective_batch_size(self) -> int:

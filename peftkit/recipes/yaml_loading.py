@@ -1,11 +1,16 @@
 """YAML as a recipe author means it.
 
-PyYAML follows YAML 1.1, where ``no``, ``yes``, ``on`` and ``off`` are booleans: a user who
-writes ``eval_strategy: no`` gets ``False`` and an error about a value they never wrote. This
-loader reads booleans as YAML 1.2 does (``true``/``false`` only), so ``no`` stays the string
-``"no"``; a boolean field still accepts ``yes``/``no`` because pydantic reads those strings as
-booleans. It also refuses duplicate keys, which PyYAML silently resolves by keeping the last,
-and caps aliases, so that a hostile file cannot expand into an exponential structure.
+PyYAML follows YAML 1.1, where ``no``, ``yes``, ``on`` and ``off`` are booleans, ``017`` is
+octal 15 and ``1:30`` is the sexagesimal 90: a user who writes ``eval_strategy: no`` gets
+``False`` and an error about a value they never wrote, and ``max_steps: 010`` silently trains 8
+steps. This loader reads booleans, integers and floats as YAML 1.2's core schema does
+(``true``/``false``; decimal, ``0o``/``0x`` integers; ``1e-4`` is a float), so ``no`` stays the
+string ``"no"`` and ``017`` is 17; a boolean field still accepts ``yes``/``no`` because pydantic
+reads those strings as booleans. The dumper writing recipes uses the same rules, so that a
+string such as ``"1e5"`` is quoted and loads back as a string.
+
+It also refuses duplicate keys, which PyYAML silently resolves by keeping the last, and caps
+aliases, so that a hostile file cannot expand into an exponential structure.
 """
 
 from __future__ import annotations
@@ -18,19 +23,51 @@ import yaml
 from peftkit.errors import Problem, ProblemsError, RecipeError
 
 _BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"
 MAX_ALIASES = 20
 """Aliases (``*name``) allowed in one document: plenty for a recipe, too few for an alias bomb
 (each alias can multiply the size of what it points to)."""
 
+_CORE = [  # YAML 1.2 core schema, in the order they are tried
+    (_BOOL, r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    (_INT, r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    (
+        _FLOAT,
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        "-+.0123456789",
+    ),
+]
+
+
+def _core_resolvers() -> dict[str, list[tuple[str, re.Pattern[str]]]]:
+    """SafeLoader's implicit resolvers with YAML 1.1's bool, int and float replaced by 1.2's."""
+    replaced = {_BOOL, _INT, _FLOAT}
+    found: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+        first: [(tag, pattern) for tag, pattern in resolvers if tag not in replaced]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for tag, pattern, firsts in _CORE:
+        compiled = re.compile(f"^(?:{pattern})$")
+        for first in firsts:
+            found.setdefault(first, []).insert(0, (tag, compiled))
+    for first in found:  # bool before int before float, as listed
+        found[first].sort(
+            key=lambda item: (
+                [t for t, _, _ in _CORE].index(item[0]) if item[0] in replaced else len(_CORE)
+            )
+        )
+    return found
+
 
 class RecipeLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 booleans that records every duplicate key with its lines."""
 
-    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
-        first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = (
+        _core_resolvers()
+    )
 
     def __init__(self, stream: str, where: str) -> None:
         super().__init__(stream)
@@ -76,9 +113,30 @@ class RecipeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-RecipeLoader.add_implicit_resolver(
-    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+def _construct_int(loader: RecipeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    return int(text, 16) if text.startswith("0x") else int(text, 10)
+
+
+def _construct_float(loader: RecipeLoader, node: yaml.ScalarNode) -> float:
+    text = str(loader.construct_scalar(node)).lower()
+    if text.endswith(".inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
+    return float("nan") if text == ".nan" else float(text)
+
+
+RecipeLoader.add_constructor(_INT, _construct_int)
+RecipeLoader.add_constructor(_FLOAT, _construct_float)
+
+
+class RecipeDumper(yaml.SafeDumper):
+    """SafeDumper that quotes exactly the strings RecipeLoader would read as something else."""
+
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = (
+        _core_resolvers()
+    )
 
 
 def parse_yaml(text: str, where: str) -> Any:

@@ -107,3 +107,31 @@ def test_user_errors_are_value_errors_for_python_callers(tiny_model_dir, tmp_pat
     with pytest.raises(ValueError):
         train(recipe, tmp_path / "missing.jsonl", tmp_path / "out")
     assert issubclass(RecipeError, ValueError)
+
+
+def test_relative_paths_are_saved_as_absolute_ones(monkeypatch, tiny_model_dir, tmp_path):
+    """A run given relative paths records absolute ones (recipe.yaml, the adapter's base), so
+    that rerunning OUT/recipe.yaml or merging the adapter works from any folder, and never
+    picks up another folder's file of the same name."""
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "model")
+    write_data(tmp_path / "t.jsonl", prompt_completion_rows(12))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _train(monkeypatch, Path("model"), Path("t.jsonl"), Path("out"))
+    assert code == 0, err
+    saved = (tmp_path / "out" / "recipe.yaml").read_text()
+    assert f"train_path: {tmp_path / 't.jsonl'}" in saved
+    assert f"name: {tmp_path / 'model'}" in saved
+    adapter = json.loads((tmp_path / "out" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tmp_path / "model")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_data(elsewhere / "t.jsonl", prompt_completion_rows(3))  # a decoy of the same name
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_main(
+        monkeypatch, "train", str(tmp_path / "out" / "recipe.yaml"), "--output", "again"
+    )
+    assert code == 0, err
+    metrics = json.loads((elsewhere / "again" / "metrics.json").read_text())
+    assert metrics["data"]["train_rows"] + metrics["data"]["eval_rows"] == 12

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,8 @@ from train_helpers import run_main
 
 from peftkit import recipes
 from peftkit.errors import MISSING, ProblemsError
-from peftkit.memory import plan, shape_of
+from peftkit.memory import Setup, estimate, plan, shape_of
+from peftkit.memory.config_file import WEIGHT_SUFFIXES
 
 BASE: dict[str, Any] = {
     "model_type": "llama",
@@ -30,7 +33,7 @@ BASE: dict[str, Any] = {
     "num_key_value_heads": 2,
     "head_dim": 16,
     "vocab_size": 300,
-    "max_position_embeddings": 128,
+    "max_position_embeddings": 4096,
     "tie_word_embeddings": False,
     "torch_dtype": "bfloat16",
 }
@@ -40,8 +43,9 @@ GPT_BIGCODE: dict[str, Any] = {
     "n_layer": 2,
     "n_head": 4,
     "vocab_size": 300,
-    "n_positions": 128,
+    "n_positions": 2048,
 }
+GPT2 = {**GPT_BIGCODE, "model_type": "gpt2", "n_positions": 256}
 ESTIMATE = ("estimate", "--model", "config.json")
 
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -144,6 +148,21 @@ FILE_CASES = [
         files={"config.json/notes.txt": "a folder named like a file"},
     ),
     Case("missing-file", ("estimate", "--model", "nope.json"), ("nope.json", "config.json")),
+    *(
+        Case(
+            f"small-weights-file{suffix}",
+            ("estimate", "--model", f"model{suffix}"),
+            (f"model{suffix}", "is a weights file", "config.json or its folder"),
+            files={f"model{suffix}": b"\x93NUMPY\xff\xfe" + bytes(range(256))},
+        )
+        for suffix in WEIGHT_SUFFIXES
+    ),
+    Case(
+        "weights-file-upper-case-suffix",
+        ("plan", "json-output", "--model", "MODEL.SAFETENSORS"),
+        ("MODEL.SAFETENSORS", "is a weights file"),
+        files={"MODEL.SAFETENSORS": b"\xff" * 64},
+    ),
 ]
 
 RELATION_CASES = [
@@ -251,7 +270,59 @@ OPTION_CASES = [
         "gate_up_proj",
         args=("--targets", "gate_proj,up_proj,down_proj"),
     ),
-    estimate_case("method-unknown", BASE, "method", "nope", args=("--method", "nope")),
+    estimate_case(
+        "method-unknown",
+        BASE,
+        "--method",
+        "'nope' is not one of 'full', 'lora', 'qlora'",
+        args=("--method", "nope"),
+    ),
+    estimate_case(
+        "optimizer-unknown",
+        BASE,
+        "--optimizer",
+        "'adam'",
+        "'paged_adamw_8bit'",
+        args=("--optimizer", "adam"),
+    ),
+    estimate_case(
+        "seq-len-beyond-context",
+        broken(max_position_embeddings=256),
+        "--seq-len: got 512",
+        "max_position_embeddings in its config",
+        "fix:  --seq-len 256",
+        args=("--seq-len", "512"),
+    ),
+    estimate_case(
+        "seq-len-beyond-gpt2-positions",
+        GPT2,
+        "--seq-len: got 1024",
+        "256 tokens (n_positions in its config)",
+        "--seq-len 256",
+    ),
+    estimate_case(
+        "context-shorter-than-any-sequence",
+        broken(max_position_embeddings=8),
+        "--seq-len: got 16",
+        "a context of at least 16 tokens",
+        args=("--seq-len", "16"),
+    ),
+    estimate_case(
+        "targets-output-head",
+        GPT2,
+        "lm_head is the output head",
+        "lora.modules_to_save",
+        "c_attn, c_proj, c_fc",
+        "--targets all-linear",
+        args=("--targets", "lm_head", "--seq-len", "256"),
+    ),
+    estimate_case(
+        "targets-embedding-among-layers",
+        BASE,
+        "embed_tokens is the token embedding",
+        "--targets q_proj,v_proj",
+        args=("--targets", "q_proj,embed_tokens,v_proj"),
+    ),
     estimate_case("batch-size-zero", BASE, "--batch-size", args=("--batch-size", "0")),
     estimate_case("seq-len-too-short", BASE, "--seq-len", args=("--seq-len", "5")),
     estimate_case("rank-zero", BASE, "--r", args=("--r", "0")),
@@ -276,6 +347,24 @@ PLAN_CONFIG_CASES = [
 the one whose planner searches settings."""
 
 PLAN_CASES = [
+    Case(
+        "plan-max-length-beyond-gpt2-positions",
+        ("plan", "json-output", "--model", "config.json"),
+        ("training.max_length: got 512", "n_positions", "256", "training.max_length=256"),
+        files={"config.json": GPT2},
+    ),
+    Case(
+        "plan-budget-max-length-beyond-context",
+        ("plan", "qlora-budget", "--model", "config.json", "--gpu-memory", "24"),
+        ("training.max_length: got 1024", "max_position_embeddings", "training.max_length=512"),
+        files={"config.json": broken(max_position_embeddings=512)},
+    ),
+    Case(
+        "plan-weights-file-beside-its-config",
+        ("plan", "json-output", "--model", "gpt2/model.safetensors"),
+        ("is a weights file (.safetensors)", "--model gpt2"),
+        files={"gpt2/model.safetensors": b"\xff" * 64, "gpt2/config.json": GPT_BIGCODE},
+    ),
     Case(
         "plan-target-matches-nothing",
         ("plan", "json-output", "--model", "config.json", "lora.target_modules=[nope]"),
@@ -400,3 +489,237 @@ def test_python_callers_get_the_budget_checks(memory: Any, gpus: Any) -> None:
 def test_there_are_enough_cases() -> None:
     assert len(CASES) >= 35
     assert len({case.id for case in CASES}) == len(CASES)
+
+
+LLAMA_7B = broken(
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    head_dim=128,
+    vocab_size=32000,
+)
+LLAMA_70B = broken(
+    hidden_size=8192,
+    intermediate_size=28672,
+    num_hidden_layers=80,
+    num_attention_heads=64,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=32000,
+)
+
+
+def _in(folder: Path, monkeypatch: pytest.MonkeyPatch, **configs: dict[str, Any]) -> None:
+    for name, config in configs.items():
+        (folder / f"{name}.json").write_text(json.dumps(config))
+    monkeypatch.chdir(folder)
+
+
+def _found(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    assert found, f"{pattern!r} not in {text}"
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--method", "nope"),
+        ("--optimizer", "adam"),
+        ("--batch-size", "0"),
+        ("--seq-len", "5"),
+        ("--r", "0"),
+    ],
+)
+def test_estimate_names_its_options_never_recipe_fields(
+    option: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in(tmp_path, monkeypatch, config=BASE)
+    code, _, err = run_main(monkeypatch, *ESTIMATE, option, value)
+    assert code == 2 and option in err, err
+    for recipe_word in ("in the recipe", "training.", "lora.r", "learning_rate"):
+        assert recipe_word not in err, err
+
+
+def test_estimate_full_fine_tuning_warns_about_nothing_it_has_no_option_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in(tmp_path, monkeypatch, config=BASE)
+    code, out, err = run_main(monkeypatch, *ESTIMATE, "--method", "full", "--json")
+    assert code == 0, err
+    assert "warning" not in err and json.loads(out)["trainable_params"] > 0
+
+
+def test_estimate_loads_the_weights_in_the_checkpoint_dtype_as_training_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = {**LLAMA_7B, "torch_dtype": "float32"}  # 1 GB more than bf16 embeddings
+    _in(tmp_path, monkeypatch, config=config)
+    args = ("--method", "qlora", "--r", "8", "--batch-size", "2", "--seq-len", "256")
+    code, out, err = run_main(monkeypatch, *ESTIMATE, *args, "--optimizer", "adamw_8bit", "--json")
+    assert code == 0, err
+    setup = Setup(
+        method="qlora",
+        bits=4,
+        r=8,
+        batch_size=2,
+        seq_len=256,
+        optimizer="adamw_8bit",
+        weights_dtype="float32",
+    )
+    assert json.loads(out)["total_gb"] == round(estimate(shape_of(config), setup).total / 1e9, 3)
+
+
+def test_every_fix_for_a_run_that_does_not_fit_works_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in(tmp_path, monkeypatch, llama=LLAMA_7B)
+    model = ("--model", "llama.json")
+    runs = {
+        "estimate": ("estimate", *model, "--batch-size", "4", "--gpu-memory", "20"),
+        "plan": ("plan", "json-output", *model, "--gpu-memory", "20"),
+    }
+    for name, args in runs.items():
+        code, out, _ = run_main(monkeypatch, *args, "--json")
+        assert code == 1, name
+        fix = json.loads(out)["reasons"][-1]
+        settings = _found(r"^Fix: (.+?), or a GPU", fix)
+        memory = _found(r"\(--gpu-memory (\d+)\)", fix)
+        for applied in (shlex.split(settings), ["--gpu-memory", memory]):
+            code, out, err = run_main(monkeypatch, *args, *applied, "--json")
+            assert code == 0, f"{name} {applied}: {err}"
+            assert json.loads(out)["fits"] is True
+
+
+@pytest.mark.parametrize(
+    ("budget", "memory_fix"),
+    [(("--gpu-memory", "8"), "--gpu-memory"), (("budget.gpu=T4",), "budget.gpu_memory_gb")],
+)
+def test_every_fix_when_nothing_fits_works_as_written(
+    budget: tuple[str, ...], memory_fix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --gpu-memory outranks budget.gpu_memory_gb, so the fix names the one in use; FSDP on a
+    4-bit base needs the storage dtype that the recipe's rules ask for."""
+    _in(tmp_path, monkeypatch, llama=LLAMA_70B)
+    args = ("plan", "qlora-budget", "--model", "llama.json", *budget)
+    code, _, err = run_main(monkeypatch, *args)
+    assert code == 2 and "nothing fits" in err, err
+    assert "gpu_memory_gb=24" not in err and "(gpu_memory_gb" not in err
+    memory = _found(rf"\(({re.escape(memory_fix)}[ =]\d+)\)", err)
+    sharded = _found(r"\((--gpus \d+ distributed\.strategy=fsdp [^)]*)\)", err)
+    assert "quantization.storage_dtype=bfloat16" in sharded
+    for applied in (memory, sharded):
+        code, out, err = run_main(monkeypatch, *args, *shlex.split(applied), "--json")
+        assert code == 0, f"{applied}: {err}"
+        assert json.loads(out)["fits"] is True
+
+
+def test_the_budget_checks_name_working_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in(tmp_path, monkeypatch, config=BASE)
+    code, _, err = run_main(
+        monkeypatch, "plan", "qlora-budget", "--model", "config.json", "--gpu-memory", "0"
+    )
+    assert code == 2 and "--gpu-memory 24" in err and "gpu_memory_gb=" not in err, err
+    code, _, err = run_main(
+        monkeypatch, "plan", "qlora-budget", "--model", "config.json", "--gpus", "0"
+    )
+    assert code == 2 and "--gpus 1" in err and "(gpus=" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        (("budget.usd=5", "budget.dataset_tokens=10000000"), ("budget.gpu",)),
+        (("budget.usd=5", "budget.gpu_memory_gb=24"), ("budget.gpu", "budget.dataset_tokens")),
+        (("budget.gpu=L4", "budget.gpu_hourly_usd=0.5"), ("budget.dataset_tokens",)),
+    ],
+    ids=["no-gpu", "no-gpu-no-tokens", "no-tokens"],
+)
+def test_cost_settings_without_what_the_cost_needs_say_so_with_a_working_fix(
+    given: tuple[str, ...],
+    missing: tuple[str, ...],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _in(tmp_path, monkeypatch, llama=LLAMA_7B)
+    args = ("plan", "qlora-budget", "--model", "llama.json", *given, "--json")
+    code, out, err = run_main(monkeypatch, *args)
+    assert code == 0, err
+    [reason] = [r for r in json.loads(out)["reasons"] if "cost not estimated" in r]
+    assert all(f"{name} (" in reason for name in missing), reason
+    if "budget.usd=5" in given:
+        assert "budget.usd $5.00 cannot be checked" in reason
+    fix = _found(r"Fix: (.+?), with your", reason)
+    code, out, err = run_main(monkeypatch, *args, *shlex.split(fix))
+    assert code == 0, err
+    numbers = json.loads(out)
+    assert numbers["cost"] is not None and numbers["fits"] is True
+    assert not any("cost not estimated" in r for r in numbers["reasons"])
+
+
+def test_no_cost_settings_no_cost_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _in(tmp_path, monkeypatch, llama=LLAMA_7B)
+    code, out, err = run_main(
+        monkeypatch, "plan", "qlora-budget", "--model", "llama.json", "budget.gpu=L4", "--json"
+    )
+    assert code == 0, err
+    assert not any("cost not estimated" in reason for reason in json.loads(out)["reasons"])
+
+
+def test_the_epochs_a_budget_pays_for_are_within_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in(tmp_path, monkeypatch, llama=LLAMA_7B)
+    budget = ("budget.gpu=L4", "budget.dataset_tokens=10000000", "budget.usd=0.5")
+    args = ("plan", "qlora-budget", "--model", "llama.json", *budget, "--json")
+    code, out, err = run_main(monkeypatch, *args)
+    assert code == 0, err
+    [reason] = [r for r in json.loads(out)["reasons"] if r.startswith("over budget")]
+    for fix in (_found(r"(training\.epochs=\S+)", reason), _found(r"(budget\.usd=\d+)", reason)):
+        code, out, err = run_main(monkeypatch, *args, fix)
+        assert code == 0, err
+        assert not any(r.startswith("over budget") for r in json.loads(out)["reasons"]), fix
+
+
+def test_modules_trained_in_full_are_said_to_be_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in(tmp_path, monkeypatch, config=BASE)
+    code, out, err = run_main(
+        monkeypatch, "plan", "json-output", "--model", "config.json",
+        "lora.modules_to_save=[lm_head]", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert any(
+        "lora.modules_to_save (lm_head) is not counted" in r for r in json.loads(out)["reasons"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "fix"),
+    [
+        (("plan", "json-output", "--model", "gpt2.json"), r"fix:  (training\.max_length=\d+)"),
+        (("estimate", "--model", "gpt2.json", "--seq-len", "512"), r"fix:  (--seq-len \d+)"),
+        (
+            ("estimate", "--model", "gpt2/model.bin"),
+            r"Fix: pass the model's folder, (--model \S+),",
+        ),
+    ],
+    ids=["plan-context", "estimate-context", "weights-file"],
+)
+def test_the_context_and_weights_file_fixes_work_as_written(
+    command: tuple[str, ...], fix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in(tmp_path, monkeypatch, gpt2=GPT2)
+    (tmp_path / "gpt2").mkdir()
+    (tmp_path / "gpt2" / "config.json").write_text(json.dumps(broken()))
+    (tmp_path / "gpt2" / "model.bin").write_bytes(b"\x80\x02" + bytes(300))
+    code, _, err = run_main(monkeypatch, *command)
+    assert code == 2 and "UTF-8" not in err, err
+    applied = shlex.split(_found(fix, err))
+    code, _, err = run_main(monkeypatch, *command, *applied)
+    assert code == 0, err

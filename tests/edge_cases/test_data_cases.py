@@ -7,13 +7,15 @@ point at that row.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import prompt_completion_rows, text_rows
 from corpus import Case, run_case
-from train_helpers import messages_rows, one_torch_thread, short
+from fix_reader import fix_of, options, overrides
+from train_helpers import messages_rows, one_torch_thread, run_main, short
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -65,6 +67,18 @@ def text_case(id: str, row: Any, *mentions: str) -> Case:
 
 def turns(*pairs: Any) -> list[Any]:
     return [{"role": role, "content": content} for role, content in pairs]
+
+
+def dataset_dict(name: str, **splits: list[dict[str, Any]]) -> Callable[[Path], None]:
+    """A setup that saves ``splits`` as the DatasetDict folder ``name``."""
+
+    def setup(folder: Path) -> None:
+        from datasets import Dataset, DatasetDict
+
+        saved = DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()})
+        saved.save_to_disk(str(folder / name))
+
+    return setup
 
 
 Q = "What is HTTP status 200?"
@@ -167,8 +181,24 @@ CASES = [
     chat_case("a turn without content", {"messages": [{"role": "user"},
                                                       {"role": "assistant", "content": "{}"}]},
               M, "turn 1, 'content'", "(missing)", "no content"),
-    chat_case("a turn with an unknown role", {"messages": turns(("bot", Q), ("assistant", "{}"))},
-              M, "turn 1, 'role'", "'bot'", "system, user, assistant, tool"),
+    chat_case("a turn with an unknown role",
+              {"messages": turns(("narrator", Q), ("assistant", "{}"))},
+              M, "turn 1, 'role'", "'narrator'", "system, user, assistant, tool",
+              '"system", "user", "assistant", "tool"'),
+    chat_case("ShareGPT's roles", {"messages": turns(("human", Q), ("gpt", "{}"))},
+              "2 problem(s)", "turn 1, 'role'", '"role": "user"', "turn 2, 'role'",
+              '"role": "assistant" (peftkit\'s name for \'gpt\')'),
+    chat_case("Gemini's model role", {"messages": turns(("user", Q), ("model", "{}"))},
+              "1 problem(s)", "turn 2, 'role'", '"role": "assistant"'),
+    chat_case("bot and ai roles", {"messages": turns(("ai", Q), ("bot", "{}"))},
+              "turn 1, 'role'", "turn 2, 'role'", '"role": "assistant"'),
+    chat_case("a person role", {"messages": turns(("person", Q), ("assistant", "{}"))},
+              "turn 1, 'role'", '"role": "user"'),
+    chat_case("OpenAI's developer role",
+              {"messages": turns(("developer", "Be brief."), ("user", Q), ("assistant", "{}"))},
+              "turn 1, 'role'", '"role": "system"'),
+    chat_case("a role in capitals", {"messages": turns(("User", Q), ("assistant", "{}"))},
+              "turn 1, 'role'", "'User'", '"role": "user"'),
     chat_case("a turn without a role", {"messages": [{"content": Q},
                                                      {"role": "assistant", "content": "{}"}]},
               M, "turn 1, 'role'", "(missing)"),
@@ -361,7 +391,9 @@ CASES = [
          {"empty.jsonl": ""}, model=True),
     Case("whitespace-only data file", train("blank.jsonl"), ("blank.jsonl", "no rows"),
          {"blank.jsonl": "\n \n"}, model=True),
-    Case("CSV with a header only", train("head.csv"), ("head.csv", "no rows"),
+    Case("CSV with a header only", train("head.csv"),
+         ("head.csv", "a header (columns prompt, completion) but no rows",
+          "Fix: add rows under the header"),
          {"head.csv": "prompt,completion\n"}, model=True),
     Case("unknown file type", train("data.txt"), ("unknown file type", ".txt"),
          {"data.txt": "hello\n"}, model=True),
@@ -374,8 +406,24 @@ CASES = [
     Case(
         "columns that match no format",
         train("qa.jsonl", "data.format=auto"),
-        ("answer, question", "messages", "prompt-completion", "prompt, completion", "text"),
+        ("answer, question", "prompt-completion (columns prompt, completion)",
+         "messages (column messages)"),
         {"qa.jsonl": [{"question": "q", "answer": "a"}] * 4},
+        model=True,
+    ),
+    Case(
+        "columns that match no format, domain adaptation",
+        train("qa.jsonl", "data.format=auto", recipe="domain-adaptation"),
+        ("answer, question", "trains on text (column text)"),
+        {"qa.jsonl": [{"question": "q", "answer": "a"}] * 4},
+        model=True,
+    ),
+    Case(
+        "chat data with the recipe's default format",
+        train("chat.jsonl"),
+        ("chat.jsonl", "data.format is 'prompt-completion'", "found: messages",
+         "Fix: rename the columns to those of prompt-completion", "or set data.format=messages"),
+        {"chat.jsonl": messages_rows(6)},
         model=True,
     ),
     Case(
@@ -383,6 +431,50 @@ CASES = [
         train("prompts.jsonl", "data.format=prompt-completion"),
         ("prompts.jsonl", "completion", "missing", "found: prompt"),
         {"prompts.jsonl": [{"prompt": "q"}] * 4},
+        model=True,
+    ),
+    # --- saved DatasetDict folders: train on train, evaluate on validation or test ---
+    Case(
+        "a DatasetDict without a train split",
+        train("dd"),
+        ("data 'dd'", "without a 'train' split", "its splits: test, extra",
+         "Fix: pass the folder of the split to train on, e.g. --data dd/extra"),
+        setup=dataset_dict("dd", test=prompt_completion_rows(2), extra=prompt_completion_rows(8)),
+        model=True,
+    ),
+    Case(
+        "eval data a DatasetDict without a validation or test split",
+        (*train("train.jsonl"), "--eval-data", "dd"),
+        ("data 'dd'", "without a 'validation' or 'test' split to evaluate on",
+         "its splits: train, dev", "--eval-data dd/dev"),
+        {"train.jsonl": prompt_completion_rows(6)},
+        setup=dataset_dict("dd", train=prompt_completion_rows(6), dev=prompt_completion_rows(3)),
+        model=True,
+    ),
+    Case(
+        "eval data a DatasetDict with a train split only",
+        (*train("train.jsonl"), "--eval-data", "dd"),
+        ("data 'dd'", "its splits: train", "--eval-data FILE", "training.eval_fraction"),
+        {"train.jsonl": prompt_completion_rows(6)},
+        setup=dataset_dict("dd", train=prompt_completion_rows(6)),
+        model=True,
+    ),
+    Case(
+        "a bad row in a DatasetDict's validation split",
+        train("dd"),
+        ("dd/validation, row 3, column 'completion'", "completion is null"),
+        setup=dataset_dict("dd", train=prompt_completion_rows(6),
+                           validation=with_row({"prompt": Q, "completion": None})),
+        model=True,
+    ),
+    # --- too few rows to hold any out ---
+    Case(
+        "one row and an eval fraction",
+        train("one.jsonl"),
+        ("one.jsonl", "1 row(s) cannot be split", "--eval-data FILE",
+         "training.eval_fraction=0 training.eval_strategy=no "
+         "callbacks.early_stopping.enabled=false callbacks.overfit.enabled=false"),
+        {"one.jsonl": prompt_completion_rows(1)},
         model=True,
     ),
     # --- many problems: the first 20 shown, the rest counted ---
@@ -397,11 +489,50 @@ CASES = [
 ]  # fmt: skip
 
 
+NOT_MENTIONED = {
+    "fifty bad rows": ("line 21,",),
+    "columns that match no format": ("text",),
+    "domain-adaptation given prompt-completion data": ("prompt-completion",),
+    "columns that match no format, domain adaptation": ("prompt-completion", "messages"),
+    "ShareGPT's roles": ("no assistant turn",),
+}
+"""What a message must not say: formats the recipe refuses, rows past the shown ones, a second
+problem that is the first one again."""
+
+
 @pytest.mark.parametrize("case", [case.param() for case in CASES])
 def test_bad_data_is_one_clear_error(case: Case, tmp_path, monkeypatch, tiny_model_dir):
     err = run_case(case, tmp_path, monkeypatch, tiny_model_dir)
-    if case.id == "fifty bad rows":
-        assert "line 21," not in err
+    for text in NOT_MENTIONED.get(case.id, ()):
+        assert text not in err, f"{text!r} in: {err}"
+
+
+BY_ID = {case.id: case for case in CASES}
+FIXED = [
+    (BY_ID["one row and an eval fraction"], overrides),
+    (BY_ID["chat data with the recipe's default format"], overrides),
+    (BY_ID["a DatasetDict without a train split"], options),
+    (BY_ID["eval data a DatasetDict without a validation or test split"], options),
+]
+
+
+@pytest.mark.parametrize(("case", "read"), [pytest.param(c, r, id=c.id) for c, r in FIXED])
+def test_the_suggested_fix_makes_the_command_work(
+    case: Case, read, tmp_path: Path, monkeypatch, tiny_model_dir: Path
+) -> None:
+    """Each alternative of the fix that names overrides or a file, applied as written."""
+    message = run_case(case, tmp_path, monkeypatch, tiny_model_dir)
+    alternatives = read(fix_of(message))
+    assert alternatives, f"nothing to apply in: {message}"
+    for number, extra in enumerate(alternatives):
+        args = [arg.replace("{model}", str(tmp_path / "model")) for arg in case.args]
+        if extra[0] in args:  # an option given again: its value replaced
+            args[args.index(extra[0]) + 1] = extra[1]
+        else:
+            args += extra
+        args[args.index("--output") + 1] = f"fixed-{number}"
+        code, _, err = run_main(monkeypatch, *args)
+        assert code == 0, f"{' '.join(extra)} did not fix it:\n{err[-3000:]}"
 
 
 def test_the_corpus_is_large_and_its_ids_unique():

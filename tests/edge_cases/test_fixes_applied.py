@@ -14,7 +14,7 @@ import pytest
 from corpus import Case, run_case
 from fix_reader import fix_of, options, overrides
 from test_model_cases import MODELS, ROWS, train
-from test_output_cases import PREVIOUS_RUN
+from test_output_cases import previous_run
 from train_helpers import one_torch_thread, run_main
 
 
@@ -32,6 +32,7 @@ CASES = [
     (BY_ID["targets-match-nothing"], overrides),
     (BY_ID["one-target-matches-nothing"], overrides),
     (BY_ID["merge-base-of-another-size"], options),
+    (BY_ID["merge-an-8-bit-adapter"], options),
     (
         Case("evaluation-without-data", train("training.eval_fraction=0"),
              ("training.eval_strategy",), ROWS, model=True),
@@ -39,7 +40,7 @@ CASES = [
     ),
     (
         Case("output-holds-an-earlier-run", train(), ("--overwrite",),
-             {**ROWS, **PREVIOUS_RUN},
+             ROWS, previous_run,
              model=True),
         options,
     ),

@@ -87,6 +87,15 @@ def other_base(kind: str):
     return setup
 
 
+def eight_bit_adapter(folder: Path) -> None:
+    """``adapter`` with the recipe of a run on an 8-bit base beside it (what `peftkit train`
+    writes into the adapter folder)."""
+    adapter(folder)
+    (folder / "adapter" / "recipe.yaml").write_text(
+        "recipe: custom\nquantization: {bits: 8}\n", encoding="utf-8"
+    )
+
+
 def break_adapter(name: str, content: str | bytes | None):
     def setup(folder: Path) -> None:
         adapter(folder)
@@ -173,6 +182,11 @@ MODELS = [
          ("merge", "adapter", "--output", "m", "--base", "other"),
          ("--base other", "no such layer", "--base model"), setup=other_base("gpt2"),
          model=True),
+    Case("merge-a-full-run", ("merge", "full", "--output", "m"),
+         ("whole model", "nothing to merge"),
+         setup=lambda folder: shutil.copytree(folder / "model", folder / "full"), model=True),
+    Case("merge-an-8-bit-adapter", ("merge", "adapter", "--output", "m"),
+         ("8-bit", "--base model"), setup=eight_bit_adapter, model=True),
     Case("merge-adapter-missing", ("merge", "nothing-here", "--output", "m"),
          ("nothing-here", "adapter_config.json"), {}),
 ]  # fmt: skip

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from conftest import prompt_completion_rows
 from corpus import Case, run_case, snapshot
-from train_helpers import SHORT_GENERATION, SHORT_RUN, assert_user_error, one_torch_thread, run_main
+from train_helpers import (
+    SHORT_GENERATION,
+    SHORT_RUN,
+    assert_user_error,
+    earlier_output,
+    one_torch_thread,
+    run_main,
+)
 
 from peftkit.outputs import MARKER
 
@@ -24,12 +31,21 @@ def _one_thread():
 
 ROWS = prompt_completion_rows(12)
 TRAIN = ("train", "json-output", "--model", "{model}", *SHORT_RUN, *SHORT_GENERATION)
-PREVIOUS_RUN = {
-    "out/adapter/adapter_config.json": "{}",
-    "out/metrics.json": "{}",
-    f"out/{MARKER}": {"command": "train", "entries": ["adapter", "metrics.json"]},
-}
-"""What an earlier `peftkit train --output out` left (its marker lists what it wrote)."""
+
+
+def previous_run(folder: Path, *extra: str) -> None:
+    """What an earlier `peftkit train --output out` left (its marker lists what it wrote), then
+    ``extra`` files a user added inside it afterwards."""
+    earlier_output(folder / "out", {"adapter/adapter_config.json": "{}", "metrics.json": "{}"})
+    for name in extra:
+        (folder / "out" / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "out" / name).write_text("mine")
+
+
+def with_previous_run(*extra: str):
+    return lambda folder: previous_run(folder, *extra)
+
+
 FAKE_ADAPTER = {
     "adapter/adapter_config.json": {"base_model_name_or_path": "base", "peft_type": "LORA"},
     "adapter/adapter_model.safetensors": b"not really",
@@ -80,28 +96,65 @@ OUTPUTS = [
     Case("output-not-empty", train("--data", "t.jsonl", "--output", "out"),
          ("notes.txt", "did not write"), {"t.jsonl": ROWS, "out/notes.txt": "mine"}, model=True),
     Case("output-holds-an-earlier-run", train("--data", "t.jsonl", "--output", "out"),
-         ("earlier peftkit output", "--overwrite"), {"t.jsonl": ROWS, **PREVIOUS_RUN},
-         model=True),
+         ("earlier peftkit output", "--overwrite"), {"t.jsonl": ROWS}, previous_run, True),
     Case("overwrite-a-folder-peftkit-did-not-write",
          train("--data", "t.jsonl", "--output", "out", "--overwrite"),
          ("notes.txt", "did not write"), {"t.jsonl": ROWS, "out/notes.txt": "mine"}, model=True),
     Case("overwrite-a-run-with-a-file-added",
          train("--data", "t.jsonl", "--output", "out", "--overwrite"),
-         ("notes.txt", "did not write"),
-         {"t.jsonl": ROWS, **PREVIOUS_RUN, "out/notes.txt": "mine"}, model=True),
+         ("notes.txt", "did not write"), {"t.jsonl": ROWS}, with_previous_run("notes.txt"), True),
+    Case("overwrite-a-run-with-a-file-added-in-a-subfolder",
+         train("--data", "t.jsonl", "--output", "out", "--overwrite"),
+         ("adapter/MY-NOTES.txt", "did not write"), {"t.jsonl": ROWS},
+         with_previous_run("adapter/MY-NOTES.txt"), True),
+    Case("overwrite-a-run-with-a-new-subfolder",
+         train("--data", "t.jsonl", "--output", "out", "--overwrite"),
+         ("checkpoints/my-eval/result.txt",), {"t.jsonl": ROWS},
+         with_previous_run("checkpoints/my-eval/result.txt"), True),
+    Case("overwrite-a-run-whose-file-was-edited",
+         train("--data", "t.jsonl", "--output", "out", "--overwrite"),
+         ("metrics.json", "changed"), {"t.jsonl": ROWS}, with_previous_run("metrics.json"), True),
     Case("overwrite-a-run-with-data-that-is-refused",
          train("--data", "bad.jsonl", "--output", "out", "--overwrite"), ("bad.jsonl",),
-         {"bad.jsonl": [{"prompt": "p", "completion": None}] * 4, **PREVIOUS_RUN}, model=True),
+         {"bad.jsonl": [{"prompt": "p", "completion": None}] * 4}, previous_run, True),
     Case("overwrite-a-run-with-a-model-that-is-refused",
          ("train", "json-output", "--model", "nomodel", "--data", "t.jsonl", "--output", "out",
-          "--overwrite", *SHORT_RUN), ("nomodel",), {"t.jsonl": ROWS, **PREVIOUS_RUN}),
+          "--overwrite", *SHORT_RUN), ("nomodel",), {"t.jsonl": ROWS}, previous_run),
     Case("overwrite-a-run-with-a-recipe-that-is-refused",
          train("--data", "t.jsonl", "--output", "out", "--overwrite", "lora.r=0"), ("lora.r",),
-         {"t.jsonl": ROWS, **PREVIOUS_RUN}, model=True),
+         {"t.jsonl": ROWS}, previous_run, True),
     Case("output-is-a-file", train("--data", "t.jsonl", "--output", "out.txt"),
          ("out.txt", "file"), {"t.jsonl": ROWS, "out.txt": "mine"}, model=True),
     Case("output-under-a-file", train("--data", "t.jsonl", "--output", "f.txt/run"),
          ("f.txt", "file"), {"t.jsonl": ROWS, "f.txt": "mine"}, model=True),
+    Case("output-name-too-long", train("--data", "t.jsonl", "--output", "x" * 245),
+         ("longer than", "shorter name"), {"t.jsonl": ROWS}, model=True),
+    Case("output-name-far-too-long", train("--data", "t.jsonl", "--output", "y" * 300),
+         ("longer than",), {"t.jsonl": ROWS}, model=True),
+    Case("output-empty", train("--data", "t.jsonl", "--output", ""), ("--output", "empty"),
+         {"t.jsonl": ROWS}, model=True),
+    # --- a second folder the run writes: early stopping's save_best_to ---
+    Case("save-best-to-inside-the-output",
+         train("--data", "t.jsonl", "--output", "out",
+               "callbacks.early_stopping.save_best_to=out/mybest"),
+         ("callbacks.early_stopping.save_best_to", "lies inside --output"), {"t.jsonl": ROWS},
+         model=True),
+    Case("save-best-to-is-the-output",
+         train("--data", "t.jsonl", "--output", "out", "callbacks.early_stopping.save_best_to=out"),
+         ("callbacks.early_stopping.save_best_to", "replaced"), {"t.jsonl": ROWS}, model=True),
+    Case("save-best-to-is-the-data-folder",
+         train("--data", "d/t.jsonl", "--output", "out",
+               "callbacks.early_stopping.save_best_to=d"),
+         ("save_best_to", "--data"), {"d/t.jsonl": ROWS}, model=True),
+    Case("save-best-to-a-folder-peftkit-did-not-write",
+         train("--data", "t.jsonl", "--output", "out",
+               "callbacks.early_stopping.save_best_to=mine"),
+         ("callbacks.early_stopping.save_best_to", "not written by peftkit"),
+         {"t.jsonl": ROWS, "mine/notes.txt": "mine"}, model=True),
+    Case("fsdp-in-one-process",
+         train("--data", "t.jsonl", "--output", "out", "distributed.strategy=fsdp"),
+         ("distributed.strategy", "torchrun", "distributed.strategy=none"), {"t.jsonl": ROWS},
+         model=True),
     # --- merge ---
     Case("merge-output-is-the-adapter", ("merge", "adapter", "--output", "adapter"),
          ("is", "adapter"), FAKE_ADAPTER),
@@ -148,7 +201,8 @@ def test_a_folder_peftkit_wrote_is_replaced_and_its_marker_lists_what_it_holds(
     assert first[0] == 0, first[2]
     marker = json.loads((out / MARKER).read_text())
     assert marker["command"] == "train"
-    assert sorted(marker["entries"]) == sorted(p.name for p in out.iterdir() if p.name != MARKER)
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(marker["files"]) == written - {MARKER}
     before = (out / "metrics.json").read_bytes()
     code, _, err = run_main(
         monkeypatch, *args, "training.seed=7", "--data", str(data), "--output", str(out),
@@ -166,7 +220,8 @@ def test_a_crash_after_the_checks_leaves_the_earlier_run_untouched(
     callback) ends with the earlier output as it was and no half-written folder beside it."""
     from corpus import write_files
 
-    write_files(tmp_path, {"t.jsonl": ROWS, **PREVIOUS_RUN})
+    write_files(tmp_path, {"t.jsonl": ROWS})
+    previous_run(tmp_path)
     before = snapshot(tmp_path)
     import transformers
 

@@ -102,6 +102,11 @@ RECIPES = [
     Case("recipe-key-list", ("validate", "r.yaml"), ("recipe",),
          {"r.yaml": "recipe: [json-output]\n"}),
     Case("no-recipe-key", ("validate", "r.yaml"), ("recipe",), {"r.yaml": "lora: {r: 8}\n"}),
+    Case("sexagesimal-epochs", ("validate", "json-output", "training.epochs=1:30"),
+         ("training.epochs", "'1:30'"), {}),
+    Case("builtin-name-and-a-file", ("validate", "json-output"), ("./json-output", "built-in"),
+         {"json-output": "recipe: qlora-budget\n"}),
+    Case("not-a-regular-file", ("validate", "/dev/null"), ("not a regular file",), {}),
     # --- show ---
     Case("show-unknown", ("show", "nope"), ("nope", "json-output"), {}),
     Case("show-bad-override", ("show", "json-output", "lora.r=0"), ("lora.r",), {}),
@@ -113,6 +118,9 @@ RECIPES = [
     Case("new-from-unknown", ("new", "mine.yaml", "--from", "nope"), ("nope",), {}),
     Case("new-from-bad-file", ("new", "mine.yaml", "--from", "bad.yaml"), ("recipe", "nope"),
          {"bad.yaml": "recipe: nope\n"}),
+    Case("new-through-a-dangling-link", ("new", "link.yaml"), ("link.yaml", "exists"),
+         setup=lambda folder: (folder / "link.yaml").symlink_to(folder / "gone" / "x.yaml")),
+    Case("new-empty-name", ("new", ""), ("FILE", "empty"), {}),
     # --- the command line itself ---
     Case("unknown-command", ("valdate", "json-output"), ("valdate",), {}),
     Case("unknown-option", ("validate", "json-output", "--strict"), ("--strict",), {}),
@@ -156,3 +164,32 @@ def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("recipe: json-output\nlora:\n  <<: {r: 8, alpha: 16}\n  r: 4\n")
     assert load_recipe(path, []).lora.r == 4
+
+
+def test_numbers_are_read_as_yaml_1_2(tmp_path: Path) -> None:
+    """YAML 1.1 reads 010 as octal 8: a user who writes max_steps: 010 means ten steps."""
+    from train_helpers import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(J + "training: {max_steps: 010, learning_rate: 1e-4}\n")
+    recipe = load_recipe(path, ["lora.r=016"])
+    assert recipe.training.max_steps == 10
+    assert recipe.training.learning_rate == 1e-4
+    assert recipe.lora.r == 16
+
+
+def test_new_suggests_a_command_that_works_for_any_name(tmp_path: Path, monkeypatch) -> None:
+    """The suggested `peftkit validate ...` is a command line that works as written, even for
+    a name a shell or the parser would misread (a leading dash, a space)."""
+    import shlex
+
+    from train_helpers import run_main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("-dash.yaml", "with space.yaml"):
+        code, out, err = run_main(monkeypatch, "new", "--", name)
+        assert code == 0, err
+        suggested = shlex.split(out.split("check it with: ")[1])
+        assert suggested[:2] == ["peftkit", "validate"]
+        code, out, err = run_main(monkeypatch, *suggested[1:])
+        assert code == 0 and "ok" in out, err
