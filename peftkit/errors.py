@@ -184,8 +184,16 @@ _FIXES = {
     "union_tag_not_found": "add the key `recipe:` naming one of the recipes",
     "union_tag_invalid": "use one of the recipe names listed in the rule",
 }
-_BOUND_IS_THE_FIX = {"greater_than_equal", "less_than_equal", "too_short"}
-"""Inclusive bounds: the bound itself is the nearest valid value, a better fix than a default."""
+_NO_EXAMPLE = {
+    "greater_than_equal",
+    "less_than_equal",
+    "too_short",
+    "dict_type",
+    "model_type",
+    "model_attributes_type",
+}
+"""Inclusive bounds (the bound itself is the nearest valid value, a better fix than a default)
+and sections (whose default, often null, is no example of a mapping)."""
 _EXAMPLES = {
     "int_parsing": "16",
     "int_from_float": "16",
@@ -199,7 +207,7 @@ _EXAMPLES = {
 def _fix(kind: str, ctx: dict[str, Any]) -> str:
     fix = ctx.get("fix") or _FIXES.get(kind, "see `peftkit schema`").format(**ctx)
     example = ctx.get("example") or _EXAMPLES.get(kind)
-    if example is not None and "e.g." not in fix and kind not in _BOUND_IS_THE_FIX:
+    if example is not None and "e.g." not in fix and kind not in _NO_EXAMPLE:
         fix += f", e.g. {example}"
     return fix
 
