@@ -58,21 +58,12 @@ def _eval_prompts(dataset: Any, fmt: str, limit: int) -> tuple[list[Any], list[A
 
 def _evaluate(trainer: Any, recipe: Recipe, splits: Any, tokenizer: Any) -> dict[str, Any]:
     """What the recipe's user cares about: loss and perplexity; for JSON, the valid rates."""
-    from peftkit.callbacks import PeftkitCallback
     from peftkit.evaluation import generate_answers, json_rates
-    from peftkit.evaluation.callback import JsonAnswers
 
     found: dict[str, Any] = {}
     if splits.eval is None:
         return found
-    handler = trainer.callback_handler
-    watching = handler.callbacks
-    # Before and after are not training evaluations: early stopping must not count them.
-    handler.callbacks = [c for c in watching if not isinstance(c, PeftkitCallback | JsonAnswers)]
-    try:
-        loss = trainer.evaluate()["eval_loss"]
-    finally:
-        handler.callbacks = watching
+    loss = trainer.evaluate()["eval_loss"]  # outside train(): the callbacks leave it alone
     found["eval_loss"] = loss
     found["perplexity"] = math.exp(loss) if loss < 50 else math.inf
     settings = getattr(recipe, "generation", None)

@@ -51,3 +51,19 @@ def test_recipe_quality_writes_its_section_and_keeps_the_others(
     assert "| peftkit recipe | 64 / 128 / 0.05 | all-linear |" in section
     assert "| classic PEFT/TRL example | 8 / 32 / 0.05 | q_proj, v_proj | 2e-05" in section
     assert "| TRL defaults | 8 / 8 / 0 | peft default (q_proj, v_proj) | 2e-05" in section
+
+
+def test_callbacks_benchmark_compares_with_the_fair_baseline():
+    """The callbacks benchmark, --quick on the tiny model: the overhead table for both models
+    and the comparison with save_strategy="best" + load_best_model_at_end."""
+    run = subprocess.run(
+        [sys.executable, "callbacks.py", "--quick"],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| tiny Llama")]
+    assert len(rows) == 2 and all("**" in row for row in rows)  # the ratios, in bold
+    assert '`save_strategy="best"` + `load_best_model_at_end=True`' in run.stdout

@@ -94,15 +94,16 @@ def test_stop_step_min_mode(tiny_model_dir, tmp_path, sequence, options, stop_st
         return
     assert run.state.global_step == stop_step
     assert stopper.stop.reason is reason and stopper.stop.step == stop_step
-    recorded = [h for h in run.state.log_history if h.get("peftkit_stop") == "EarlyStopping"]
-    assert recorded == [
-        {
-            "peftkit_stop": "EarlyStopping",
-            "stop_reason": reason.value,
-            "stop_message": stopper.stop.message,
-            "step": stop_step,
-        }
-    ]
+    (entry,) = [h for h in run.state.log_history if h.get("peftkit_stop") == "EarlyStopping"]
+    # the stop is part of the evaluation's own log event, with its metrics and the best so far
+    assert {k: entry[k] for k in ("peftkit_stop", "stop_reason", "stop_message", "step")} == {
+        "peftkit_stop": "EarlyStopping",
+        "stop_reason": reason.value,
+        "stop_message": stopper.stop.message,
+        "step": stop_step,
+    }
+    assert entry["eval_loss"] == sequence[stop_step - 1] or math.isnan(entry["eval_loss"])
+    assert entry["eval_loss_best"] == stopper.best
 
 
 @pytest.mark.parametrize(
@@ -130,22 +131,25 @@ def test_stop_step_min_mode(tiny_model_dir, tmp_path, sequence, options, stop_st
 def test_stop_step_max_mode(tiny_model_dir, tmp_path, sequence, options, stop_step, reason):
     """mode='auto' infers max from 'accuracy'; the same rules apply mirrored."""
     stopper = EarlyStopping(metric="eval_accuracy", mode="auto", restore_best=False, **options)
-    assert stopper.monitor.mode == "max"
     script = ScriptedMetric(scripted(sequence), key="eval_accuracy")
     run = trainer(tiny_model_dir, tmp_path, [script, stopper])
     run.train()
+    assert stopper.monitor.mode == "max"
     assert (run.state.global_step, stopper.stop.reason) == (stop_step, reason)
 
 
 def test_missing_metric_lists_the_available_ones(tiny_model_dir, tmp_path):
     run = trainer(tiny_model_dir, tmp_path, [EarlyStopping(metric="eval_bleu")])
-    with pytest.raises(KeyError, match=r"eval_bleu.*available: .*eval_loss"):
+    with pytest.raises(RecipeError, match=r"eval_bleu.*available: .*eval_loss"):
         run.train()
 
 
-def test_auto_mode_needs_a_telling_name():
-    with pytest.raises(ValueError, match="mode='min' or mode='max'"):
-        EarlyStopping(metric="eval_something", mode="auto")
+def test_auto_mode_needs_a_telling_name(tiny_model_dir, tmp_path):
+    """Refused when training begins, before the first step: not at the first evaluation."""
+    run = trainer(tiny_model_dir, tmp_path, [EarlyStopping(metric="eval_something")])
+    with pytest.raises(RecipeError, match=r"eval_something.*Fix: pass mode='max'"):
+        run.train()
+    assert run.state.global_step == 0
 
 
 def test_restores_the_best_adapter_tensor_for_tensor(tiny_model_dir, tmp_path):
@@ -338,13 +342,17 @@ def test_gradient_check_counts_clipping_and_spikes(tiny_model_dir, tmp_path):
     assert logged[-1]["clipped_fraction"] == 1.0 and logged[-1]["grad_spikes"] == 1
 
 
-def test_gradient_check_warns_when_clipping_never_triggers_or_is_off(tiny_model_dir, tmp_path):
+def test_gradient_check_reports_norms_and_warns_when_clipping_is_off(tiny_model_dir, tmp_path):
+    """Norms never reaching max_grad_norm are no warning (clipping is a safety net); the largest
+    norm is in every training log event. Clipping switched off is one warning."""
     never = GradientCheck(min_steps=5)
-    with pytest.warns(PeftkitWarning, match="clipping never triggered"):
-        trainer(
-            tiny_model_dir, tmp_path, [never], max_grad_norm=1e6, max_steps=6, eval_strategy="no"
-        ).train()
+    run = trainer(
+        tiny_model_dir, tmp_path, [never], max_grad_norm=1e6, max_steps=6, eval_strategy="no"
+    )
+    run.train()
     assert never.clipped == 0 and never.steps == 6  # plain callback: every step logged
+    logged = [h for h in run.state.log_history if "loss" in h]
+    assert [h["grad_norm_max"] for h in logged] == [h["grad_norm"] for h in logged]
     with pytest.warns(PeftkitWarning, match="clipping is off"):
         trainer(
             tiny_model_dir,
@@ -406,10 +414,8 @@ def test_recipe_builds_the_three_callbacks_with_its_settings():
         + ["callbacks.gradient_checks.spike_factor=4", "callbacks.early_stopping.min_delta=0.01"],
     )
     stopper, detector, checks = recipe.build_callbacks()
-    assert isinstance(stopper, EarlyStopping) and (stopper.patience, stopper.monitor.min_delta) == (
-        5,
-        0.01,
-    )
+    assert isinstance(stopper, EarlyStopping) and (stopper.patience, stopper.min_delta) == (5, 0.01)
+    assert stopper.mode == "auto"
     assert isinstance(detector, OverfitDetector) and detector.action == "stop"
     assert isinstance(checks, GradientCheck) and checks.spike_factor == 4
     fewer = recipes.load("json-output", ["callbacks.overfit.enabled=false"]).build_callbacks()

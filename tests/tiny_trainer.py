@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import text_rows
-from transformers import TrainerCallback
+
+from peftkit.callbacks.base import Leading, add_to_log
 
 SEQ_LEN = 32
 
@@ -91,18 +92,22 @@ def trainable(model: Any) -> dict[str, Any]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-class ScriptedMetric(TrainerCallback):
+class ScriptedMetric(Leading):
     """Overwrite ``key`` in each evaluation's metrics with the value given for that step.
 
-    Placed before the callback under test, it makes a real run produce an exact sequence.
+    It produces metrics, so it leads ahead of the callback under test, and a real run makes an
+    exact sequence. (Leading callbacks act only inside ``train()``, as this one does.)
     """
 
+    LEAD_ORDER = 0
+
     def __init__(self, values: dict[int, float], key: str = "eval_loss") -> None:
+        super().__init__()
         self.values, self.key = values, key
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict, **_: Any) -> None:
-        if state.global_step in self.values:
-            metrics[self.key] = self.values[state.global_step]
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any):
+        if self.training and logs and "eval_loss" in logs and state.global_step in self.values:
+            add_to_log(state, logs, {self.key: self.values[state.global_step]})
 
 
 def scripted(sequence: list[float]) -> dict[int, float]:

@@ -1,36 +1,151 @@
-"""What every peftkit callback shares: state that survives ``resume_from_checkpoint``, and
-finding the live callback inside a trainer.
+"""What every peftkit callback shares: it reports through the Trainer's own log events, it acts
+only on what happens inside ``train()``, and its state survives ``resume_from_checkpoint``.
 
-The Trainer saves an ``ExportableState`` callback's ``state()`` into each checkpoint's
-``trainer_state.json`` and, with ``restore_callback_states_from_checkpoint=True``, rebuilds the
-callback on resume as ``type(cb)(**args)`` plus ``setattr`` of each attribute. The rebuilt object
-replaces the one you passed in, so after a resume look it up with :func:`find`.
+**Reporting.** What a callback measures or decides is added to the log event it belongs to
+(``logs`` in ``on_log``, and the entry the Trainer just appended to ``state.log_history``), so
+every ``report_to`` integration and ``log_history`` receive it. The Trainer calls its own
+callbacks (TensorBoard, W&B, MLflow, the progress bar) before the ones a user adds, so a value
+added in ``on_log`` would reach none of them. At the start of training a peftkit callback moves
+itself ahead of them in the Trainer's callback list; the list is the one the Trainer is calling
+the callback from, found by walking up the call stack to ``CallbackHandler.call_event`` (the
+Trainer gives callbacks no reference to itself or to the handler). Moving an element from
+position ``k`` to an earlier one while the handler iterates at ``k`` changes no later position,
+so the current event still reaches every callback once.
+
+**Only training counts.** An evaluation before or after ``train()`` (peftkit's before/after
+evaluation, a user's own ``trainer.evaluate()``) is not one the callbacks decide on, as in
+Lightning's ``_should_skip_check``.
+
+**Resume.** The Trainer saves an ``ExportableState`` callback's ``state()`` into each
+checkpoint's ``trainer_state.json`` and, with ``restore_callback_states_from_checkpoint=True``,
+rebuilds the callback on resume as ``type(cb)(**args)`` plus ``setattr`` of each attribute. The
+rebuilt object replaces the one you passed in, so after a resume look it up with :func:`find`.
+Resuming without that setting makes a callback start over; it says so once.
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
+from transformers.trainer_callback import CallbackHandler, ExportableState
+
+from peftkit.errors import PeftkitWarning
 
 C = TypeVar("C", bound="PeftkitCallback")
 
 
-class PeftkitCallback(TrainerCallback, ExportableState):
-    """A TrainerCallback whose constructor arguments and ``STATE`` attributes are checkpointed."""
+class Leading(TrainerCallback):
+    """A callback that runs ahead of the Trainer's own callbacks during ``train()``, and knows
+    whether it is inside ``train()``.
+
+    ``LEAD_ORDER`` orders leading callbacks among themselves: producers of metrics (0) before
+    the callbacks that decide on them (1), whatever order they were added in.
+    """
+
+    LEAD_ORDER: ClassVar[int] = 1
+
+    def __init__(self) -> None:
+        self.training = False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.training = True
+        _lead(self)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.training = False
+
+
+def _lead(callback: Leading) -> None:
+    handler = _calling_handler()
+    if handler is None:  # called by something other than the Trainer: nothing to reorder
+        return
+    callbacks = handler.callbacks
+    here = next(i for i, c in enumerate(callbacks) if c is callback)
+    before = next(
+        i
+        for i, c in enumerate(callbacks)
+        if c is callback or not isinstance(c, Leading) or c.LEAD_ORDER > callback.LEAD_ORDER
+    )
+    if before < here:
+        callbacks.insert(before, callbacks.pop(here))
+
+
+def _calling_handler() -> CallbackHandler | None:
+    frame = sys._getframe(1)
+    while frame is not None:
+        found = frame.f_locals.get("self")
+        if isinstance(found, CallbackHandler):
+            return found
+        frame = frame.f_back
+    return None
+
+
+class PeftkitCallback(Leading, ExportableState):
+    """A leading callback whose constructor arguments and ``STATE`` attributes are
+    checkpointed, and that reports what it measured in the next log event."""
 
     STATE: ClassVar[tuple[str, ...]] = ()
     """Attributes (JSON-serialisable) that carry the callback's progress across a resume."""
 
     def __init__(self, **args: Any) -> None:
+        super().__init__()
         self._args = args
+        self._pending: dict[str, Any] = {}
+        self.warned: list[str] = []
 
     def state(self) -> dict[str, Any]:
         return {
             "args": dict(self._args),
             "attributes": {name: getattr(self, name) for name in self.STATE},
         }
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        super().on_train_begin(args, state, control, **kwargs)
+        name = type(self).__name__
+        saved = getattr(state, "stateful_callbacks", None) or {}
+        resumed = state.global_step > 0 and name in saved and self.STATE
+        if resumed and not args.restore_callback_states_from_checkpoint:
+            self.warn_once(
+                "resumed-without-state",
+                f"{name} starts over: training resumed from a checkpoint without "
+                "restore_callback_states_from_checkpoint=True, so its progress (best value, "
+                "counters) is not restored. Fix: pass "
+                "restore_callback_states_from_checkpoint=True in the training arguments.",
+            )
+
+    def report(self, **values: Any) -> None:
+        """Add ``values`` to the next log event (kept until one comes)."""
+        self._pending.update(values)
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any
+    ) -> None:
+        if logs is None or not self._pending:
+            return
+        add_to_log(state, logs, self._pending)
+        self._pending = {}
+
+    def warn_once(self, key: str, message: str) -> None:
+        """A PeftkitWarning, once per run and key; also in the next log event, for trackers."""
+        if key in self.warned:
+            return
+        self.warned.append(key)
+        warnings.warn(message, PeftkitWarning, stacklevel=3)
+        earlier = self._pending.get("peftkit_warning")
+        self.report(peftkit_warning=message if earlier is None else f"{earlier} | {message}")
+
+
+def add_to_log(state: Any, logs: dict[str, Any], values: dict[str, Any]) -> None:
+    """Add ``values`` to the log event being dispatched: to ``logs``, which the callbacks after
+    this one (the Trainer's loggers included) receive, and to the ``state.log_history`` entry
+    the Trainer appended just before dispatching it."""
+    logs.update(values)
+    last = state.log_history[-1] if state.log_history else None
+    if last is not None and last.get("step") == state.global_step:
+        last.update(values)
 
 
 def find(trainer: Any, kind: type[C]) -> C:

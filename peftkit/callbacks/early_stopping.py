@@ -1,9 +1,19 @@
 """``EarlyStopping``: stop when the monitored metric stops improving, and keep the best weights.
 
-Unlike ``load_best_model_at_end`` it needs no checkpoint per evaluation: at an improved
-evaluation it copies the *trainable* parameters (for an adapter, megabytes) to CPU memory, and
-when training ends, for any reason, it puts them back. ``save_best_to`` also writes the best
-adapter to a folder, atomically.
+Unlike ``load_best_model_at_end`` it needs no checkpoint at all: at an improved evaluation it
+copies the *trainable* parameters (for an adapter, megabytes) to CPU memory, and when training
+ends, for any reason, it puts them back. ``save_best_to`` also writes the best adapter to a
+folder, atomically.
+
+It adds to the Trainer it is dropped into, and never contradicts it:
+
+- ``mode="auto"`` takes the Trainer's ``greater_is_better`` when the metric is its
+  ``metric_for_best_model``, else the metric's name (:mod:`peftkit.direction`).
+- With ``load_best_model_at_end=True`` the Trainer owns "best": on the same metric, the Trainer
+  puts its best checkpoint back and this callback only stops; on another metric the two would
+  keep different weights, so it is refused at the start of training.
+- Each evaluation's best value and step, and the reason of a stop, are reported in that
+  evaluation's log event, so every ``report_to`` integration has them.
 
 Resuming: pass ``restore_callback_states_from_checkpoint=True`` in the training arguments (the
 recipes' ``build_sft_config`` does) and the best value, counter, best step and stop reason
@@ -20,9 +30,10 @@ from typing import Any, Literal
 
 from peftkit.callbacks.base import PeftkitCallback
 from peftkit.callbacks.distributed import any_rank, is_main_process
-from peftkit.callbacks.monitor import Monitor, infer_mode, metric_value
+from peftkit.callbacks.monitor import Monitor, is_evaluation, metric_value, resolve_mode
 from peftkit.callbacks.saving import check_target, save_atomically
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
+from peftkit.direction import eval_name
 from peftkit.errors import RecipeError
 
 log = logging.getLogger("peftkit")
@@ -41,7 +52,7 @@ class EarlyStopping(PeftkitCallback):
     def __init__(
         self,
         metric: str = "eval_loss",
-        mode: Literal["min", "max", "auto"] = "min",
+        mode: Literal["min", "max", "auto"] = "auto",
         patience: int = 3,
         min_delta: float = 0.0,
         stopping_threshold: float | None = None,
@@ -56,6 +67,8 @@ class EarlyStopping(PeftkitCallback):
             raise ValueError(f"patience must be at least 1, got {patience}")
         if min_delta < 0:
             raise ValueError(f"min_delta must be >= 0 (it is an amount), got {min_delta}")
+        if mode not in ("min", "max", "auto"):
+            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
         super().__init__(
             metric=metric,
             mode=mode,
@@ -70,7 +83,8 @@ class EarlyStopping(PeftkitCallback):
             allow_full_copy=allow_full_copy,
         )
         self.metric = metric
-        self.monitor = Monitor(infer_mode(metric) if mode == "auto" else mode, min_delta)
+        self.mode = mode
+        self.min_delta = min_delta
         self.patience = patience
         self.stopping_threshold = stopping_threshold
         self.divergence_threshold = divergence_threshold
@@ -79,6 +93,9 @@ class EarlyStopping(PeftkitCallback):
         self.restore_best = restore_best
         self.save_best_to = None if save_best_to is None else Path(save_best_to)
         self.allow_full_copy = allow_full_copy
+        self.monitor: Monitor | None = None
+        self.restorer: str | None = None
+        """Who puts the best weights back this run: "peftkit", "trainer" or None."""
         self.best: float | None = None
         self.best_step: int | None = None
         self.wait = 0
@@ -94,10 +111,13 @@ class EarlyStopping(PeftkitCallback):
 
     # --- Trainer events ---------------------------------------------------------------------
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any):
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+        super().on_train_begin(args, state, control, model=model, **kw)
+        self.monitor = Monitor(resolve_mode(self.metric, self.mode, args), self.min_delta)
+        self.restorer = self._restorer(args)
         if self.save_best_to is not None and is_main_process(state):
             check_target(self.save_best_to)
-        if self.restore_best and model is not None and not self.allow_full_copy:
+        if self.restorer == "peftkit" and model is not None and not self.allow_full_copy:
             copied = _trainable_bytes(model)
             if not hasattr(model, "peft_config") and copied > FULL_COPY_SHARE * _bytes(model):
                 raise RecipeError(
@@ -107,43 +127,66 @@ class EarlyStopping(PeftkitCallback):
                     "restore_best=False."
                 )
 
-    def on_evaluate(
-        self, args: Any, state: Any, control: Any, metrics: dict[str, float], model: Any = None, **_
-    ):
-        _, value = metric_value(metrics, self.metric)
+    def _restorer(self, args: Any) -> str | None:
+        """One owner of "best": the Trainer when it loads its best model at the end."""
+        if not self.restore_best:
+            return None
+        if not args.load_best_model_at_end:
+            return "peftkit"
+        theirs = eval_name(args.metric_for_best_model or "loss")
+        if theirs != eval_name(self.metric):
+            raise RecipeError(
+                f"load_best_model_at_end=True puts back the best checkpoint by {theirs}, and "
+                f"EarlyStopping(restore_best=True) its best by {eval_name(self.metric)}: the two "
+                f"would keep different weights. Fix: EarlyStopping(metric='{theirs}') to agree "
+                "with the Trainer, or restore_best=False to leave restoring to the Trainer."
+            )
+        return "trainer"
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
+        if self.training and logs is not None and is_evaluation(logs):
+            self._evaluated(logs, state, control, kw.get("model"))
+        super().on_log(args, state, control, logs=logs, **kw)
+
+    def _evaluated(self, logs: dict, state: Any, control: Any, model: Any) -> None:
+        key, value = metric_value(logs, self.metric)
         self.evaluations += 1
         step = state.global_step
-        improved = self.monitor.improved(value, self.best)
-        if improved:
+        if self.monitor.improved(value, self.best):  # type: ignore[union-attr]
             self.best, self.best_step, self.wait = value, step, 0
             self._keep_best(model, state, value)
         elif math.isfinite(value):
             self.wait += 1
         stop = None if step < self.start_after else self._decide(value, step)
+        if self.best is not None:
+            self.report(**{f"{key}_best": self.best, f"{key}_best_step": self.best_step})
         if any_rank(stop is not None):
             stop = stop or Stop(StopReason.PATIENCE, "another process decided to stop", step)
             self.stop_record = stop.to_dict()
-            record_stop(type(self).__name__, stop, state, control)
+            record_stop(self, stop, control)
 
-    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any):
-        if self.restore_best and model is not None:
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+        super().on_train_end(args, state, control, model=model, **kw)
+        if self.restorer == "trainer":
+            self.restored = state.best_model_checkpoint is not None
+        elif self.restorer == "peftkit" and model is not None:
             self.restore(model)
 
     # --- decisions and weights --------------------------------------------------------------
 
     def _decide(self, value: float, step: int) -> Stop | None:
         name = self.metric
+        monitor = self.monitor
+        assert monitor is not None  # set at the start of training
         if self.check_finite and not math.isfinite(value):
             return Stop(StopReason.NON_FINITE_METRIC, f"{name} is {value}", step)
-        if self.stopping_threshold is not None and self.monitor.reached(
-            value, self.stopping_threshold
-        ):
+        if self.stopping_threshold is not None and monitor.reached(value, self.stopping_threshold):
             return Stop(
                 StopReason.STOPPING_THRESHOLD,
                 f"{name}={value:.6g} reached the stopping threshold {self.stopping_threshold:g}",
                 step,
             )
-        if self.divergence_threshold is not None and self.monitor.worse_than(
+        if self.divergence_threshold is not None and monitor.worse_than(
             value, self.divergence_threshold
         ):
             return Stop(
@@ -155,7 +198,7 @@ class EarlyStopping(PeftkitCallback):
         if self.wait >= self.patience:
             return Stop(
                 StopReason.PATIENCE,
-                f"{name} did not improve by more than {self.monitor.min_delta:g} for "
+                f"{name} did not improve by more than {monitor.min_delta:g} for "
                 f"{self.wait} evaluations (best {self.best:.6g} at step {self.best_step})",
                 step,
             )
@@ -164,7 +207,7 @@ class EarlyStopping(PeftkitCallback):
     def _keep_best(self, model: Any, state: Any, value: float) -> None:
         if model is None:
             return
-        if self.restore_best:
+        if self.restorer == "peftkit":
             self.best_weights = {
                 name: p.detach().to("cpu", copy=True)
                 for name, p in model.named_parameters()

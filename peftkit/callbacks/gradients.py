@@ -15,6 +15,16 @@ and by ``on_pre_optimizer_step`` the gradients are already clipped. So there are
   so this adds only the wait for the clipping kernels. The mixin overrides the Trainer's
   ``_get_grad_norm`` (transformers >= 5.24) and checks at class creation that it exists.
 
+With the mixin, ``on_nonfinite="rollback"`` skips such a step instead of stopping: the step's
+gradients are dropped before the optimizer sees them, so weights and optimizer state stay as
+they were after the last good step, the skipped step and the batches it trained on are logged,
+and training goes on; ``max_rollbacks`` skipped steps in a row stop it. Keras'
+``TerminateOnNaN`` stops; the Trainer's ``logging_nan_inf_filter`` even hides the NaN from the
+logs.
+
+The clipped share, spikes and the largest norm since the last log event are reported in each
+training log event, so every ``report_to`` integration has them.
+
 With fp16 mixed precision, inf/NaN norms are routine (the gradient scaler skips those steps and
 lowers its scale), so they are counted but do not stop training.
 """
@@ -24,12 +34,11 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-import warnings
-from typing import Any
+from typing import Any, Literal
 
 from peftkit.callbacks.base import PeftkitCallback
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
-from peftkit.errors import PeftkitWarning
+from peftkit.errors import RecipeError
 
 log = logging.getLogger("peftkit")
 
@@ -38,9 +47,22 @@ SPIKE_HISTORY = 10
 
 
 class GradientCheck(PeftkitCallback):
-    """Pre-clip gradient norm, share of clipped steps, spikes and non-finite norms."""
+    """Pre-clip gradient norm, share of clipped steps, spikes and non-finite norms; on a
+    non-finite norm, stop (``on_nonfinite="stop"``) or skip the step and go on (``"rollback"``,
+    which needs :class:`GradientNormMixin`)."""
 
-    STATE = ("steps", "clipped", "spikes", "non_finite", "max_norm_seen", "recent", "warned")
+    STATE = (
+        "steps",
+        "clipped",
+        "spikes",
+        "non_finite",
+        "max_norm_seen",
+        "recent",
+        "warned",
+        "skipped",
+        "skipped_in_a_row",
+        "stop_record",
+    )
 
     def __init__(
         self,
@@ -48,34 +70,52 @@ class GradientCheck(PeftkitCallback):
         clipped_warn_fraction: float = 0.9,
         window: int = 50,
         min_steps: int = 20,
+        on_nonfinite: Literal["stop", "rollback"] = "stop",
+        max_rollbacks: int = 3,
     ) -> None:
+        if on_nonfinite not in ("stop", "rollback"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'rollback', got {on_nonfinite!r}")
+        if max_rollbacks < 1:
+            raise ValueError(f"max_rollbacks must be at least 1, got {max_rollbacks}")
         super().__init__(
             spike_factor=spike_factor,
             clipped_warn_fraction=clipped_warn_fraction,
             window=window,
             min_steps=min_steps,
+            on_nonfinite=on_nonfinite,
+            max_rollbacks=max_rollbacks,
         )
         self.spike_factor = spike_factor
         self.clipped_warn_fraction = clipped_warn_fraction
         self.window = window
         self.min_steps = min_steps
+        self.on_nonfinite = on_nonfinite
+        self.max_rollbacks = max_rollbacks
         self.steps = 0
         self.clipped = 0
         self.spikes = 0
         self.non_finite = 0
         self.max_norm_seen = 0.0
         self.recent: list[float] = []
-        self.warned: list[str] = []
+        self.skipped = 0
+        self.skipped_in_a_row = 0
+        self.stop_record: dict[str, Any] | None = None
         self.per_step = False
-        self.stop: Stop | None = None
+        self._largest_since_log = 0.0
 
     @property
     def clipped_fraction(self) -> float:
         return self.clipped / self.steps if self.steps else 0.0
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any):
+    @property
+    def stop(self) -> Stop | None:
+        """Why this callback stopped training, or None if it did not."""
+        return Stop.from_dict(self.stop_record)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any):
+        super().on_train_begin(args, state, control, **kwargs)
         if not args.max_grad_norm:
-            self._warn_once(
+            self.warn_once(
                 "clipping-off",
                 "max_grad_norm is 0: gradient clipping is off, so one bad batch can wreck the "
                 "weights. Fix: max_grad_norm=1.0 (0.3 for QLoRA).",
@@ -86,50 +126,43 @@ class GradientCheck(PeftkitCallback):
         self.per_step = True
         self._observe(float(grad_norm), args, state, control, model)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any):
-        logs = logs or {}
-        if not self.per_step and "grad_norm" in logs:
-            self._observe(float(logs["grad_norm"]), args, state, control, None)
-        if "loss" in logs and state.log_history:
-            state.log_history[-1].update(
-                {"clipped_fraction": round(self.clipped_fraction, 4), "grad_spikes": self.spikes}
+    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any):
+        if self.on_nonfinite == "rollback" and not self.per_step:
+            raise RecipeError(
+                "GradientCheck(on_nonfinite='rollback') must see each step's gradient norm "
+                "before the optimizer applies it, which needs GradientNormMixin. Fix: train "
+                "with `class MyTrainer(GradientNormMixin, Trainer)` (peftkit train does), or "
+                "on_nonfinite='stop'."
             )
 
-    def on_train_end(self, args: Any, state: Any, control: Any, **_: Any):
-        if args.max_grad_norm and self.steps >= self.min_steps and self.clipped == 0:
-            self._warn_once(
-                "never-clipped",
-                f"clipping never triggered in {self.steps} steps: the largest norm was "
-                f"{self.max_norm_seen:.3g}, below max_grad_norm={args.max_grad_norm:g}, so it "
-                "protects nothing. Fix: lower max_grad_norm towards the usual norms, or leave it "
-                "as a safety net.",
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
+        logs = logs or {}
+        if self.training and "grad_norm" in logs:  # a training step's log event
+            if not self.per_step:
+                self._observe(float(logs["grad_norm"]), args, state, control, None)
+            self.report(
+                clipped_fraction=round(self.clipped_fraction, 4),
+                grad_spikes=self.spikes,
+                grad_norm_max=self._largest_since_log,
             )
+            self._largest_since_log = 0.0
+        super().on_log(args, state, control, logs=logs, **kw)
 
     def _observe(self, norm: float, args: Any, state: Any, control: Any, model: Any) -> None:
         self.steps += 1
         if not math.isfinite(norm):
-            self.non_finite += 1
-            if args.fp16:
-                return
-            if model is not None:
-                model.zero_grad(set_to_none=True)  # the coming optimizer.step() skips every param
-            self.stop = Stop(
-                StopReason.NON_FINITE_GRADIENT,
-                f"gradient norm is {norm} at step {state.global_step + 1}; stopped before the "
-                "optimizer applied it. Fix: lower the learning rate, check the data for empty "
-                "or extreme examples, or use bf16 instead of fp16.",
-                state.global_step,
-            )
-            record_stop(type(self).__name__, self.stop, state, control)
+            self._non_finite(norm, args, state, control, model)
             return
+        self.skipped_in_a_row = 0
         self.max_norm_seen = max(self.max_norm_seen, norm)
+        self._largest_since_log = max(self._largest_since_log, norm)
         if args.max_grad_norm and norm > args.max_grad_norm:
             self.clipped += 1
         if len(self.recent) >= SPIKE_HISTORY:
             median = statistics.median(self.recent)
             if median > 0 and norm > self.spike_factor * median:
                 self.spikes += 1
-                log.warning(
+                log.info(
                     "gradient spike at step %d: norm %.3g is %.0fx the recent median %.3g",
                     state.global_step + 1,
                     norm,
@@ -138,7 +171,7 @@ class GradientCheck(PeftkitCallback):
                 )
         self.recent = [*self.recent[-(self.window - 1) :], norm]
         if self.steps >= self.min_steps and self.clipped_fraction >= self.clipped_warn_fraction:
-            self._warn_once(
+            self.warn_once(
                 "always-clipped",
                 f"{self.clipped_fraction:.0%} of {self.steps} steps were clipped at "
                 f"max_grad_norm={args.max_grad_norm:g}: the learning rate is likely too high. "
@@ -146,12 +179,53 @@ class GradientCheck(PeftkitCallback):
                 f"{args.learning_rate / 3:.2g} in a recipe (learning_rate= in TrainingArguments).",
             )
 
-    def _warn_once(self, key: str, message: str) -> None:
-        if key in self.warned:
+    def _non_finite(self, norm: float, args: Any, state: Any, control: Any, model: Any) -> None:
+        """Drop the step's gradients, so that the coming ``optimizer.step()`` skips every
+        parameter (torch's and bitsandbytes' optimizers skip a parameter without a gradient):
+        neither the weights nor the optimizer state are touched, so nothing needs restoring.
+        Then stop, or (rollback) go on with the next batch."""
+        self.non_finite += 1
+        if args.fp16:  # the gradient scaler skips the step and lowers its scale
             return
-        self.warned.append(key)
-        log.warning(message)
-        warnings.warn(message, PeftkitWarning, stacklevel=2)
+        if model is not None:
+            model.zero_grad(set_to_none=True)
+        step = state.global_step + 1
+        if self.on_nonfinite == "rollback" and model is not None:
+            self.skipped += 1
+            self.skipped_in_a_row += 1
+            where = _micro_batches(step, args, state)
+            log.warning("skipped step %d (%s): gradient norm %s", step, where, norm)
+            self.report(skipped_step=step, skipped_batches=where, skipped_steps=self.skipped)
+            control.should_log = True
+            if self.skipped_in_a_row < self.max_rollbacks:
+                return
+            stop = Stop(
+                StopReason.NON_FINITE_STEPS,
+                f"{self.skipped_in_a_row} steps in a row had a non-finite gradient norm (the "
+                f"last at step {step}); skipping does not help. Fix: lower the learning rate, "
+                "check the data for empty or extreme examples, or use bf16 instead of fp16.",
+                step,
+            )
+        else:
+            stop = Stop(
+                StopReason.NON_FINITE_GRADIENT,
+                f"gradient norm is {norm} at step {step}; stopped before the optimizer applied "
+                "it. Fix: lower the learning rate, check the data for empty or extreme "
+                "examples, or use bf16 instead of fp16 (or on_nonfinite='rollback' to skip such "
+                "steps).",
+                step - 1,
+            )
+        self.stop_record = stop.to_dict()
+        record_stop(self, stop, control)
+
+
+def _micro_batches(step: int, args: Any, state: Any) -> str:
+    """Which batches a step trained on, counted from the start of training: the data order is
+    seeded, so the rows can be found again."""
+    per_step = args.gradient_accumulation_steps
+    first = (step - 1) * per_step
+    epoch = f", epoch {state.epoch:.2f}" if state.epoch is not None else ""
+    return f"micro-batches {first}-{first + per_step - 1}{epoch}"
 
 
 class GradientNormMixin:

@@ -1,59 +1,63 @@
-"""The one place that decides "is this metric value better": mode, min_delta and thresholds.
-
-Early stopping and overfit detection both track a best value; they share this logic so that
-``min_delta`` and ``mode`` mean the same everywhere (as Keras' MonitorCallback and Lightning's
-EarlyStopping do).
+"""The one place that decides "is this metric value better": the direction, ``min_delta`` and
+thresholds, so that ``min_delta`` and ``mode`` mean the same wherever a best value is tracked
+(as Keras' MonitorCallback and Lightning's EarlyStopping do). Early stopping uses it; the
+direction of a metric comes from the Trainer or from :mod:`peftkit.direction`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
+from peftkit.direction import Mode, eval_name, mode_from_name
 from peftkit.errors import RecipeError
 
-Mode = Literal["min", "max"]
 
-_LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "error", "wer", "cer", "mse", "mae")
-_HIGHER_IS_BETTER = (
-    "acc",
-    "f1",
-    "precision",
-    "recall",
-    "bleu",
-    "rouge",
-    "score",
-    "rate",
-    "valid",
-    "match",
-    "auc",
-)
-
-
-def infer_mode(metric: str) -> Mode:
-    """min or max from the metric's name; an error when the name does not say."""
-    name = metric.lower()
-    if any(word in name for word in _LOWER_IS_BETTER):
-        return "min"
-    if any(word in name for word in _HIGHER_IS_BETTER):
-        return "max"
-    raise RecipeError(
-        f"mode='auto' cannot tell whether a higher or lower '{metric}' is better; "
-        "pass mode='min' or mode='max'"
-    )
+def resolve_mode(metric: str, mode: str, args: Any) -> Mode:
+    """The direction of ``metric`` for this run. ``auto``: the Trainer's ``greater_is_better``
+    when ``metric`` is its ``metric_for_best_model``, else the metric's name. An explicit mode
+    that contradicts the Trainer on its own metric is refused: the two would disagree on
+    which evaluation was best."""
+    trainers = getattr(args, "metric_for_best_model", None)
+    same = trainers is not None and eval_name(trainers) == eval_name(metric)
+    theirs: Mode | None = None
+    if same and args.greater_is_better is not None:
+        theirs = "max" if args.greater_is_better else "min"
+    if mode == "auto":
+        found = theirs or mode_from_name(metric)
+        if found is None:
+            raise RecipeError(
+                f"mode='auto' cannot tell whether a higher or lower '{metric}' is better (its "
+                "name does not say, and it is not the Trainer's metric_for_best_model). Fix: "
+                "pass mode='max' (or 'min')."
+            )
+        return found
+    if theirs is not None and mode != theirs:
+        raise RecipeError(
+            f"mode='{mode}' for '{metric}', but the Trainer's greater_is_better="
+            f"{args.greater_is_better} says the opposite for the same metric. Fix: pass "
+            f"mode='{theirs}' (or mode='auto')."
+        )
+    return mode  # type: ignore[return-value]
 
 
-def metric_value(metrics: dict[str, float], metric: str) -> tuple[str, float]:
+def metric_value(metrics: dict[str, Any], metric: str) -> tuple[str, float]:
     """The monitored value, accepting the name with or without the Trainer's ``eval_`` prefix."""
-    for key in (metric, f"eval_{metric}"):
+    for key in (metric, eval_name(metric)):
         if key in metrics:
             return key, float(metrics[key])
-    available = ", ".join(sorted(metrics)) or "(none)"
-    raise KeyError(
+    available = ", ".join(sorted(k for k in metrics if k.startswith("eval_"))) or "(none)"
+    raise RecipeError(
         f"metric '{metric}' is not among the evaluation metrics; available: {available}. "
         "Fix: monitor one of those, or return it from compute_metrics."
     )
+
+
+def is_evaluation(logs: dict[str, Any]) -> bool:
+    """Whether a log event carries an evaluation's metrics (the Trainer logs them under the
+    ``eval_`` prefix; a user's ``metric_key_prefix="test"`` run is not ours)."""
+    return any(key.startswith("eval_") for key in logs)
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,27 @@ the previous one is skipped.
 
 from __future__ import annotations
 
-import logging
 import math
-import warnings
 from typing import Any, Literal
 
 from peftkit.callbacks.base import PeftkitCallback
 from peftkit.callbacks.distributed import any_rank
-from peftkit.callbacks.monitor import metric_value
+from peftkit.callbacks.monitor import is_evaluation, metric_value
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
-from peftkit.errors import PeftkitWarning
-
-log = logging.getLogger("peftkit")
 
 
 class OverfitDetector(PeftkitCallback):
     """Warn (or stop) when eval loss rises while train loss falls and their gap grows."""
 
-    STATE = ("history", "train_sum", "train_count", "best_eval", "rising", "detected_step")
+    STATE = (
+        "history",
+        "train_sum",
+        "train_count",
+        "best_eval",
+        "rising",
+        "detected_step",
+        "warned",
+    )
 
     def __init__(
         self, action: Literal["warn", "stop"] = "warn", patience: int = 2, metric: str = "eval_loss"
@@ -51,13 +54,19 @@ class OverfitDetector(PeftkitCallback):
     def detected(self) -> bool:
         return self.detected_step is not None
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any):
-        loss = (logs or {}).get("loss")
-        if loss is not None and math.isfinite(loss):
-            self.train_sum += loss
-            self.train_count += 1
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
+        logs = logs or {}
+        if self.training:
+            if is_evaluation(logs):
+                self._evaluated(logs, state, control)
+            else:
+                loss = logs.get("loss")
+                if loss is not None and math.isfinite(loss):
+                    self.train_sum += loss
+                    self.train_count += 1
+        super().on_log(args, state, control, logs=logs, **kw)
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict, **_: Any):
+    def _evaluated(self, metrics: dict, state: Any, control: Any) -> None:
         _, eval_loss = metric_value(metrics, self.metric)
         if self.train_count == 0 or not math.isfinite(eval_loss):
             return
@@ -71,7 +80,7 @@ class OverfitDetector(PeftkitCallback):
         }
         previous = self.history[-1] if self.history else None
         self.history.append(point)
-        state.log_history.append({"overfit_gap": point["gap"], "step": state.global_step})
+        self.report(overfit_gap=point["gap"])
         if self.best_eval is None or eval_loss < self.best_eval:
             self.best_eval, self.rising = eval_loss, 0
         elif (
@@ -83,26 +92,19 @@ class OverfitDetector(PeftkitCallback):
             self.rising += 1
         found = self.detected_step is None and self.rising >= self.patience
         if any_rank(found):
-            self._report(point, state, control)
+            self._report(point, control)
 
-    def _report(self, point: dict[str, float], state: Any, control: Any) -> None:
+    def _report(self, point: dict[str, float], control: Any) -> None:
         self.detected_step = int(point["step"])
         message = (
             f"overfitting: eval loss rose from its minimum {self.best_eval:.4g} to "
             f"{point['eval_loss']:.4g} over {self.rising} evaluations while train loss fell to "
             f"{point['train_loss']:.4g} (gap {point['gap']:.4g}). Fix: fewer epochs, more data, "
-            "a lower learning rate or more dropout; early stopping keeps the best adapter."
+            "a lower learning rate or more dropout; early stopping with restore_best keeps the "
+            "best adapter."
         )
-        state.log_history.append(
-            {"overfit_detected": True, "overfit_message": message, "step": self.detected_step}
-        )
+        self.report(overfit_detected=True, overfit_message=message)
         if self.action == "stop":
-            record_stop(
-                type(self).__name__,
-                Stop(StopReason.OVERFITTING, message, self.detected_step),
-                state,
-                control,
-            )
+            record_stop(self, Stop(StopReason.OVERFITTING, message, self.detected_step), control)
         else:
-            log.warning(message)
-            warnings.warn(message, PeftkitWarning, stacklevel=2)
+            self.warn_once("overfitting", message)

@@ -1,8 +1,9 @@
 """Why training stopped: one enum for every peftkit callback, and one way of recording a stop.
 
-A stop is set on ``control.should_training_stop``, logged, and appended to
-``state.log_history`` (so it is in ``trainer_state.json`` and in the run's report), and the
-callback keeps it for inspection after training.
+A stop is set on ``control.should_training_stop``, said once on the console, and reported in
+the log event of the step it happened at (so trackers, ``state.log_history``,
+``trainer_state.json`` and the run's report all have it); the callback keeps it for inspection
+after training.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from peftkit.callbacks.base import PeftkitCallback
 
 log = logging.getLogger("peftkit")
 
@@ -24,6 +28,8 @@ class StopReason(str, enum.Enum):
     NON_FINITE_METRIC = "non_finite_metric"
     OVERFITTING = "overfitting"
     NON_FINITE_GRADIENT = "non_finite_gradient"
+    NON_FINITE_STEPS = "non_finite_steps"
+    """Too many steps in a row skipped for a non-finite loss or gradient (rollback)."""
 
 
 @dataclass(frozen=True)
@@ -44,15 +50,10 @@ class Stop:
         return cls(StopReason(data["reason"]), data["message"], int(data["step"]))
 
 
-def record_stop(callback: str, stop: Stop, state: Any, control: Any) -> None:
-    """Stop training and leave the reason in the logs and in ``state.log_history``."""
+def record_stop(callback: PeftkitCallback, stop: Stop, control: Any) -> None:
+    """Stop training and report the reason in the log event of this step."""
+    name = type(callback).__name__
     control.should_training_stop = True
-    log.warning("%s stopped training at step %d: %s", callback, stop.step, stop.message)
-    state.log_history.append(
-        {
-            "peftkit_stop": callback,
-            "stop_reason": stop.reason.value,
-            "stop_message": stop.message,
-            "step": stop.step,
-        }
-    )
+    control.should_log = True  # a stop decided between log events still gets its own
+    log.warning("%s stopped training at step %d: %s", name, stop.step, stop.message)
+    callback.report(peftkit_stop=name, stop_reason=stop.reason.value, stop_message=stop.message)

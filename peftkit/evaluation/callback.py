@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from transformers import TrainerCallback
-
+from peftkit.callbacks.base import Leading, add_to_log
+from peftkit.callbacks.monitor import is_evaluation
 from peftkit.evaluation.json_answers import generate_answers, json_rates
 
 
-class JsonAnswers(TrainerCallback):
-    """Generate answers for a few held-out prompts at each evaluation and add
-    ``eval_json_valid_rate`` (and ``eval_schema_valid_rate``) to the metrics.
+class JsonAnswers(Leading):
+    """Generate answers for a few held-out prompts at each evaluation during training and add
+    ``eval_json_valid_rate`` (and ``eval_schema_valid_rate``) to that evaluation's metrics.
 
-    Put it before EarlyStopping to stop on ``metric="eval_schema_valid_rate"``.
+    The rates are added to the evaluation's log event, ahead of the Trainer's own callbacks,
+    so every ``report_to`` integration has them, ``EarlyStopping(metric=
+    "eval_schema_valid_rate")`` can stop on them, and ``metric_for_best_model`` can name them.
+    Evaluations outside ``train()`` are left alone.
     """
+
+    LEAD_ORDER: ClassVar[int] = 0  # a producer of metrics: ahead of the callbacks deciding on them
 
     def __init__(
         self,
@@ -24,17 +29,17 @@ class JsonAnswers(TrainerCallback):
         max_new_tokens: int = 128,
         batch_size: int = 16,
     ) -> None:
+        super().__init__()
         self.tokenizer, self.prompts, self.schema = tokenizer, prompts, schema
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
 
-    def on_evaluate(
-        self, args: Any, state: Any, control: Any, metrics: dict, model: Any = None, **_
-    ):
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict | None = None, model: Any = None, **_
+    ) -> None:
+        if not self.training or logs is None or not is_evaluation(logs) or model is None:
+            return
         answers = generate_answers(
             model, self.tokenizer, self.prompts, self.max_new_tokens, self.batch_size
         )
         rates = json_rates(answers, self.schema)
-        found = {f"eval_{k}": v for k, v in rates.items() if k != "count"}
-        metrics.update(found)
-        if state.log_history and "eval_loss" in state.log_history[-1]:
-            state.log_history[-1].update(found)
+        add_to_log(state, logs, {f"eval_{k}": v for k, v in rates.items() if k != "count"})

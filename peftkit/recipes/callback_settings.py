@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from peftkit.direction import mode_from_name
+from peftkit.errors import raise_all, rule_error
 from peftkit.recipes.section import Section
 
 
@@ -15,7 +17,10 @@ class EarlyStoppingSettings(Section):
     enabled: bool = Field(True, description="Attach early stopping.")
     metric: str = Field("eval_loss", min_length=1, description="Metric to monitor.")
     mode: Literal["min", "max", "auto"] = Field(
-        "min", description="Whether lower or higher is better; 'auto' infers it from the name."
+        "auto",
+        description="Whether lower or higher is better; 'auto' takes it from the metric's name "
+        "(loss, perplexity: lower; accuracy, rate: higher), or from the Trainer's "
+        "greater_is_better when the metric is its metric_for_best_model.",
     )
     patience: int = Field(
         3, ge=1, description="Evaluations in a row without improvement before stopping."
@@ -43,6 +48,23 @@ class EarlyStoppingSettings(Section):
         "memory at each improvement.",
     )
 
+    @model_validator(mode="after")
+    def _direction_known(self) -> EarlyStoppingSettings:
+        """Resolved now, not at the first evaluation after the model loaded."""
+        if self.mode == "auto" and mode_from_name(self.metric) is None:
+            raise_all(
+                type(self).__name__,
+                [
+                    rule_error(
+                        ["mode"],
+                        "auto",
+                        f"the name '{self.metric}' does not say whether higher or lower is better",
+                        "set callbacks.early_stopping.mode=max (or min)",
+                    )
+                ],
+            )
+        return self
+
 
 class OverfitSettings(Section):
     """Watch the gap between training and evaluation loss."""
@@ -68,6 +90,14 @@ class GradientCheckSettings(Section):
     )
     clipped_warn_fraction: float = Field(
         0.9, gt=0, le=1, description="Warn when at least this share of steps is clipped."
+    )
+    on_nonfinite: Literal["stop", "rollback"] = Field(
+        "stop",
+        description="On a non-finite loss or gradient norm: stop, or skip that step and go on "
+        "('rollback'; the step never touches the weights).",
+    )
+    max_rollbacks: int = Field(
+        3, ge=1, description="Skipped steps in a row after which 'rollback' stops training."
     )
 
 

@@ -1,0 +1,337 @@
+"""The callbacks in the Trainer they are dropped into: they follow its direction and its
+"best", report through its logging (every ``report_to`` integration receives what they
+measured), ignore evaluations outside ``train()``, survive a resume, and roll a non-finite step
+back instead of dying. Real ``Trainer`` and ``SFTTrainer`` runs on the tiny model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import prompt_completion_rows, text_rows
+from test_callbacks import NAN, WeightsAtEvaluation, _injector
+from tiny_trainer import ScriptedMetric, scripted, trainable, trainer
+from train_helpers import one_torch_thread
+
+from peftkit import PeftkitWarning
+from peftkit.callbacks import (
+    EarlyStopping,
+    GradientCheck,
+    GradientNormMixin,
+    OverfitDetector,
+    StopReason,
+    find,
+)
+from peftkit.errors import RecipeError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+RISING = [0.1, 0.2, 0.3, 0.25, 0.2, 0.15, 0.1]
+"""An accuracy that peaks at the third evaluation."""
+
+
+# --- direction -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trainer_metric", [None, "eval_accuracy"], ids=["by-name", "by-trainer"])
+def test_rising_accuracy_keeps_the_highest_evaluation(tiny_model_dir, tmp_path, trainer_metric):
+    """accuracy 0.1 -> 0.3 -> down: the best is 0.3 (step 3), and its adapter is restored;
+    with or without the Trainer's metric_for_best_model."""
+    recorder = WeightsAtEvaluation()
+    stopper = EarlyStopping(metric="eval_accuracy", patience=3)
+    extra = {} if trainer_metric is None else {"metric_for_best_model": trainer_metric}
+    run = trainer(
+        tiny_model_dir, tmp_path,
+        [ScriptedMetric(scripted(RISING), key="eval_accuracy"), recorder, stopper], **extra,
+    )  # fmt: skip
+    run.train()
+    assert stopper.monitor.mode == "max"
+    assert (stopper.best, stopper.best_step, run.state.global_step) == (0.3, 3, 6)
+    after = trainable(run.model)
+    assert all(torch.equal(after[n], recorder.by_step[3][n]) for n in after)
+
+
+def test_the_trainers_direction_wins_for_its_own_metric(tiny_model_dir, tmp_path):
+    """A name that says nothing ('eval_quality') is the Trainer's metric_for_best_model with
+    greater_is_better=True: mode='auto' takes that; an explicit opposite mode is refused before
+    the first step."""
+    args = {"metric_for_best_model": "quality", "greater_is_better": True}
+    stopper = EarlyStopping(metric="eval_quality", patience=3, restore_best=False)
+    run = trainer(
+        tiny_model_dir, tmp_path / "a",
+        [ScriptedMetric(scripted(RISING), key="eval_quality"), stopper], **args,
+    )  # fmt: skip
+    run.train()
+    assert stopper.monitor.mode == "max" and stopper.best_step == 3
+    contrary = EarlyStopping(metric="eval_quality", mode="min")
+    run = trainer(tiny_model_dir, tmp_path / "b", [contrary], **args)
+    with pytest.raises(RecipeError, match=r"greater_is_better=True.*Fix: pass mode='max'"):
+        run.train()
+    assert run.state.global_step == 0
+
+
+# --- one owner of "best" -------------------------------------------------------------------------
+
+BEST_AT_END = {
+    "load_best_model_at_end": True,
+    "save_strategy": "steps",
+    "save_steps": 1,
+    "save_total_limit": 10,
+}
+
+
+def test_with_load_best_model_at_end_on_the_same_metric_the_trainer_restores_once(
+    tiny_model_dir, tmp_path
+):
+    """Both keep the best by eval_loss: the Trainer puts its best checkpoint back, EarlyStopping
+    keeps no copy of its own and only stops; the weights are the best evaluation's."""
+    recorder = WeightsAtEvaluation()
+    stopper = EarlyStopping(patience=2)
+    script = ScriptedMetric(scripted([1.0, 0.9, 0.5, 0.8, 0.9, 0.95]))
+    run = trainer(
+        tiny_model_dir, tmp_path, [script, recorder, stopper],
+        metric_for_best_model="eval_loss", **BEST_AT_END,
+    )  # fmt: skip
+    run.train()
+    assert stopper.restorer == "trainer" and stopper.best_weights is None
+    assert (stopper.best_step, run.state.global_step, stopper.restored) == (3, 5, True)
+    assert run.state.best_model_checkpoint.endswith("checkpoint-3")
+    after = trainable(run.model)
+    assert all(torch.equal(after[n], recorder.by_step[3][n]) for n in after)
+
+
+def test_with_load_best_model_at_end_on_another_metric_it_is_refused(tiny_model_dir, tmp_path):
+    run = trainer(
+        tiny_model_dir, tmp_path, [EarlyStopping(metric="eval_accuracy")],
+        metric_for_best_model="eval_loss", **BEST_AT_END,
+    )  # fmt: skip
+    with pytest.raises(RecipeError, match=r"eval_loss.*eval_accuracy.*Fix:"):
+        run.train()
+    assert run.state.global_step == 0
+    # the fix, as written: metric='eval_loss', or restore_best=False
+    for fixed in (EarlyStopping(metric="eval_loss"), EarlyStopping(restore_best=False)):
+        trainer(
+            tiny_model_dir, tmp_path, [fixed], metric_for_best_model="eval_loss",
+            max_steps=2, **BEST_AT_END,
+        ).train()  # fmt: skip
+
+
+# --- only training counts ------------------------------------------------------------------------
+
+
+def test_evaluations_outside_training_are_not_counted(tiny_model_dir, tmp_path):
+    """A user's own trainer.evaluate() before and after train() changes nothing: no
+    evaluation counted, no stop, nothing added to the metrics."""
+    stopper, detector = EarlyStopping(patience=1), OverfitDetector()
+    run = trainer(tiny_model_dir, tmp_path, [stopper, detector], max_steps=2)
+    before = run.evaluate()
+    assert stopper.evaluations == 0 and stopper.best is None
+    assert not [k for k in before if "best" in k or "overfit" in k]
+    run.train()
+    assert stopper.evaluations == 2
+    after = run.evaluate()
+    assert stopper.evaluations == 2 and not [k for k in after if "best" in k]
+
+
+# --- visible where users look --------------------------------------------------------------------
+
+
+def _scalars_and_texts(folder: Path) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+    """What TensorBoard has in the event files under ``folder``: scalars and texts by tag."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    scalars: dict[str, list[float]] = {}
+    texts: dict[str, list[str]] = {}
+    for events in folder.rglob("events.out.tfevents.*"):
+        reader = EventAccumulator(str(events.parent), size_guidance={"tensors": 0, "scalars": 0})
+        reader.Reload()
+        for tag in reader.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend(e.value for e in reader.Scalars(tag))
+        for tag in reader.Tags()["tensors"]:
+            name = tag.removesuffix("/text_summary")
+            for event in reader.Tensors(tag):
+                texts.setdefault(name, []).append(make_ndarray(event.tensor_proto).item().decode())
+    return scalars, texts
+
+
+def test_tensorboard_receives_what_the_callbacks_measured(tiny_model_dir, tmp_path):
+    """An SFTTrainer run with report_to=tensorboard: the event files hold the gradient
+    statistics, the overfit gap, the best value and step, the JSON rates and the stop reason."""
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from peftkit.evaluation.callback import JsonAnswers
+
+    class Checked(GradientNormMixin, SFTTrainer):
+        pass
+
+    from datasets import Dataset
+
+    rows = prompt_completion_rows(40)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompts = [row["prompt"] for row in rows[32:36]]
+    callbacks = [  # a stop at the first evaluation, decided on the JSON rate
+        EarlyStopping(metric="eval_json_valid_rate", stopping_threshold=0.0, restore_best=False),
+        OverfitDetector(),
+        GradientCheck(),
+        JsonAnswers(tokenizer, prompts, max_new_tokens=4),  # added last, still runs first
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        args = SFTConfig(
+            str(tmp_path), max_steps=6, eval_strategy="steps", eval_steps=2, logging_steps=2,
+            per_device_train_batch_size=4, learning_rate=1e-3, use_cpu=True, bf16=False,
+            max_length=64, report_to=["tensorboard"], save_strategy="no", disable_tqdm=True,
+        )  # fmt: skip
+    run = Checked(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        args=args,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
+        train_dataset=Dataset.from_list(rows[:32]),
+        eval_dataset=Dataset.from_list(rows[32:]),
+        callbacks=callbacks,
+    )
+    run.train()
+    scalars, texts = _scalars_and_texts(tmp_path / "runs")
+    for tag in (
+        "train/grad_norm_max",
+        "train/clipped_fraction",
+        "train/grad_spikes",
+        "train/overfit_gap",
+        "eval/json_valid_rate",
+        "eval/json_valid_rate_best",
+        "eval/json_valid_rate_best_step",
+    ):
+        assert scalars.get(tag), f"{tag} not in {sorted(scalars)}"
+    assert run.state.global_step == 2 and callbacks[0].stop is not None
+    assert texts["train/stop_reason"] == ["stopping_threshold"]
+    assert texts["train/peftkit_stop"] == ["EarlyStopping"]
+    assert "stopping threshold" in texts["train/stop_message"][0]
+
+
+def test_each_warning_is_shown_once(tiny_model_dir, tmp_path, caplog):
+    """An overfitting run warns once, as a PeftkitWarning, and not also through logging."""
+    rows = text_rows(200)
+    detector = OverfitDetector(patience=1)
+    run = trainer(
+        tiny_model_dir, tmp_path, [detector], train_rows=rows[:4], eval_rows=rows[100:116],
+        learning_rate=5e-3, max_steps=45, eval_steps=3, logging_steps=3,
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.train()
+    ours = [w for w in caught if issubclass(w.category, PeftkitWarning)]
+    assert detector.detected and len(ours) == 1
+    assert not [r for r in caplog.records if "overfitting" in r.getMessage()]
+    logged = [h for h in run.state.log_history if h.get("overfit_detected")]
+    assert len(logged) == 1 and logged[0]["peftkit_warning"].startswith("overfitting")
+
+
+# --- resume ---------------------------------------------------------------------------------------
+
+
+def test_all_three_survive_a_resume(tiny_model_dir, tmp_path):
+    """Stopped at step 4 with a checkpoint, resumed to step 8: GradientCheck's counts and
+    OverfitDetector's history continue from the checkpoint (and EarlyStopping's, tested in
+    test_callbacks.py)."""
+    common: dict[str, Any] = {
+        "save_strategy": "steps",
+        "save_steps": 4,
+        "restore_callback_states_from_checkpoint": True,
+        "trainer_class": _injector(-1, 1.0),  # GradientNormMixin: a norm every step
+    }
+    first = [EarlyStopping(patience=100), OverfitDetector(), GradientCheck()]
+    trainer(tiny_model_dir, tmp_path, first, max_steps=4, **common).train()
+    assert first[2].steps == 4 and len(first[1].history) == 4
+    resumed = trainer(
+        tiny_model_dir, tmp_path, [EarlyStopping(patience=100), OverfitDetector(),
+                                   GradientCheck()], max_steps=8, **common,
+    )  # fmt: skip
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-4"))
+    assert find(resumed, GradientCheck).steps == 8
+    assert len(find(resumed, OverfitDetector).history) == 8
+    assert find(resumed, EarlyStopping).evaluations == 8
+
+
+def test_a_stop_survives_a_resume(tiny_model_dir, tmp_path):
+    """GradientCheck stopped on a NaN gradient at step 3; resumed from that step's checkpoint,
+    the rebuilt callback still knows why training stopped."""
+    common: dict[str, Any] = {
+        "save_strategy": "steps",
+        "save_steps": 1,
+        "restore_callback_states_from_checkpoint": True,
+        "trainer_class": _injector(3, NAN),
+    }
+    checks = GradientCheck()
+    trainer(tiny_model_dir, tmp_path, [checks], **common).train()
+    assert checks.stop.reason is StopReason.NON_FINITE_GRADIENT
+    resumed = trainer(tiny_model_dir, tmp_path, [GradientCheck()], max_steps=3, **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    assert find(resumed, GradientCheck).stop.reason is StopReason.NON_FINITE_GRADIENT
+
+
+def test_resuming_without_the_setting_says_the_callback_starts_over(tiny_model_dir, tmp_path):
+    trainer(
+        tiny_model_dir, tmp_path, [EarlyStopping()], max_steps=2, save_strategy="steps",
+        save_steps=2,
+    ).train()  # fmt: skip
+    again = trainer(tiny_model_dir, tmp_path, [EarlyStopping()], max_steps=4)
+    with pytest.warns(PeftkitWarning, match="starts over.*restore_callback_states"):
+        again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+
+
+# --- roll back instead of dying -------------------------------------------------------------------
+
+
+def _held_out_loss(run: Any) -> float:
+    return run.evaluate()["eval_loss"]
+
+
+def test_rollback_skips_a_non_finite_step_and_goes_on(tiny_model_dir, tmp_path):
+    """A NaN loss at step 4: the step is skipped (logged, with its batches), training finishes
+    its 10 steps, every weight is finite, and the held-out loss is within noise of a run that
+    never saw that batch's NaN."""
+    settings = {"eval_strategy": "no", "learning_rate": 5e-4}
+    checks = GradientCheck(on_nonfinite="rollback")
+    run = trainer(
+        tiny_model_dir, tmp_path / "a", [checks], trainer_class=_injector(4, NAN), **settings
+    )
+    run.train()
+    assert run.state.global_step == 10 and checks.skipped == 1 and checks.stop is None
+    assert all(torch.isfinite(w).all() for w in trainable(run.model).values())
+    (entry,) = [h for h in run.state.log_history if "skipped_step" in h]
+    assert entry["skipped_step"] == 4 and entry["skipped_batches"].startswith("micro-batches 3-3")
+    clean = trainer(
+        tiny_model_dir, tmp_path / "b", [], trainer_class=_injector(-1, 1.0), **settings
+    )
+    clean.train()
+    rolled_back, reference = _held_out_loss(run), _held_out_loss(clean)
+    assert abs(rolled_back - reference) / reference < 0.05, (rolled_back, reference)
+
+
+def test_rollback_stops_after_too_many_in_a_row(tiny_model_dir, tmp_path):
+    checks = GradientCheck(on_nonfinite="rollback", max_rollbacks=2)
+    run = trainer(tiny_model_dir, tmp_path, [checks], trainer_class=_injector(-1, 1.0))
+    first = next(p for p in run.model.parameters() if p.requires_grad)
+    first.register_hook(lambda g: g * NAN if run.state.global_step >= 2 else g)
+    run.train()
+    assert checks.stop.reason is StopReason.NON_FINITE_STEPS and run.state.global_step == 4
+    assert all(torch.isfinite(w).all() for w in trainable(run.model).values())
+
+
+def test_rollback_needs_the_mixin(tiny_model_dir, tmp_path):
+    run = trainer(tiny_model_dir, tmp_path, [GradientCheck(on_nonfinite="rollback")])
+    with pytest.raises(RecipeError, match="GradientNormMixin"):
+        run.train()
