@@ -161,9 +161,11 @@ def _overhead_rows(name: str, cost: dict[str, float], steps: int) -> str:
 def main(quick: bool = False) -> None:
     import torch
 
-    torch.set_num_threads(2)
+    # One thread: two threads spin-waiting on each other on a shared 2-core machine made the
+    # CPU time of the very same run vary by up to 40%, which drowns a 1% effect.
+    torch.set_num_threads(1)
     repeats = 1 if quick else 5
-    tiny_steps, real_steps, best_steps = (10, 4, 4) if quick else (200, 40, 40)
+    tiny_steps, real_steps, best_steps = (10, 4, 4) if quick else (200, 24, 40)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         tiny = build_tiny_model(work / "tiny")
@@ -180,7 +182,7 @@ def main(quick: bool = False) -> None:
         real_settings = {"bf16": True, "per_device_eval_batch_size": 4}
         real_cost = overhead(
             real, work / "r", repeats,
-            {"max_steps": real_steps, "eval_steps": 10, "logging_steps": 5, **real_settings},
+            {"max_steps": real_steps, "eval_steps": 8, "logging_steps": 4, **real_settings},
         )  # fmt: skip
         best = best_adapter(
             real, work / "b", 1 if quick else 2,
@@ -191,11 +193,12 @@ def main(quick: bool = False) -> None:
     body = (
         "## Callbacks\n\n"
         f"`benchmarks/callbacks.py` at {git_revision()} on {machine()}; a LoRA r=8 adapter on "
-        f"every linear layer, batch 4 x 32 tokens; {model} in bf16 autocast on the CPU, and the "
+        f"every linear layer, batch 4 x 32 tokens, one torch thread; {model} in bf16 autocast on "
+        "the CPU, and the "
         f"tiny Llama (2 layers, hidden 64) in fp32. {repeats} run(s) of each kind, in "
         "alternating order.\n\n"
         "**Overhead** of EarlyStopping + OverfitDetector + GradientCheck (the norm of every "
-        "step, through GradientNormMixin), evaluation every 10-20 steps:\n\n"
+        "step, through GradientNormMixin), evaluation every 8-20 steps:\n\n"
         "| model | steps | no callbacks, median s | three callbacks, median s | CPU-time "
         "ratio | wall-time ratio | time inside the callbacks |\n|---|---|---|---|---|---|---|\n"
         + _overhead_rows(model, real_cost, real_steps)

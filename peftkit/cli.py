@@ -221,7 +221,8 @@ def train_command(
 ) -> None:
     """Fine-tune with RECIPE on --data and write adapter, recipe, metrics and plot to --output."""
     from peftkit import recipes
-    from peftkit.train import is_main_process, train
+    from peftkit.processes import is_main_process
+    from peftkit.train import train
 
     given = {"model.name": (model, "--model"), "data.train_path": (data, "--data")}
     given["data.eval_path"] = (eval_data, "--eval-data")
@@ -231,13 +232,9 @@ def train_command(
         if value is not None
     ]
     loaded = recipes.load(recipe, [*(overrides or []), *extra])
-    if loaded.data.train_path is None:
-        raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
     sources = {"the recipe file": recipe} if Path(recipe).is_file() else {}
     target = _path(output, "--output")
-    metrics = train(
-        loaded, loaded.data.train_path, target, loaded.data.eval_path, overwrite, sources
-    )
+    metrics = train(loaded, target, overwrite, sources)
     if is_main_process():
         _report(metrics, target)
 

@@ -90,4 +90,4 @@ def demo(task: str = "json", output: str | Path = "demo-output", overwrite: bool
             },
         }
     )
-    return train(recipe, train_file, output, eval_file, overwrite)
+    return train(recipe, output, overwrite)

@@ -23,7 +23,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer
 
 
 def is_local(name: str) -> bool:
-    """A path on this machine rather than a hub id (``org/name``)."""
+    """A path on this machine rather than a hub id (``org/name``): the one rule for every
+    command that takes a model name (a missing ``dir/name`` still reads as a hub id)."""
     return name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") != 1
 
 

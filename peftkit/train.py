@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import resource
 import time
 from collections.abc import Mapping
@@ -23,13 +22,10 @@ from typing import Any
 
 from peftkit.errors import RecipeError
 from peftkit.outputs import OutputFolder, check_other_output, check_output
+from peftkit.processes import is_main_process, world_size
 from peftkit.recipes.base import Recipe
 
 log = logging.getLogger("peftkit")
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _trainer_class() -> type:
@@ -90,13 +86,12 @@ def _peak_memory_gb() -> float:
 
 def train(
     recipe: Recipe,
-    data: str | Path,
     output: str | Path,
-    eval_data: str | Path | None = None,
     overwrite: bool = False,
     sources: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Train ``recipe`` on ``data`` and write the outputs to ``output``; return the metrics.
+    """Train ``recipe`` on its data (``data.train_path``, and ``data.eval_path`` or a held-out
+    share) and write the outputs to ``output``; return the metrics.
 
     ``sources`` names other files the run read (the recipe file), which the output must not
     touch. ``metrics["output"]`` is the folder written, or None when an interrupted run was
@@ -105,17 +100,14 @@ def train(
     from peftkit import data as data_module
     from peftkit.loading import check_model, load_model, load_tokenizer
 
-    model_path = recipe.model.name
-    inputs = {"--data": data, "--eval-data": eval_data, "--model": model_path, **(sources or {})}
-    target = check_output(output, inputs, overwrite)
+    data, eval_data = recipe.data.train_path, recipe.data.eval_path
+    if data is None:
+        raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
+    inputs = {"--data": data, "--eval-data": eval_data, "--model": recipe.model.name}
+    target = check_output(output, {**inputs, **(sources or {})}, overwrite)
     _check_run_settings(recipe, target, inputs)
     splits = data_module.prepare(recipe, data, eval_data)
-    if splits.eval is None and recipe.training.eval_strategy != "no":
-        raise RecipeError(
-            "no evaluation data: training.eval_fraction is 0 and no --eval-data was given. "
-            "Fix: pass --eval-data, or training.eval_fraction=0.1."
-        )
-    recipe = _resolved(recipe, data, eval_data, splits.format)
+    recipe = _resolved(recipe, splits.format)
     _check_monitored_metric(recipe)
     check_model(recipe, recipe.training.max_length)
     tokenizer = load_tokenizer(recipe)
@@ -159,7 +151,7 @@ def _check_run_settings(recipe: Recipe, target: Path, inputs: Mapping[str, Any])
         field = "callbacks.early_stopping.save_best_to"
         check_other_output(best, field, target, inputs)
         check_target(Path(best).expanduser(), field)
-    if recipe.distributed.strategy == "fsdp" and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if recipe.distributed.strategy == "fsdp" and world_size() == 1:
         raise RecipeError(
             "distributed.strategy: got 'fsdp', which shards the model across several "
             "processes, and this is one process. Fix: launch with torchrun or accelerate "
@@ -183,19 +175,20 @@ def _check_monitored_metric(recipe: Recipe) -> None:
     )
 
 
-def _resolved(recipe: Recipe, data: str | Path, eval_data: str | Path | None, fmt: str) -> Recipe:
+def _resolved(recipe: Recipe, fmt: str) -> Recipe:
     """The recipe as it runs: the detected format, and absolute data and model paths, so that
     recipe.yaml reruns the same run from any folder (and the adapter names its base so)."""
     from peftkit.loading import is_local
 
-    def absolute(path: str | Path) -> str:
+    def absolute(path: str) -> str:
         return str(Path(path).expanduser().resolve())
 
-    section = recipe.data.model_copy(
+    data = recipe.data
+    section = data.model_copy(
         update={
             "format": fmt,
-            "train_path": absolute(data),
-            "eval_path": None if eval_data is None else absolute(eval_data),
+            "train_path": absolute(data.train_path or ""),
+            "eval_path": None if data.eval_path is None else absolute(data.eval_path),
         }
     )
     name = recipe.model.name
@@ -216,8 +209,6 @@ def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, outp
         )
         callbacks.insert(0, answers)  # before EarlyStopping, which may monitor its rates
     overrides: dict[str, Any] = {"include_num_input_tokens_seen": "all"}
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        overrides["ddp_find_unused_parameters"] = False
     trainer = _trainer_class()(
         model=model,
         args=recipe.build_sft_config(output / "checkpoints", **overrides),

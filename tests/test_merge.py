@@ -24,6 +24,7 @@ from train_helpers import (
     run_main,
     short,
     with_adapter,
+    with_data,
     write_data,
 )
 
@@ -47,7 +48,7 @@ def lora_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     folder = tmp_path_factory.mktemp("merge")
     data = write_data(folder / "train.jsonl", prompt_completion_rows(40))
     recipe = load_recipe("json-output", short(tiny_model_dir, *STRONG))
-    train(recipe, data, folder / "out")
+    train(with_data(recipe, data), folder / "out")
     adapter, merged = folder / "out" / "adapter", folder / "merged"
     result = peftkit_cli("merge", str(adapter), "--output", str(merged), cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -128,7 +129,7 @@ def test_qlora_adapter_is_merged_into_the_dequantized_base(tiny_model_dir: Path,
             json_output=False,
         ),
     )
-    train(recipe, data, tmp_path / "out")
+    train(with_data(recipe, data), tmp_path / "out")
     adapter = tmp_path / "out" / "adapter"
     merge(adapter, tmp_path / "merged")
     merged = logits(base_model(tmp_path / "merged"))

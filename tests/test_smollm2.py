@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
+from train_helpers import with_data
 
 from peftkit import recipes
 
@@ -56,7 +57,7 @@ def test_a_few_steps_of_the_json_demo_on_smollm2(tmp_path: Path):
         ],
     )
     recipe = recipes.from_dict({**recipe.model_dump(mode="json"), "json_schema": schema})
-    metrics = train(recipe, data, tmp_path / "out", held_out)
+    metrics = train(with_data(recipe, data, held_out), tmp_path / "out")
     assert metrics["global_step"] == 3
     assert math.isfinite(metrics["before"]["eval_loss"]) and math.isfinite(
         metrics["after"]["eval_loss"]

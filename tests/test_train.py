@@ -31,6 +31,7 @@ from train_helpers import (
     peftkit_cli,
     short,
     with_adapter,
+    with_data,
     write_data,
 )
 
@@ -93,7 +94,7 @@ def json_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     hook = torch.nn.modules.module.register_module_forward_hook(remember)
     try:
-        metrics = train(recipe, data, folder / "out")
+        metrics = train(with_data(recipe, data), folder / "out")
     finally:
         hook.remove()
     assert seen, "no forward pass of a PeftModel was seen during train()"
@@ -211,8 +212,8 @@ def test_recipe_yaml_loads_back_as_the_recipe_that_ran(json_run: SimpleNamespace
 
 
 def test_recipe_yaml_records_the_data_it_was_trained_on(json_run: SimpleNamespace):
-    """train(recipe, data, ...) with the data as an argument: recipe.yaml must still say which
-    data the run used, or the run cannot be repeated from its own outputs."""
+    """recipe.yaml says which data the run used (an absolute path), or the run cannot be
+    repeated from its own outputs."""
     saved = recipes.load(json_run.out / "recipe.yaml")
     assert saved.data.train_path == str(json_run.data)
 
@@ -225,7 +226,7 @@ def test_rerunning_the_saved_recipe_leaves_the_first_run_alone(
     marker = json_run.out / "best-adapter" / "peftkit_best.json"
     first = marker.stat()
     again = recipes.load(json_run.out / "recipe.yaml")
-    train(again, json_run.data, tmp_path / "again")
+    train(again, tmp_path / "again")  # the saved recipe names its data
     now = marker.stat()  # rewritten (same content: same seed) if the rerun wrote there
     assert (now.st_ino, now.st_mtime_ns) == (first.st_ino, first.st_mtime_ns), (
         "training from the saved recipe.yaml wrote into the first run's best-adapter/"
@@ -241,7 +242,7 @@ def test_domain_adaptation_trains_on_text_from_a_saved_dataset(tiny_model_dir, t
     recipe = load_recipe(
         "domain-adaptation", short(tiny_model_dir, "data.format=auto", json_output=False)
     )
-    metrics = train(recipe, data, tmp_path / "out")
+    metrics = train(with_data(recipe, data), tmp_path / "out")
     assert metrics["data"]["format"] == "text"
     assert metrics["data"]["eval_rows"] == round(40 * 0.05)
     for when in ("before", "after"):
@@ -295,7 +296,7 @@ def test_auto_format_trains_chat_data_like_the_messages_format(tiny_model_dir, t
         recipe = load_recipe(
             "json-output", short(tiny_model_dir, f"data.format={fmt}", "training.max_steps=1")
         )
-        metrics = train(recipe, data, tmp_path / fmt)
+        metrics = train(with_data(recipe, data), tmp_path / fmt)
         assert metrics["data"]["format"] == "messages"
         found[fmt] = metrics["before"]["eval_loss"]
     assert found["auto"] == pytest.approx(found["messages"], abs=1e-6)
@@ -361,7 +362,7 @@ def test_train_refuses_a_non_empty_folder_in_process(tiny_model_dir: Path, tmp_p
     (tmp_path / "notes.txt").write_text("mine")
     recipe = load_recipe("json-output", short(tiny_model_dir))
     with pytest.raises(RecipeError, match=r"notes\.txt, which peftkit did not write"):
-        train(recipe, tmp_path / "missing.jsonl", tmp_path)
+        train(with_data(recipe, tmp_path / "missing.jsonl"), tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -384,7 +385,7 @@ def test_early_stopping_threshold_stops_at_the_first_evaluation(tiny_model_dir, 
             "callbacks.early_stopping.stopping_threshold=100",
         ),
     )
-    metrics = train(recipe, data, tmp_path / "out")
+    metrics = train(with_data(recipe, data), tmp_path / "out")
     _stopped(metrics, "stopping_threshold", "EarlyStopping")
     assert metrics["global_step"] == 2  # the first evaluation (eval_steps=2)
     assert metrics["best_step"] == 2
@@ -401,7 +402,7 @@ def test_a_run_that_kept_improving_reports_no_stop(tiny_model_dir: Path, tmp_pat
         "json-output",
         short(tiny_model_dir, "callbacks.early_stopping.patience=1", "training.precision=fp32"),
     )
-    metrics = train(recipe, data, tmp_path / "out")
+    metrics = train(with_data(recipe, data), tmp_path / "out")
     assert metrics["best_step"] == 4, "premise: the last evaluation (step 4) was the best"
     assert metrics["global_step"] == 4
     assert metrics["stop_reason"] is None, metrics["stop_message"]
@@ -429,7 +430,7 @@ def test_overfit_detector_stops_an_overfitting_run(tiny_model_dir: Path, tmp_pat
             "callbacks.early_stopping.enabled=false",
         ],
     )
-    metrics = train(recipe, data, tmp_path / "out", eval_data=held_out)
+    metrics = train(with_data(recipe, data, held_out), tmp_path / "out")
     _stopped(metrics, "overfitting", "OverfitDetector")
     assert metrics["overfit_detected_step"] == metrics["global_step"] < 60
     assert metrics["global_step"] % 3 == 0  # at an evaluation
@@ -452,7 +453,7 @@ def test_gradient_check_stops_on_a_non_finite_gradient(tiny_model_dir: Path, tmp
             "training.gradient_accumulation_steps=1",
         ],
     )
-    metrics = train(recipe, data, tmp_path / "out")
+    metrics = train(with_data(recipe, data), tmp_path / "out")
     _stopped(metrics, "non_finite_gradient", "GradientCheck")
     assert metrics["global_step"] < 20
     weights = adapter_weights(tmp_path / "out" / "adapter")  # the bad step was never applied
@@ -630,7 +631,7 @@ def test_json_answers_during_training_adds_the_rate_to_the_metrics(tiny_model_di
             "callbacks.early_stopping.stopping_threshold=0",
         ],
     )
-    metrics = train(recipe, data, tmp_path / "out")
+    metrics = train(with_data(recipe, data), tmp_path / "out")
     _stopped(metrics, "stopping_threshold", "EarlyStopping")
     assert "eval_json_valid_rate" in metrics["stop_message"]
     assert metrics["global_step"] == 2

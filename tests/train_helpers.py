@@ -55,6 +55,20 @@ def load_recipe(name: str | Path, overrides: list[str]) -> recipes.Recipe:
         return recipes.load(name, overrides)
 
 
+def with_data(
+    recipe: recipes.Recipe, data: Path | str, eval_data: Path | str | None = None
+) -> recipes.Recipe:
+    """``recipe`` with its data paths set (what ``--data``/``--eval-data`` do), validated."""
+    dumped = recipe.model_dump(mode="json")
+    dumped["data"] |= {
+        "train_path": str(data),
+        "eval_path": None if eval_data is None else str(eval_data),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PeftkitWarning)
+        return recipes.from_dict(dumped)
+
+
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
     """torch on one intra-op thread for the duration (restored afterwards)."""

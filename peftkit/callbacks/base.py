@@ -25,10 +25,13 @@ Resuming without that setting makes a callback start over; it says so once.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
+from pydantic import BaseModel
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler, ExportableState
 
@@ -89,9 +92,12 @@ class PeftkitCallback(Leading, ExportableState):
 
     STATE: ClassVar[tuple[str, ...]] = ()
     """Attributes (JSON-serialisable) that carry the callback's progress across a resume."""
+    SETTINGS: ClassVar[type[BaseModel]]
+    """The settings model its arguments are validated with (set by :func:`bound_to`)."""
 
     def __init__(self, **args: Any) -> None:
         super().__init__()
+        self.SETTINGS.model_validate(args)  # ranges and choices, as a recipe checks them
         self._args = args
         self._pending: dict[str, Any] = {}
         self.warned: list[str] = []
@@ -146,6 +152,31 @@ def add_to_log(state: Any, logs: dict[str, Any], values: dict[str, Any]) -> None
     last = state.log_history[-1] if state.log_history else None
     if last is not None and last.get("step") == state.global_step:
         last.update(values)
+
+
+def defaults(settings: type[BaseModel]) -> dict[str, Any]:
+    """The default of every field of a callback's settings model: the callback's own defaults,
+    so that they are written once."""
+    return {name: field.default for name, field in settings.model_fields.items()}
+
+
+def bound_to(settings: type[BaseModel]) -> Callable[[type[C]], type[C]]:
+    """Class decorator: the callback's constructor takes exactly the fields of ``settings``
+    (but ``enabled``, which only says whether a recipe attaches it), checked when the module
+    is imported, so a field renamed on one side breaks at once rather than in a run."""
+
+    def check(callback: type[C]) -> type[C]:
+        parameters = set(inspect.signature(callback.__init__).parameters) - {"self"}
+        fields = set(settings.model_fields) - {"enabled"}
+        if parameters != fields:
+            raise TypeError(
+                f"{callback.__name__} and {settings.__name__} disagree: only in the callback "
+                f"{sorted(parameters - fields)}, only in the settings {sorted(fields - parameters)}"
+            )
+        callback.SETTINGS = settings
+        return callback
+
+    return check
 
 
 def find(trainer: Any, kind: type[C]) -> C:

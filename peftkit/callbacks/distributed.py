@@ -7,8 +7,6 @@ rank only makes the other crash ("Connection closed by peer") or hang.
 
 from __future__ import annotations
 
-from typing import Any
-
 
 def any_rank(flag: bool) -> bool:
     """True on every rank when it is true on any rank (a no-op without torch.distributed)."""
@@ -22,8 +20,3 @@ def any_rank(flag: bool) -> bool:
     value = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
-
-
-def is_main_process(state: Any) -> bool:
-    """Whether this process writes files (the Trainer's world process zero)."""
-    return bool(getattr(state, "is_world_process_zero", True))

@@ -28,13 +28,15 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from peftkit.callbacks.base import PeftkitCallback
-from peftkit.callbacks.distributed import any_rank, is_main_process
+from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
+from peftkit.callbacks.distributed import any_rank
 from peftkit.callbacks.monitor import Monitor, is_evaluation, metric_value, resolve_mode
 from peftkit.callbacks.saving import check_target, save_atomically
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
 from peftkit.direction import eval_name
 from peftkit.errors import RecipeError
+from peftkit.processes import is_main_process
+from peftkit.recipes.callback_settings import EarlyStoppingSettings
 
 log = logging.getLogger("peftkit")
 
@@ -44,6 +46,10 @@ the model. An adapter (a peft model) never counts, however small its base: copyi
 point, and a 4-bit base makes the share meaningless."""
 
 
+_D = defaults(EarlyStoppingSettings)
+
+
+@bound_to(EarlyStoppingSettings)
 class EarlyStopping(PeftkitCallback):
     """Stop on no improvement (or a threshold, or NaN); restore the best trainable weights."""
 
@@ -51,24 +57,18 @@ class EarlyStopping(PeftkitCallback):
 
     def __init__(
         self,
-        metric: str = "eval_loss",
-        mode: Literal["min", "max", "auto"] = "auto",
-        patience: int = 3,
-        min_delta: float = 0.0,
-        stopping_threshold: float | None = None,
-        divergence_threshold: float | None = None,
-        check_finite: bool = True,
-        start_after: int = 0,
-        restore_best: bool = True,
-        save_best_to: str | Path | None = None,
-        allow_full_copy: bool = False,
+        metric: str = _D["metric"],
+        mode: Literal["min", "max", "auto"] = _D["mode"],
+        patience: int = _D["patience"],
+        min_delta: float = _D["min_delta"],
+        stopping_threshold: float | None = _D["stopping_threshold"],
+        divergence_threshold: float | None = _D["divergence_threshold"],
+        check_finite: bool = _D["check_finite"],
+        start_after: int = _D["start_after"],
+        restore_best: bool = _D["restore_best"],
+        save_best_to: str | Path | None = _D["save_best_to"],
+        allow_full_copy: bool = _D["allow_full_copy"],
     ) -> None:
-        if patience < 1:
-            raise ValueError(f"patience must be at least 1, got {patience}")
-        if min_delta < 0:
-            raise ValueError(f"min_delta must be >= 0 (it is an amount), got {min_delta}")
-        if mode not in ("min", "max", "auto"):
-            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
         super().__init__(
             metric=metric,
             mode=mode,
@@ -115,7 +115,7 @@ class EarlyStopping(PeftkitCallback):
         super().on_train_begin(args, state, control, model=model, **kw)
         self.monitor = Monitor(resolve_mode(self.metric, self.mode, args), self.min_delta)
         self.restorer = self._restorer(args)
-        if self.save_best_to is not None and is_main_process(state):
+        if self.save_best_to is not None and is_main_process():
             check_target(self.save_best_to)
         if self.restorer == "peftkit" and model is not None and not self.allow_full_copy:
             copied = _trainable_bytes(model)
@@ -213,7 +213,7 @@ class EarlyStopping(PeftkitCallback):
                 for name, p in model.named_parameters()
                 if p.requires_grad
             }
-        if self.save_best_to is not None and is_main_process(state):
+        if self.save_best_to is not None and is_main_process():
             save_atomically(
                 model,
                 self.save_best_to,

@@ -36,9 +36,10 @@ import math
 import statistics
 from typing import Any, Literal
 
-from peftkit.callbacks.base import PeftkitCallback
+from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
 from peftkit.errors import RecipeError
+from peftkit.recipes.callback_settings import GradientCheckSettings
 
 log = logging.getLogger("peftkit")
 
@@ -46,6 +47,10 @@ SPIKE_HISTORY = 10
 """Norms needed before a spike can be judged against their median."""
 
 
+_D = defaults(GradientCheckSettings)
+
+
+@bound_to(GradientCheckSettings)
 class GradientCheck(PeftkitCallback):
     """Pre-clip gradient norm, share of clipped steps, spikes and non-finite norms; on a
     non-finite norm, stop (``on_nonfinite="stop"``) or skip the step and go on (``"rollback"``,
@@ -66,17 +71,13 @@ class GradientCheck(PeftkitCallback):
 
     def __init__(
         self,
-        spike_factor: float = 10.0,
-        clipped_warn_fraction: float = 0.9,
-        window: int = 50,
-        min_steps: int = 20,
-        on_nonfinite: Literal["stop", "rollback"] = "stop",
-        max_rollbacks: int = 3,
+        spike_factor: float = _D["spike_factor"],
+        clipped_warn_fraction: float = _D["clipped_warn_fraction"],
+        window: int = _D["window"],
+        min_steps: int = _D["min_steps"],
+        on_nonfinite: Literal["stop", "rollback"] = _D["on_nonfinite"],
+        max_rollbacks: int = _D["max_rollbacks"],
     ) -> None:
-        if on_nonfinite not in ("stop", "rollback"):
-            raise ValueError(f"on_nonfinite must be 'stop' or 'rollback', got {on_nonfinite!r}")
-        if max_rollbacks < 1:
-            raise ValueError(f"max_rollbacks must be at least 1, got {max_rollbacks}")
         super().__init__(
             spike_factor=spike_factor,
             clipped_warn_fraction=clipped_warn_fraction,

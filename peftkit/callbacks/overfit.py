@@ -15,12 +15,16 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from peftkit.callbacks.base import PeftkitCallback
+from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
 from peftkit.callbacks.distributed import any_rank
 from peftkit.callbacks.monitor import is_evaluation, metric_value
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
+from peftkit.recipes.callback_settings import OverfitSettings
+
+_D = defaults(OverfitSettings)
 
 
+@bound_to(OverfitSettings)
 class OverfitDetector(PeftkitCallback):
     """Warn (or stop) when eval loss rises while train loss falls and their gap grows."""
 
@@ -35,12 +39,11 @@ class OverfitDetector(PeftkitCallback):
     )
 
     def __init__(
-        self, action: Literal["warn", "stop"] = "warn", patience: int = 2, metric: str = "eval_loss"
+        self,
+        action: Literal["warn", "stop"] = _D["action"],
+        patience: int = _D["patience"],
+        metric: str = _D["metric"],
     ) -> None:
-        if action not in ("warn", "stop"):
-            raise ValueError(f"action must be 'warn' or 'stop', got {action!r}")
-        if patience < 1:
-            raise ValueError(f"patience must be at least 1, got {patience}")
         super().__init__(action=action, patience=patience, metric=metric)
         self.action, self.patience, self.metric = action, patience, metric
         self.history: list[dict[str, float]] = []

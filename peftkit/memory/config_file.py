@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from peftkit.errors import Problem, ProblemsError, RecipeError, json_kind
+from peftkit.loading import is_local
 from peftkit.memory.shapes import ModelShape, shape_of
 from peftkit.text import read_text
 
@@ -147,7 +148,7 @@ def _unreadable(path: Path, error: OSError) -> RecipeError:
 
 
 def _cached_config(name: str) -> Path | None:
-    if name.count("/") != 1:
+    if is_local(name):
         return None
     home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
     hub = Path(os.environ.get("HF_HUB_CACHE", home / "hub"))

@@ -19,10 +19,6 @@ class GPU:
     bf16: bool = True
 
 
-GpuName = Literal[
-    "T4", "L4", "A10G", "RTX3090", "RTX4090", "L40S", "A100-40GB", "A100-80GB", "H100", "H200"
-]
-
 CATALOG: dict[str, GPU] = {
     "T4": GPU(16, 65, 0.35, bf16=False),
     "L4": GPU(24, 121, 0.70),
@@ -35,3 +31,6 @@ CATALOG: dict[str, GPU] = {
     "H100": GPU(80, 989, 2.50),
     "H200": GPU(141, 989, 3.50),
 }
+
+GpuName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
+"""The catalog's names, as the type a recipe's ``budget.gpu`` is validated against."""

@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import PeftkitWarning, RecipeError, raise_all, rule_error
+from peftkit.errors import PeftkitWarning, RecipeError, raise_all
+from peftkit.memory.estimate import Method
 from peftkit.recipes.callback_settings import CallbackSettings
 from peftkit.recipes.data import DataFormat, DataSection, describe_formats
 from peftkit.recipes.distributed import DistributedSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.model import ModelSection
 from peftkit.recipes.quantization import QuantizationSection
+from peftkit.recipes.rules import DOUBTS, RULES
 from peftkit.recipes.section import Section
 from peftkit.recipes.training import TrainingSection
 
@@ -30,18 +32,6 @@ if TYPE_CHECKING:
     from peft import LoraConfig
     from transformers import BitsAndBytesConfig, TrainerCallback
     from trl import SFTConfig
-
-Method = Literal["full", "lora", "qlora"]
-
-# Usual peak learning rates. LoRA: 1e-4..3e-4 in the LoRA/QLoRA papers and PEFT examples; 2e-5
-# (SFTConfig's default, tuned for full fine-tuning) barely moves an adapter. Full fine-tuning of
-# LLMs: 1e-5..5e-5 (InstructGPT, Llama 2 chat, Alpaca).
-LEARNING_RATE_USUAL: dict[str, tuple[float, float]] = {
-    "full": (1e-6, 1e-4),
-    "lora": (5e-5, 1e-3),
-    "qlora": (5e-5, 1e-3),
-}
-MAX_USUAL_EPOCHS = 3
 
 
 @dataclass(frozen=True)
@@ -118,118 +108,9 @@ class Recipe(Section):
         return self.training.eval_fraction > 0 or self.data.eval_path is not None
 
     def problems(self) -> list[InitErrorDetails]:
-        """Contradictions between sections. Subclasses add theirs to this list."""
-        found = []
-        q, t = self.quantization, self.training
-        if self.method == "qlora" and q.bits != 4:
-            found.append(
-                rule_error(
-                    ["quantization", "bits"],
-                    q.bits,
-                    "method 'qlora' trains an adapter on a 4-bit base model",
-                    "set quantization.bits=4, or method=lora",
-                )
-            )
-        if self.method == "lora" and q.bits == 4:
-            found.append(
-                rule_error(
-                    ["method"],
-                    self.method,
-                    "LoRA on a 4-bit base model is QLoRA",
-                    "set method=qlora",
-                )
-            )
-        if self.method == "full" and q.bits is not None:
-            found.append(
-                rule_error(
-                    ["quantization", "bits"],
-                    q.bits,
-                    "quantized weights cannot be trained in full",
-                    "set quantization.bits=null, or method=qlora with quantization.bits=4",
-                )
-            )
-        uses_bf16 = self.model.dtype == "bfloat16" or (
-            q.bits == 4 and q.compute_dtype == "bfloat16"
-        )
-        if t.precision == "fp16" and uses_bf16:
-            found.append(
-                rule_error(
-                    ["training", "precision"],
-                    t.precision,
-                    "fp16 mixed precision with bfloat16 weights or compute: the fp16 gradient "
-                    "scaler cannot unscale bfloat16 gradients",
-                    "set training.precision=bf16 (or auto), or, on GPUs without bf16, "
-                    "model.dtype=float16 with quantization.compute_dtype=float16",
-                )
-            )
-        if t.precision == "bf16" and q.bits == 4 and q.compute_dtype == "float16":
-            found.append(
-                rule_error(
-                    ["quantization", "compute_dtype"],
-                    q.compute_dtype,
-                    "bf16 training with float16 4-bit compute mixes two half-precision formats",
-                    "set quantization.compute_dtype=bfloat16",
-                )
-            )
-        if (
-            self.distributed.strategy == "fsdp"
-            and q.bits == 4
-            and q.storage_dtype != q.compute_dtype
-        ):
-            found.append(
-                rule_error(
-                    ["quantization", "storage_dtype"],
-                    q.storage_dtype,
-                    "FSDP shards parameters of one dtype, so 4-bit weights must be stored in the "
-                    "compute dtype",
-                    f"set quantization.storage_dtype={q.compute_dtype}",
-                )
-            )
-        if t.eval_strategy != "no" and not self.has_eval_data:
-            found.append(
-                rule_error(
-                    ["training", "eval_strategy"],
-                    t.eval_strategy,
-                    "evaluations are scheduled but there is no evaluation data "
-                    "(training.eval_fraction is 0 and data.eval_path is not set)",
-                    "set training.eval_fraction=0.1 (or give data.eval_path), or switch "
-                    "evaluation and the callbacks that need it off: training.eval_strategy=no "
-                    "callbacks.early_stopping.enabled=false callbacks.overfit.enabled=false",
-                )
-            )
-        for name in ("early_stopping", "overfit"):
-            if getattr(self.callbacks, name).enabled and t.eval_strategy == "no":
-                found.append(
-                    rule_error(
-                        ["callbacks", name, "enabled"],
-                        True,
-                        f"the {name.replace('_', ' ')} callback decides at evaluations, and "
-                        "training.eval_strategy is 'no'",
-                        f"set training.eval_strategy=steps, or callbacks.{name}.enabled=false",
-                    )
-                )
-        stopping = self.callbacks.early_stopping
-        if (
-            self.method == "full"
-            and stopping.enabled
-            and stopping.restore_best
-            and not stopping.allow_full_copy
-        ):
-            found.append(
-                rule_error(
-                    ["callbacks", "early_stopping", "restore_best"],
-                    True,
-                    "with method 'full', keeping the best weights copies the whole model to CPU "
-                    "memory at every improved evaluation (4 bytes per parameter in fp32)",
-                    "set callbacks.early_stopping.allow_full_copy=true to accept the cost, or "
-                    "callbacks.early_stopping.restore_best=false",
-                )
-            )
-        if self.data.format != "auto":
-            misfit = self.data_misfit(self.data.format)
-            if misfit is not None:
-                found.append(rule_error(misfit.field, misfit.value, misfit.rule, misfit.recipe_fix))
-        return found
+        """Contradictions between sections (:mod:`peftkit.recipes.rules`). A subclass adds its
+        own to this list."""
+        return [found for rule in RULES for found in rule(self)]
 
     def data_misfit(self, fmt: DataFormat) -> DataMisfit | None:
         """Why this recipe cannot train on data of format ``fmt``, or None when it can.
@@ -276,28 +157,7 @@ class Recipe(Section):
 
     def doubts(self) -> list[str]:
         """Legal but doubtful choices, each with the reason; emitted as PeftkitWarning."""
-        found = []
-        t = self.training
-        low, high = LEARNING_RATE_USUAL[self.method]
-        if not low <= t.learning_rate <= high:
-            found.append(
-                f"training.learning_rate={t.learning_rate:g} is outside the usual "
-                f"[{low:g}, {high:g}] for method '{self.method}'; too low barely trains, too "
-                "high diverges."
-            )
-        if t.max_steps is None and t.epochs > MAX_USUAL_EPOCHS:
-            found.append(
-                f"training.epochs={t.epochs:g}: more than {MAX_USUAL_EPOCHS} passes over the same "
-                "data usually overfits; keep early stopping on and watch the eval loss."
-            )
-        if t.max_steps is not None:
-            found += _short_run_doubts(t.max_steps, t)
-        if t.max_grad_norm == 0:
-            found.append(
-                "training.max_grad_norm=0 switches gradient clipping off; one bad batch can then "
-                "wreck the adapter. The usual value is 1.0 (0.3 in QLoRA)."
-            )
-        return found
+        return [found for doubt in DOUBTS for found in doubt(self)]
 
     # --- builders: pure functions of the recipe; heavy imports happen only here ---------------
 
@@ -334,21 +194,3 @@ class Recipe(Section):
         from peftkit.recipes import files
 
         return files.to_yaml(self)
-
-
-def _short_run_doubts(max_steps: int, t: TrainingSection) -> list[str]:
-    """Cadences longer than the run: nothing would be logged or evaluated."""
-    found = []
-    if t.logging_steps > max_steps:
-        found.append(
-            f"training.logging_steps={t.logging_steps} is more than the {max_steps} steps of "
-            "the run: no training loss is logged, so overfit detection and the plot have none. "
-            f"Set training.logging_steps={max_steps} or less."
-        )
-    every = t.eval_steps or t.logging_steps
-    if t.eval_strategy == "steps" and every > max_steps:
-        found.append(
-            f"evaluations every {every} steps never come in a run of {max_steps} steps, so early "
-            f"stopping never acts. Set training.eval_steps={max_steps} or less."
-        )
-    return found

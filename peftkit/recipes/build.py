@@ -110,9 +110,10 @@ def sft_config_kwargs(recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
         kwargs["assistant_only_loss"] = bool(d.completion_only_loss)
     else:
         kwargs["completion_only_loss"] = d.completion_only_loss
-    if recipe.distributed.strategy == "ddp":
-        kwargs["ddp_find_unused_parameters"] = False
-    elif recipe.distributed.strategy == "fsdp":
+    # Every weight that trains is used in every step (adapters, or the whole model): DDP's
+    # search for unused parameters only costs a pass over the graph, under torchrun alone too.
+    kwargs["ddp_find_unused_parameters"] = False
+    if recipe.distributed.strategy == "fsdp":
         # FSDP checkpoints inside its own wrapper; the Trainer-level flag would add an AllGather.
         kwargs["activation_checkpointing"] = False
         kwargs.pop("activation_checkpointing_kwargs", None)

@@ -1,13 +1,17 @@
-"""The ``callbacks`` section: settings of the callbacks a recipe attaches to its trainer."""
+"""The ``callbacks`` section: settings of the callbacks a recipe attaches to its trainer.
+
+Each settings model is the one definition of its callback's arguments: their names, defaults,
+ranges and descriptions (which feed the JSON Schema and the docs). The callbacks take their
+defaults from here and validate their arguments with these models, and a callback whose
+constructor and settings disagree fails when it is imported, not when a run builds it.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from peftkit.direction import mode_from_name
-from peftkit.errors import raise_all, rule_error
 from peftkit.recipes.section import Section
 
 
@@ -48,23 +52,6 @@ class EarlyStoppingSettings(Section):
         "memory at each improvement.",
     )
 
-    @model_validator(mode="after")
-    def _direction_known(self) -> EarlyStoppingSettings:
-        """Resolved now, not at the first evaluation after the model loaded."""
-        if self.mode == "auto" and mode_from_name(self.metric) is None:
-            raise_all(
-                type(self).__name__,
-                [
-                    rule_error(
-                        ["mode"],
-                        "auto",
-                        f"the name '{self.metric}' does not say whether higher or lower is better",
-                        "set callbacks.early_stopping.mode=max (or min)",
-                    )
-                ],
-            )
-        return self
-
 
 class OverfitSettings(Section):
     """Watch the gap between training and evaluation loss."""
@@ -79,6 +66,7 @@ class OverfitSettings(Section):
         description="Evaluations in a row with eval loss rising and train loss falling before "
         "overfitting is reported.",
     )
+    metric: str = Field("eval_loss", min_length=1, description="The evaluation loss to watch.")
 
 
 class GradientCheckSettings(Section):
@@ -90,6 +78,10 @@ class GradientCheckSettings(Section):
     )
     clipped_warn_fraction: float = Field(
         0.9, gt=0, le=1, description="Warn when at least this share of steps is clipped."
+    )
+    window: int = Field(50, ge=1, description="Recent norms whose median a spike is judged by.")
+    min_steps: int = Field(
+        20, ge=1, description="Steps before the share of clipped steps is judged."
     )
     on_nonfinite: Literal["stop", "rollback"] = Field(
         "stop",

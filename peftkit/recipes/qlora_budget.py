@@ -8,7 +8,8 @@ from pydantic import Field
 from pydantic_core import InitErrorDetails
 
 from peftkit.errors import rule_error
-from peftkit.recipes.base import Method, Recipe, section
+from peftkit.memory.estimate import Method
+from peftkit.recipes.base import Recipe, section
 from peftkit.recipes.budget import BudgetSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.quantization import QuantizationSection

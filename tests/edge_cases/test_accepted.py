@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 from conftest import prompt_completion_rows
-from train_helpers import SHORT_GENERATION, SHORT_RUN, one_torch_thread, run_main, write_data
+from train_helpers import (
+    SHORT_GENERATION,
+    SHORT_RUN,
+    one_torch_thread,
+    run_main,
+    with_data,
+    write_data,
+)
 
 from peftkit.errors import RecipeError
 
@@ -105,7 +112,7 @@ def test_user_errors_are_value_errors_for_python_callers(tiny_model_dir, tmp_pat
 
     recipe = load_recipe("json-output", [f"model.name={json.dumps(str(tiny_model_dir))}"])
     with pytest.raises(ValueError):
-        train(recipe, tmp_path / "missing.jsonl", tmp_path / "out")
+        train(with_data(recipe, tmp_path / "missing.jsonl"), tmp_path / "out")
     assert issubclass(RecipeError, ValueError)
 
 
