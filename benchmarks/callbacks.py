@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -27,9 +26,7 @@ from typing import Any
 
 from report import git_revision, machine, write_section
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import build_tiny_model, text_rows
-from tiny_trainer import peft_model, trainer
+from peftkit.testing import build_tiny_model, peft_model, text_rows, trainer
 
 warnings.simplefilter("ignore")
 

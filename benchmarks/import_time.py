@@ -17,8 +17,7 @@ from pathlib import Path
 
 from report import git_revision, machine, write_section
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from published_memory import LLAMA_7B
+from peftkit.memory.published import LLAMA_7B
 
 CONFIG = Path(tempfile.mkdtemp()) / "config.json"
 PLAN = (

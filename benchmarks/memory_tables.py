@@ -7,23 +7,21 @@ and the memory section of docs/benchmarks.md.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from report import git_revision, write_section
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from published_memory import (  # noqa: E402
+from peftkit import recipes
+from peftkit.memory.published import (
     LLAMA2_70B,
     NOT_COMPARED,
     ROWS,
     TOLERANCE,
     estimated_gb,
 )
-from published_memory import LLAMA_7B as LLAMA2_7B  # noqa: E402
+from peftkit.memory.published import LLAMA_7B as LLAMA2_7B
 
-from peftkit import recipes  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DOC = ROOT / "docs" / "memory.md"
 

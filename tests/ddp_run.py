@@ -11,9 +11,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from tiny_trainer import ScriptedMetric, scripted, trainer
+from tiny_trainer import ScriptedMetric, scripted
 
 from peftkit.callbacks import EarlyStopping, GradientCheck, GradientNormMixin, OverfitDetector
+from peftkit.testing import trainer
 
 warnings.simplefilter("ignore")
 

@@ -12,22 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import prompt_completion_rows
-from train_helpers import (
-    assert_user_error,
-    messages_rows,
-    one_torch_thread,
-    peftkit_cli,
-    run_main,
-    short,
-    write_data,
-)
+from train_helpers import assert_user_error, peftkit_cli, run_main, short
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
+from peftkit.testing import messages_rows, prompt_completion_rows, write_data
 
 
 @pytest.fixture(scope="module")

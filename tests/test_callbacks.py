@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import text_rows
-from tiny_trainer import ScriptedMetric, peft_model, scripted, trainable, trainer
+from tiny_trainer import ScriptedMetric, scripted
 from transformers import Trainer, TrainerCallback
 
 from peftkit import PeftkitWarning, recipes
@@ -27,6 +26,7 @@ from peftkit.callbacks import (
     find,
 )
 from peftkit.errors import RecipeError
+from peftkit.testing import peft_model, text_rows, trainable, trainer
 
 NAN = float("nan")
 

@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import prompt_completion_rows, text_rows
 from test_callbacks import NAN, WeightsAtEvaluation, _injector
-from tiny_trainer import ScriptedMetric, scripted, trainable, trainer
-from train_helpers import one_torch_thread
+from tiny_trainer import ScriptedMetric, scripted
 
 from peftkit import PeftkitWarning
 from peftkit.callbacks import (
@@ -27,13 +25,7 @@ from peftkit.callbacks import (
     find,
 )
 from peftkit.errors import RecipeError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
+from peftkit.testing import prompt_completion_rows, text_rows, trainable, trainer
 
 RISING = [0.1, 0.2, 0.3, 0.25, 0.2, 0.15, 0.1]
 """An accuracy that peaks at the third evaluation."""

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import prompt_completion_rows, text_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from train_helpers import load_recipe, messages_rows, write_data
+from train_helpers import load_recipe
 
 from peftkit.data import Splits, prepare
 from peftkit.errors import ProblemsError, RecipeError
+from peftkit.testing import messages_rows, prompt_completion_rows, text_rows, write_data
 
 NO_EVAL = [
     "data.format=auto",

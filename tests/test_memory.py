@@ -11,8 +11,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-from published_memory import LLAMA2_70B, NOT_COMPARED, ROWS, TOLERANCE, estimated_gb
-from published_memory import LLAMA_7B as LLAMA2_7B
 
 from peftkit import recipes
 from peftkit.memory import (
@@ -25,6 +23,8 @@ from peftkit.memory import (
     shape_of,
 )
 from peftkit.memory.estimate import lora_params, quantized_bytes
+from peftkit.memory.published import LLAMA2_70B, NOT_COMPARED, ROWS, TOLERANCE, estimated_gb
+from peftkit.memory.published import LLAMA_7B as LLAMA2_7B
 
 TINY = {
     "pad_token_id": 0,

@@ -12,34 +12,26 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import prompt_completion_rows
 from train_helpers import (
     assert_user_error,
     base_model,
     earlier_output,
     load_recipe,
     logits,
-    one_torch_thread,
     peftkit_cli,
     run_main,
     short,
     with_adapter,
     with_data,
-    write_data,
 )
 
 from peftkit.merging import merge
+from peftkit.testing import prompt_completion_rows, write_data
 from peftkit.train import train
 
 # A high learning rate, so the adapter changes the logits enough for a comparison to mean
 # something; float32 training, so the numbers do not depend on the CPU's bf16 support.
 STRONG = ["training.learning_rate=1e-2", "training.precision=fp32"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,7 @@ def lora_sections(draw: st.DrawFn) -> dict[str, Any]:
     return section
 
 
-TRAINING = st.fixed_dictionaries(
+TRAINING_FIELDS = st.fixed_dictionaries(
     {},
     optional={
         "learning_rate": st.floats(5e-5, 1e-3),
@@ -124,11 +124,23 @@ TRAINING = st.fixed_dictionaries(
         "max_length": st.integers(16, 8192),
         "packing": st.booleans(),
         "lr_scheduler": st.sampled_from(get_args(Scheduler)),
-        "seed": st.integers(0, 2**32),
+        "seed": st.integers(0, 2**32 - 1),
         "max_steps": st.none() | st.integers(1, 10_000),
         "warmup_steps": st.floats(0, 0.5) | st.integers(1, 500).map(float),
     },
 )
+
+
+def _warmup_that_applies(section: dict[str, Any]) -> dict[str, Any]:
+    """The warmup rules: no warmup with a constant schedule, none as long as the run."""
+    constant = section.get("lr_scheduler") == "constant"
+    warmup, steps = section.get("warmup_steps", 0.03), section.get("max_steps")
+    if constant or (steps is not None and warmup >= 1 and warmup >= steps):
+        section["warmup_steps"] = 0.0
+    return section
+
+
+TRAINING = TRAINING_FIELDS.map(_warmup_that_applies)
 
 
 @st.composite

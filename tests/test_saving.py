@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from peftkit.testing import peft_model
+
 HERE = Path(__file__).resolve().parent
 
 WRITER = """
 import sys, itertools
 from pathlib import Path
-from tiny_trainer import peft_model
+
+from peftkit.testing import peft_model
 from peftkit.callbacks.saving import save_atomically
 model = peft_model(Path(sys.argv[1]))
 target = Path(sys.argv[2])
@@ -53,7 +56,6 @@ def test_killed_writer_never_leaves_a_partial_adapter(tiny_model_dir: Path, tmp_
 
 
 def test_a_later_save_clears_what_a_killed_writer_left(tiny_model_dir: Path, tmp_path: Path):
-    from tiny_trainer import peft_model
 
     from peftkit.callbacks.saving import save_atomically
 

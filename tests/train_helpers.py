@@ -1,10 +1,7 @@
 """Shared by the end-to-end tests of ``peftkit train`` and ``peftkit merge``: short-run
-overrides, data files of every format and file type, the CLI in a subprocess or in-process, and
-logits to compare models by.
-
-The machine these tests run on may have two busy cores: torch then spends most of its time
-spinning its threads against each other (a forward pass of the tiny model goes from ~2 ms to
-~200 ms), so every run here uses one thread, in-process and in subprocesses alike.
+overrides, recipes with their data, earlier outputs, the CLI in a subprocess or in-process, and
+logits to compare models by. (The tiny model and data builders are in :mod:`peftkit.testing`;
+subprocesses get one torch thread through ``cli_env``, see tests/conftest.py.)
 """
 
 from __future__ import annotations
@@ -17,12 +14,10 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import prompt_completion_rows
 
 from peftkit import recipes
 from peftkit.errors import PeftkitWarning
@@ -69,57 +64,7 @@ def with_data(
         return recipes.from_dict(dumped)
 
 
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """torch on one intra-op thread for the duration (restored afterwards)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-# --- data ---------------------------------------------------------------------------------------
-
-
-def messages_rows(count: int) -> list[dict[str, Any]]:
-    """Chat examples: the prompt/completion rows as a user turn and an assistant turn."""
-    return [
-        {
-            "messages": [
-                {"role": "user", "content": row["prompt"]},
-                {"role": "assistant", "content": row["completion"]},
-            ]
-        }
-        for row in prompt_completion_rows(count)
-    ]
-
-
-def write_data(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """``rows`` as the file type ``path`` names: .jsonl, .json (an array), .csv, .parquet, or
-    (no suffix) a folder written by ``Dataset.save_to_disk``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix
-    if suffix == ".jsonl":
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    elif suffix == ".json":
-        path.write_text(json.dumps(rows))
-    else:
-        from datasets import Dataset
-
-        dataset = Dataset.from_list(rows)
-        if suffix == ".csv":
-            dataset.to_csv(str(path), index=False)
-        elif suffix == ".parquet":
-            dataset.to_parquet(str(path))
-        elif suffix == "":
-            dataset.save_to_disk(str(path))
-        else:
-            raise ValueError(f"no writer for {path}")
-    return path
+# --- output folders ------------------------------------------------------------------------------
 
 
 def earlier_output(folder: Path, files: dict[str, str], command: str = "train") -> Path:

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from train_helpers import assert_user_error, run_main, write_data
+from train_helpers import assert_user_error, run_main
+
+from peftkit.testing import write_data
 
 Content = str | bytes | list[dict[str, Any]] | dict[str, Any]
 """A file's content: text, raw bytes, rows (written in the file type the name says), or a JSON

@@ -10,23 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import prompt_completion_rows
-from train_helpers import (
-    SHORT_GENERATION,
-    SHORT_RUN,
-    one_torch_thread,
-    run_main,
-    with_data,
-    write_data,
-)
+from train_helpers import SHORT_GENERATION, SHORT_RUN, run_main, with_data
 
 from peftkit.errors import RecipeError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
+from peftkit.testing import prompt_completion_rows, write_data
 
 
 def _train(monkeypatch, model: Path, data: Path, out: Path, *extra: str, recipe="json-output"):

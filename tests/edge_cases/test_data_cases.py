@@ -12,17 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import prompt_completion_rows, text_rows
 from corpus import Case, run_case
 from fix_reader import fix_of, options, overrides
-from train_helpers import messages_rows, one_torch_thread, run_main, short
+from train_helpers import run_main, short
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
+from peftkit.testing import messages_rows, prompt_completion_rows, text_rows
 
 MODEL = Path("{model}")
 CUSTOM = {"custom.yaml": "recipe: custom\n"}

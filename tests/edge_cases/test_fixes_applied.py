@@ -15,14 +15,7 @@ from corpus import Case, run_case
 from fix_reader import fix_of, options, overrides
 from test_model_cases import MODELS, ROWS, train
 from test_output_cases import previous_run
-from train_helpers import one_torch_thread, run_main
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
+from train_helpers import run_main
 
 BY_ID = {case.id: case for case in MODELS}
 CASES = [

@@ -11,16 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import prompt_completion_rows
 from corpus import Case, run_case
-from train_helpers import SHORT_GENERATION, SHORT_RUN, one_torch_thread
+from train_helpers import SHORT_GENERATION, SHORT_RUN
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
+from peftkit.testing import prompt_completion_rows
 
 ROWS = {"t.jsonl": prompt_completion_rows(12)}
 TRAIN = ("train", "json-output", "--model", "model", "--data", "t.jsonl", "--output", "out",

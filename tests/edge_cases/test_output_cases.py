@@ -9,25 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import prompt_completion_rows
 from corpus import Case, run_case, snapshot
-from train_helpers import (
-    SHORT_GENERATION,
-    SHORT_RUN,
-    assert_user_error,
-    earlier_output,
-    one_torch_thread,
-    run_main,
-)
+from train_helpers import SHORT_GENERATION, SHORT_RUN, assert_user_error, earlier_output, run_main
 
 from peftkit.outputs import MARKER
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
-
+from peftkit.testing import prompt_completion_rows
 
 ROWS = prompt_completion_rows(12)
 TRAIN = ("train", "json-output", "--model", "{model}", *SHORT_RUN, *SHORT_GENERATION)

@@ -18,7 +18,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import prompt_completion_rows, text_rows
 from train_helpers import (
     adapter_weights,
     assert_user_error,
@@ -26,19 +25,17 @@ from train_helpers import (
     earlier_output,
     load_recipe,
     logits,
-    messages_rows,
-    one_torch_thread,
     peftkit_cli,
     short,
     with_adapter,
     with_data,
-    write_data,
 )
 
 from peftkit import recipes
 from peftkit.data import prepare
 from peftkit.errors import RecipeError
 from peftkit.outputs import MARKER, STAGING
+from peftkit.testing import messages_rows, prompt_completion_rows, text_rows, write_data
 from peftkit.train import train
 
 SCHEMA = {
@@ -60,12 +57,6 @@ METRIC_FIELDS = (
     "global_step",
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 # --- one json-output run, shared ---------------------------------------------------------------

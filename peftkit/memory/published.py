@@ -1,7 +1,8 @@
 """Published GPU-memory figures for LoRA / QLoRA fine-tuning, with their sources and setups.
 
 Used by tests/test_memory.py (the estimator must land within TOLERANCE of each figure, or be a
-listed, explained miss) and by benchmarks/memory_tables.py (the table in docs/memory.md).
+listed, explained miss) and by benchmarks/memory_tables.py (the table in docs/memory.md); it is
+part of the package so that both import it the same way.
 """
 
 from __future__ import annotations

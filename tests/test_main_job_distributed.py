@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import prompt_completion_rows
-from train_helpers import cli_env, logits, short, with_adapter, write_data
+from train_helpers import cli_env, logits, short, with_adapter
 
 from peftkit.outputs import MARKER
+from peftkit.testing import prompt_completion_rows, write_data
 
 EXPECTED = {
     "adapter",

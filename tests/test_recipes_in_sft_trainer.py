@@ -7,9 +7,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import prompt_completion_rows, text_rows
 
 from peftkit import recipes
+from peftkit.testing import prompt_completion_rows, text_rows
 
 SHORT_RUN = [
     "training.max_steps=3",
