@@ -214,7 +214,7 @@ def score(model: Any, tokenizer: Any, task: Task, work: Path) -> dict[str, float
     if task.schema is not None:
         prompts = [row["prompt"] for row in task.eval]
         answers = generate_answers(model, tokenizer, prompts, max_new_tokens=40, batch_size=32)
-        scores.update(json_rates(answers, task.schema))
+        scores.update(json_rates(answers.texts, task.schema))
     return scores
 
 

@@ -19,10 +19,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from pydantic import ValidationError
 
-from peftkit.errors import MissingExtraError, PeftkitWarning, RecipeError, describe
+from peftkit.errors import (
+    MissingExtraError,
+    PeftkitWarning,
+    RecipeError,
+    describe,
+    problems_of,
+)
+from peftkit.quiet import quiet
 
 if TYPE_CHECKING:
     from peftkit.memory import Plan
+    from peftkit.recipes import Recipe
 
 USER_ERRORS = (ValidationError, RecipeError, MissingExtraError, OSError)
 """What bad input raises. OSError covers what the file system refuses (a read-only folder, a
@@ -32,11 +40,13 @@ EXIT_DOES_NOT_FIT = 1
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, what a shell reports for a command stopped by Ctrl-C."""
 DEBUG_FLAG = "--debug"
+VERBOSE_FLAG = "--verbose"
 
 app = typer.Typer(
     name="peftkit",
     help="Validated LoRA/QLoRA fine-tuning recipes for the Hugging Face stack. "
-    f"Add {DEBUG_FLAG} anywhere to see the traceback behind an error.",
+    f"Add {DEBUG_FLAG} anywhere to see the traceback behind an error, {VERBOSE_FLAG} to see "
+    "every warning and progress bar of the HF stack.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -47,6 +57,26 @@ Overrides = Annotated[
     typer.Argument(help="Dotted overrides, e.g. training.learning_rate=1e-4 lora.r=32"),
 ]
 RecipeArg = Annotated[str, typer.Argument(help="A built-in recipe name or a recipe YAML file.")]
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from peftkit import __version__
+
+        typer.echo(f"peftkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Validated LoRA/QLoRA fine-tuning recipes for the Hugging Face stack."""
 
 
 @app.command("recipes")
@@ -63,12 +93,19 @@ def list_recipes() -> None:
     Console().print(table)
 
 
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
 @app.command()
-def show(recipe: RecipeArg, overrides: Overrides = None) -> None:
-    """Print a recipe, with every default resolved, as YAML."""
+def show(recipe: RecipeArg, overrides: Overrides = None, as_json: JsonFlag = False) -> None:
+    """Print a recipe, with every default resolved, as YAML (or JSON)."""
     from peftkit import recipes
 
-    typer.echo(recipes.load(recipe, overrides or []).to_yaml(), nl=False)
+    loaded = recipes.load(recipe, overrides or [])
+    if as_json:
+        typer.echo(json.dumps(loaded.model_dump(mode="json"), indent=2))
+    else:
+        typer.echo(loaded.to_yaml(), nl=False)
 
 
 @app.command()
@@ -88,13 +125,55 @@ def new(
     )
 
 
+@app.command("import")
+def import_command(
+    file: Annotated[str, typer.Argument(help="A `trl sft --config` YAML or an axolotl YAML.")],
+    overrides: Overrides = None,
+    output: Annotated[
+        str | None,
+        typer.Option(help="The recipe file to write (default: FILE.peftkit.yaml beside FILE)."),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(help="The recipe to build on (default: chosen from FILE), e.g. json-output."),
+    ] = None,
+) -> None:
+    """Convert a TRL or axolotl config to a recipe; list every key it could not map."""
+    from peftkit.recipes.importing import import_file
+
+    target = None if output is None else _path(output, "--output")
+    imported = import_file(_path(file, "FILE"), target, recipe, overrides or [])
+    typer.echo(imported.summary())
+
+
 @app.command()
-def validate(recipe: RecipeArg, overrides: Overrides = None) -> None:
+def validate(recipe: RecipeArg, overrides: Overrides = None, as_json: JsonFlag = False) -> None:
     """Check a recipe; print every problem at once (exit 2) or 'ok' with any warnings."""
     from peftkit import recipes
 
-    loaded = recipes.load(recipe, overrides or [])
-    typer.echo(f"ok: {recipe} is a valid '{loaded.recipe}' recipe (method {loaded.method})")
+    if not as_json:
+        loaded = recipes.load(recipe, overrides or [])
+        typer.echo(f"ok: {recipe} is a valid '{loaded.recipe}' recipe (method {loaded.method})")
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PeftkitWarning)
+        try:
+            loaded = recipes.load(recipe, overrides or [])
+        except USER_ERRORS as error:
+            typer.echo(json.dumps({"valid": False, "errors": problems_of(error)}, indent=2))
+            raise typer.Exit(EXIT_USER_ERROR) from None
+    doubts = [str(w.message) for w in caught if issubclass(w.category, PeftkitWarning)]
+    found = {"valid": True, "recipe": loaded.recipe, "method": loaded.method, "warnings": doubts}
+    typer.echo(json.dumps(found, indent=2))
+
+
+@app.command()
+def env(as_json: JsonFlag = False) -> None:
+    """Print the versions, GPUs and precision support to paste into a bug report."""
+    from peftkit.environment import as_text, describe
+
+    found = describe()
+    typer.echo(json.dumps(found, indent=2) if as_json else as_text(found))
 
 
 @app.command()
@@ -109,7 +188,14 @@ ModelArg = Annotated[
     str,
     typer.Option("--model", help="The model's config.json, its folder, or a cached hub name."),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")]
+PushToHub = Annotated[
+    str | None,
+    typer.Option(
+        "--push-to-hub",
+        metavar="REPO",
+        help="Upload the result to this Hugging Face Hub repository (private) at the end.",
+    ),
+]
 
 
 @app.command()
@@ -124,11 +210,11 @@ def plan(
     as_json: JsonFlag = False,
 ) -> None:
     """Peak GPU memory of RECIPE on MODEL, whether it fits, and (qlora-budget) what to change."""
-    from peftkit import memory, recipes
+    from peftkit import recipes
     from peftkit.memory import load_shape
 
     loaded = recipes.load(recipe, overrides or [])
-    chosen = memory.plan(loaded, load_shape(model), gpu_memory, gpus)
+    chosen = loaded.plan(load_shape(model), gpu_memory, gpus)
     _show(chosen, as_json)
 
 
@@ -207,22 +293,18 @@ def _show(chosen: Plan, as_json: bool) -> None:
         raise typer.Exit(EXIT_DOES_NOT_FIT)
 
 
-@app.command("train")
-def train_command(
-    recipe: RecipeArg,
-    overrides: Overrides = None,
-    model: Annotated[str | None, typer.Option(help="Model folder or hub id.")] = None,
-    data: Annotated[str | None, typer.Option(help="Training data file or folder.")] = None,
-    eval_data: Annotated[str | None, typer.Option(help="Evaluation data.")] = None,
-    output: Annotated[str, typer.Option(help="Folder for the results.")] = "out",
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace an earlier peftkit output in --output.")
-    ] = False,
-) -> None:
-    """Fine-tune with RECIPE on --data and write adapter, recipe, metrics and plot to --output."""
+ModelOption = Annotated[str | None, typer.Option("--model", help="Model folder or hub id.")]
+DataOption = Annotated[str | None, typer.Option("--data", help="Training data file or folder.")]
+EvalDataOption = Annotated[str | None, typer.Option("--eval-data", help="Evaluation data.")]
+
+
+def _with_inputs(
+    recipe: str, overrides: list[str] | None, model: str | None, data: str | None,
+    eval_data: str | None,
+) -> Recipe:  # fmt: skip
+    """RECIPE with --model, --data and --eval-data written into it: the recipe is the one place
+    that holds them."""
     from peftkit import recipes
-    from peftkit.processes import is_main_process
-    from peftkit.train import train
 
     given = {"model.name": (model, "--model"), "data.train_path": (data, "--data")}
     given["data.eval_path"] = (eval_data, "--eval-data")
@@ -231,19 +313,85 @@ def train_command(
         for field, (value, option) in given.items()
         if value is not None
     ]
-    loaded = recipes.load(recipe, [*(overrides or []), *extra])
+    return recipes.load(recipe, [*(overrides or []), *extra])
+
+
+@app.command()
+def check(
+    recipe: RecipeArg,
+    overrides: Overrides = None,
+    model: ModelOption = None,
+    data: DataOption = None,
+    eval_data: EvalDataOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Audit --data as the trainer will see it (lengths, labels, template, duplicates, JSON
+    answers, run length) without loading weights; exit 2 when training would be meaningless."""
+    from peftkit.data.audit import check as audit_data
+    from peftkit.report import print_audit
+
+    found = audit_data(_with_inputs(recipe, overrides, model, data, eval_data))
+    if as_json:
+        typer.echo(json.dumps(found.as_dict(), indent=2))
+    else:
+        from rich.console import Console
+
+        print_audit(found, Console())
+    if found.errors:
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command("train")
+def train_command(
+    recipe: RecipeArg,
+    overrides: Overrides = None,
+    model: ModelOption = None,
+    data: DataOption = None,
+    eval_data: EvalDataOption = None,
+    output: Annotated[str, typer.Option(help="Folder for the results.")] = "out",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier peftkit output in --output.")
+    ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="auto|PATH",
+            help="Continue from a checkpoint: the last one of this --output (auto), or a "
+            "checkpoint folder.",
+        ),
+    ] = None,
+    push_to_hub: PushToHub = None,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Skip the data audit before training.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the final summary (the metrics) as JSON.")
+    ] = False,
+) -> None:
+    """Fine-tune with RECIPE on --data and write adapter, recipe, metrics and plot to --output."""
+    from peftkit.processes import is_main_process
+    from peftkit.report import print_audit
+    from peftkit.train import train
+
+    loaded = _with_inputs(recipe, overrides, model, data, eval_data)
     sources = {"the recipe file": recipe} if Path(recipe).is_file() else {}
     target = _path(output, "--output")
-    metrics = train(loaded, target, overwrite, sources)
+    metrics = train(
+        loaded, target, overwrite, sources, resume, push_to_hub, not no_check, print_audit
+    )
     if is_main_process():
-        _report(metrics, target)
+        _report(metrics, target, as_json)
 
 
-def _report(metrics: dict, output: Path) -> None:
+def _report(metrics: dict, output: Path, as_json: bool = False) -> None:
     """The run's summary; exit 130 after Ctrl-C, so that `peftkit train ... && next` stops."""
     from peftkit.report import print_training
 
-    print_training(metrics, output)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2, default=str))
+    else:
+        print_training(metrics, output)
     if metrics["stop_reason"] == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -276,13 +424,18 @@ def merge(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an earlier peftkit output in --output.")
     ] = False,
+    push_to_hub: PushToHub = None,
 ) -> None:
     """Merge ADAPTER into its base model for inference without adapter overhead."""
     from peftkit.merging import merge as merge_adapter
 
     chosen = None if base is None else str(_path(base, "--base"))
-    written = merge_adapter(_path(adapter, "ADAPTER"), _path(output, "--output"), chosen, overwrite)
+    written = merge_adapter(
+        _path(adapter, "ADAPTER"), _path(output, "--output"), chosen, overwrite, push_to_hub
+    )
     typer.echo(f"merged model written to {written}")
+    if push_to_hub is not None:
+        typer.echo(f"pushed to {push_to_hub}")
 
 
 def _path(value: str, option: str) -> Path:
@@ -307,7 +460,9 @@ def main() -> None:
     """Console-script entry point: one message and exit 2 for user errors, 130 for Ctrl-C."""
     args = sys.argv[1:]
     debug = DEBUG_FLAG in args or os.environ.get("PEFTKIT_DEBUG") == "1"
-    args = [a for a in args if a != DEBUG_FLAG] or ["--help"]
+    if VERBOSE_FLAG not in args:
+        quiet()
+    args = [a for a in args if a not in (DEBUG_FLAG, VERBOSE_FLAG)] or ["--help"]
     warnings.showwarning = _show_warning
     try:
         code = app(args=args, standalone_mode=False)

@@ -73,24 +73,57 @@ def json_task(eval_size: int = 64, seed: int = 0) -> tuple[list, list, dict[str,
 
 
 def docs_task(eval_topics: int = 8, chunk_chars: int = 1200, seed: int = 0) -> tuple[list, list]:
-    """(train rows, eval rows) of raw text: Python's reference docs, held out by topic."""
+    """(train rows, eval rows) of raw text: Python's reference docs, held out by topic, in
+    chunks of at most ``chunk_chars`` characters (paragraphs kept whole where they fit), each
+    chunk once: repeated boilerplate would weigh double, and leak into the held-out topics."""
     from pydoc_data.topics import topics
+
+    from peftkit.data.measure import normalized
 
     names = sorted(topics)
     random.Random(seed).shuffle(names)
+    seen: set[str] = set()
 
-    def chunks(name: str) -> list[dict[str, str]]:
-        text = topics[name]
-        pieces, current = [], ""
-        for paragraph in text.split("\n\n"):
-            if current and len(current) + len(paragraph) > chunk_chars:
-                pieces.append({"text": current.strip()})
-                current = ""
-            current += paragraph + "\n\n"
-        if current.strip():
-            pieces.append({"text": current.strip()})
-        return pieces
+    def unseen(name: str) -> list[dict[str, str]]:
+        rows = []
+        for piece in _chunks(topics[name], chunk_chars):
+            key = normalized({"text": piece})
+            if key not in seen:
+                seen.add(key)
+                rows.append({"text": piece})
+        return rows
 
-    held_out = [row for name in names[:eval_topics] for row in chunks(name)]
-    train = [row for name in names[eval_topics:] for row in chunks(name)]
+    train = [row for name in names[eval_topics:] for row in unseen(name)]
+    held_out = [row for name in names[:eval_topics] for row in unseen(name)]
     return train, held_out
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    """``text`` in pieces of at most ``size`` characters, cut between paragraphs, else between
+    lines, else between words."""
+    pieces, current = [], ""
+    for part in _parts(text, size):
+        if current and len(current) + len(part) > size:
+            pieces.append(current.strip())
+            current = ""
+        current += part
+    if current.strip():
+        pieces.append(current.strip())
+    return [piece for piece in pieces if piece]
+
+
+def _parts(text: str, size: int) -> list[str]:
+    parts = []
+    for paragraph in text.split("\n\n"):
+        if len(paragraph) < size:
+            parts.append(paragraph + "\n\n")
+            continue
+        for line in paragraph.split("\n"):
+            words = line.split(" ")
+            while words:
+                taken = []
+                while words and len(" ".join([*taken, words[0]])) < size:
+                    taken.append(words.pop(0))
+                parts.append(" ".join(taken or [words.pop(0)[: size - 1]]) + "\n")
+        parts[-1] += "\n"
+    return parts

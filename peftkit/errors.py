@@ -9,6 +9,7 @@ carries its rule and fix in the error context, and :func:`problems` turns any
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -240,6 +241,35 @@ def problems(error: ValidationError) -> list[Problem]:
 def _is_field(part: str | int) -> bool:
     """A field name or list index, not a union branch such as ``tuple[str, ...]``."""
     return isinstance(part, int) or "[" not in part
+
+
+def problems_of(error: BaseException) -> list[dict[str, Any]]:
+    """A user error as JSON-ready problems (``--json``): field, value, rule and fix where the
+    error has them, else its message."""
+    if isinstance(error, ValidationError):
+        found: Sequence[Problem] = problems(error)
+    elif isinstance(error, ProblemsError):
+        found = error.problems
+    else:
+        return [{"message": str(error)}]
+    return [
+        {
+            "field": p.path,
+            "value": None if p.value is MISSING else json_safe(p.value),
+            "rule": p.rule,
+            "fix": p.fix,
+        }
+        for p in found
+    ]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` if JSON can hold it, else its repr."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
 
 
 def describe(error: BaseException) -> str:

@@ -15,7 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from peftkit.card import CARD, merged_card
 from peftkit.errors import RecipeError
+from peftkit.hub import check_repo, push
 from peftkit.outputs import OutputFolder, check_output
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -31,9 +33,14 @@ def _recipe_beside(adapter: Path) -> Any:
 
 
 def merge(
-    adapter: str | Path, output: str | Path, base: str | None = None, overwrite: bool = False
+    adapter: str | Path,
+    output: str | Path,
+    base: str | None = None,
+    overwrite: bool = False,
+    push_to_hub: str | None = None,
 ) -> Path:
-    """Write ``base`` (default: the adapter's own base) with ``adapter`` merged into ``output``."""
+    """Write ``base`` (default: the adapter's own base) with ``adapter`` merged into ``output``,
+    with a model card; ``push_to_hub`` uploads the result to that Hub repository."""
     adapter = Path(adapter)
     adapter_config = _read_adapter(adapter)
     trained_on = adapter_config.get("base_model_name_or_path")
@@ -42,6 +49,8 @@ def merge(
     if not isinstance(base, str) or not base:
         raise RecipeError(f"adapter '{adapter}' does not name its base model. Fix: pass --base.")
     target = check_output(output, {"the adapter": adapter, "--base": base}, overwrite)
+    if push_to_hub is not None:
+        check_repo(push_to_hub)
     recipe = _recipe_beside(adapter)
     quantization = recipe.build_bnb_config() if recipe is not None else None
     if quantization is not None and not quantization.load_in_4bit:
@@ -69,8 +78,22 @@ def merge(
     with OutputFolder(target, "merge") as folder:
         merged.save_pretrained(folder.staging)
         tokenizer.save_pretrained(folder.staging)
+        (folder.staging / CARD).write_text(merged_card(base, adapter, _peftkit_card(adapter)))
         folder.commit()
+    if push_to_hub is not None:
+        push(target, push_to_hub)
     return target
+
+
+def _peftkit_card(adapter: Path) -> str | None:
+    """The adapter's card when peftkit wrote it (PEFT's own is an empty template)."""
+    from huggingface_hub import ModelCard
+
+    path = adapter / CARD
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return text if "peftkit" in (ModelCard(text).data.tags or []) else None
 
 
 def _read_adapter(adapter: Path) -> dict[str, Any]:

@@ -16,9 +16,8 @@ data, the model, the adapter) is refused too, as is the folder the command runs 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping
@@ -26,8 +25,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from peftkit.checkpoints import CHECKPOINTS, last_checkpoint
 from peftkit.errors import RecipeError
 
+log = logging.getLogger(__name__)
+
+ADAPTER, METRICS, PLOT, RECIPE = "adapter", "metrics.json", "training.png", "recipe.yaml"
+RESULTS = (ADAPTER, METRICS, PLOT, RECIPE)
+"""What `peftkit train` always writes in its output folder."""
+LOGS = "logs"
+"""Where TensorBoard writes, with training.report_to: tensorboard."""
 MARKER = ".peftkit-output.json"
 """Written into every output folder: which command wrote it and every file it holds."""
 NAME_MAX = 255 - len(".") - len(".peftkit-staging")
@@ -102,8 +109,8 @@ def check_other_output(
     if target == output or output in target.parents:
         raise RecipeError(
             f"{field}: {path} lies inside --output {output}, which is replaced when the run "
-            f"ends, so it would be lost. Fix: set {field}=null (the run keeps its best adapter "
-            "in OUTPUT/best-adapter), or a folder outside the output."
+            f"ends, so it would be lost. Fix: set {field}=null (OUTPUT/adapter is the best "
+            "adapter), or a folder outside the output."
         )
     for name, value in inputs.items():
         clash = _clash(target, value)
@@ -165,6 +172,11 @@ def _not_written_by_peftkit(folder: Path) -> list[str]:
     return [name for name, stat in present.items() if name != MARKER and recorded.get(name) != stat]
 
 
+def staging_of(target: Path) -> Path:
+    """The folder beside ``target`` that a command writes into until it succeeds."""
+    return target.with_name(f".{target.name}{STAGING}")
+
+
 class OutputFolder:
     """The staging folder of one command's results, swapped in by :meth:`commit`.
 
@@ -172,11 +184,15 @@ class OutputFolder:
     same staging path, which the Trainer is given as its output directory.
     """
 
-    def __init__(self, target: Path, command: str, main_process: bool = True) -> None:
+    def __init__(
+        self, target: Path, command: str, main_process: bool = True, resume: bool = False
+    ) -> None:
         self.target = target
         self.command = command
         self.main_process = main_process
-        self.staging = target.with_name(f".{target.name}{STAGING}")
+        self.resume = resume
+        """Continue in the staging folder a killed run left, instead of starting it afresh."""
+        self.staging = staging_of(target)
         self.replaces = target.is_dir() and any(target.iterdir())
         self._made: list[Path] = []
 
@@ -192,7 +208,22 @@ class OutputFolder:
         trace: TracebackType | None,
     ) -> None:
         if kind is not None:
+            self.abandon("failed")
+
+    def abandon(self, how: str) -> None:
+        """Leave the target as it was. A run with checkpoints keeps its staging folder, which
+        ``--resume`` continues from; anything else is removed."""
+        checkpoint = last_checkpoint(self.staging / CHECKPOINTS) if self.main_process else None
+        if checkpoint is None:
             self.discard()
+            return
+        log.warning(
+            "the run %s after %s; its checkpoints are kept in %s: add --resume auto to the "
+            "same command to continue from there.",
+            how,
+            checkpoint.name,
+            self.staging,
+        )
 
     def _open(self) -> None:
         missing = [p for p in (self.target.parent, *self.target.parent.parents) if not p.exists()]
@@ -200,9 +231,9 @@ class OutputFolder:
             for folder in reversed(missing):
                 folder.mkdir()
                 self._made.append(folder)
-            if self.staging.exists():  # left by a run that was killed
+            if self.staging.exists() and not self.resume:  # left by a run that was killed
                 shutil.rmtree(self.staging)
-            self.staging.mkdir()
+            self.staging.mkdir(exist_ok=self.resume)
         except OSError as error:
             self.discard()
             raise RecipeError(
@@ -240,8 +271,7 @@ class OutputFolder:
 def exchange(a: Path, b: Path) -> None:
     """Swap two folders: one ``renameat2(RENAME_EXCHANGE)`` on Linux, so that readers see the
     old folder or the new one, never neither; elsewhere two renames (briefly absent)."""
-    libc_name = ctypes.util.find_library("c")
-    renameat2 = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None)
+    renameat2 = _renameat2()
     if renameat2 is not None:
         result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
         if result == 0:
@@ -250,6 +280,23 @@ def exchange(a: Path, b: Path) -> None:
     os.rename(b, old)
     os.rename(a, b)
     os.rename(old, a)
+
+
+def _renameat2() -> Any:
+    """libc's ``renameat2`` (Linux), or None: no ctypes, no C library (Windows), or a libc
+    without it (macOS, musl before 1.2.3)."""
+    try:
+        import ctypes
+        import ctypes.util
+    except ImportError:
+        return None
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    try:
+        return getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None)
+    except OSError:
+        return None
 
 
 def fsync_tree(folder: Path) -> None:

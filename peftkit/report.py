@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+from peftkit.checkpoints import CHECKPOINTS
 from peftkit.memory import Plan
+from peftkit.outputs import LOGS, RESULTS
+
+if TYPE_CHECKING:
+    from peftkit.data.audit import Audit
 
 TERMS = {
     "weights": "frozen weights",
@@ -55,7 +61,7 @@ def print_training(metrics: dict, output: Path, console: Console | None = None) 
     for key, label in RESULT_ROWS.items():
         if key in before or key in after:
             rate = key.endswith("_rate")
-            table.add_row(label, _fmt(before.get(key), rate), _fmt(after.get(key), rate))
+            table.add_row(label, formatted(before.get(key), rate), formatted(after.get(key), rate))
     console.print(table)
     stop = metrics["stop_reason"] or "finished the planned steps"
     console.print(
@@ -63,7 +69,7 @@ def print_training(metrics: dict, output: Path, console: Console | None = None) 
         f"({metrics['tokens_per_s'] or 0:,.0f} tokens/s); stop: {stop}; best step: "
         f"{metrics['best_step']}"
     )
-    for note in metrics["data"].get("notes", []):
+    for note in [*metrics["data"].get("notes", []), *after.get("notes", [])]:
         console.print(f"note: {note}")
     if metrics.get("output") is None:
         console.print(
@@ -71,8 +77,11 @@ def print_training(metrics: dict, output: Path, console: Console | None = None) 
             "results were discarded"
         )
         return
-    for name in ("adapter", "metrics.json", "training.png", "recipe.yaml"):
-        console.print(f"  {output / name}")
+    for name in [*RESULTS, CHECKPOINTS, LOGS]:
+        if name in RESULTS or (output / name).exists():
+            console.print(f"  {output / name}")
+    if metrics.get("pushed_to"):
+        console.print(f"pushed the adapter to {metrics['pushed_to']}")
 
 
 RESULT_ROWS = {
@@ -80,10 +89,38 @@ RESULT_ROWS = {
     "perplexity": "perplexity",
     "json_valid_rate": "valid JSON",
     "schema_valid_rate": "schema-valid JSON",
+    "exact_match_rate": "exact match with the reference",
+    "key_match_rate": "keys matching the reference",
+    "stopped_rate": "answers that stopped (EOS)",
+    "truncated_rate": "answers cut at max_new_tokens",
 }
 
 
-def _fmt(value: float | None, rate: bool) -> str:
+def formatted(value: float | None, rate: bool) -> str:
+    """A score as the summary and the model card show it."""
     if value is None:
         return "-"
     return f"{value:.1%}" if rate else f"{value:.3f}"
+
+
+def print_audit(found: Audit, console: Console | None = None) -> None:
+    """The data audit in a few lines: the figures that matter, then each finding and its fix."""
+    console = console or Console(stderr=True)
+    stats = found.stats
+    total = stats.get("tokens", {}).get("total", {})
+    budget = stats.get("budget", {})
+    if total:
+        console.print(
+            f"data: {budget.get('rows', '?')} rows, tokens per row median {total['median']:g}, "
+            f"p95 {total['p95']}, max {total['max']} (max_length "
+            f"{stats['tokens']['max_length']}); {budget.get('optimizer_steps', '?')} optimizer "
+            "steps"
+        )
+    if not found.findings:
+        console.print("data audit: nothing found")
+        return
+    table = Table("", "data audit", "fix", title=None, show_lines=False)
+    for finding in found.findings:
+        where = f" (e.g. {finding.rows[0]})" if finding.rows else ""
+        table.add_row(finding.level, f"{finding.message}{where}", finding.fix)
+    console.print(table)

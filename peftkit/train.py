@@ -11,21 +11,40 @@ discarded.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
-import resource
+import os
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from peftkit.checkpoints import BEST_ADAPTER, CHECKPOINTS, check_unfinished, find_checkpoint
 from peftkit.errors import RecipeError
-from peftkit.outputs import OutputFolder, check_other_output, check_output
+from peftkit.hub import check_repo, push
+from peftkit.outputs import (
+    ADAPTER,
+    LOGS,
+    METRICS,
+    PLOT,
+    RECIPE,
+    OutputFolder,
+    check_other_output,
+    check_output,
+    staging_of,
+)
 from peftkit.processes import is_main_process, world_size
 from peftkit.recipes.base import Recipe
 
-log = logging.getLogger("peftkit")
+if TYPE_CHECKING:
+    from peftkit.data.audit import Audit
+from peftkit.recipes.training import TRACKER_PACKAGES
+
+log = logging.getLogger(__name__)
 
 
 def _trainer_class() -> type:
@@ -52,9 +71,13 @@ def _eval_prompts(dataset: Any, fmt: str, limit: int) -> tuple[list[Any], list[A
     return prompts, answers
 
 
-def _evaluate(trainer: Any, recipe: Recipe, splits: Any, tokenizer: Any) -> dict[str, Any]:
-    """What the recipe's user cares about: loss and perplexity; for JSON, the valid rates."""
-    from peftkit.evaluation import generate_answers, json_rates
+def _evaluate(
+    trainer: Any, recipe: Recipe, splits: Any, tokenizer: Any, trained: bool = False
+) -> dict[str, Any]:
+    """What the recipe's user cares about: loss and perplexity; for JSON, the valid rates, the
+    match with the reference answers, and how many answers stopped by themselves. Once
+    ``trained``, a model that rarely stops is named in ``notes`` (before, it has not learned)."""
+    from peftkit.evaluation import content_rates, generate_answers, json_rates
 
     found: dict[str, Any] = {}
     if splits.eval is None:
@@ -64,11 +87,16 @@ def _evaluate(trainer: Any, recipe: Recipe, splits: Any, tokenizer: Any) -> dict
     found["perplexity"] = math.exp(loss) if loss < 50 else math.inf
     settings = getattr(recipe, "generation", None)
     if settings is not None and splits.format != "text":
-        prompts, _ = _eval_prompts(splits.eval, splits.format, settings.samples)
-        answers = generate_answers(
+        prompts, references = _eval_prompts(splits.eval, splits.format, settings.samples)
+        generated = generate_answers(
             trainer.model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size
         )
+        answers = generated.texts
         found.update(json_rates(answers, recipe.json_schema))  # type: ignore[attr-defined]
+        found.update(content_rates(answers, references))
+        found.update(generated.stop_rates())
+        if trained and (note := generated.stop_note()) is not None:
+            found["notes"] = [note]
         found["examples"] = [
             {"prompt": p if isinstance(p, str) else p[-1]["content"], "answer": a}
             for p, a in list(zip(prompts, answers, strict=True))[:3]
@@ -76,12 +104,19 @@ def _evaluate(trainer: Any, recipe: Recipe, splits: Any, tokenizer: Any) -> dict
     return found
 
 
-def _peak_memory_gb() -> float:
+def _peak_memory_gb() -> float | None:
+    """Peak GPU memory, or on a CPU this process's peak resident memory, in GB (3 decimals);
+    None where the platform does not report it (Windows has no ``resource`` module)."""
     import torch
 
     if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 1e9
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+        return round(torch.cuda.max_memory_allocated() / 1e9, 3)
+    try:
+        import resource  # POSIX only: imported here so that peftkit.train imports everywhere
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
+    return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e9, 3)
 
 
 def train(
@@ -89,13 +124,21 @@ def train(
     output: str | Path,
     overwrite: bool = False,
     sources: Mapping[str, str | Path] | None = None,
+    resume: str | Path | None = None,
+    push_to_hub: str | None = None,
+    check: bool = True,
+    on_audit: Callable[[Audit], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``recipe`` on its data (``data.train_path``, and ``data.eval_path`` or a held-out
     share) and write the outputs to ``output``; return the metrics.
 
     ``sources`` names other files the run read (the recipe file), which the output must not
-    touch. ``metrics["output"]`` is the folder written, or None when an interrupted run was
-    discarded to keep an earlier one.
+    touch. ``resume`` continues from a checkpoint (:func:`peftkit.checkpoints.find_checkpoint`:
+    ``"auto"`` or a path) and replaces the output it continues. ``push_to_hub`` uploads the
+    adapter to that Hub repository at the end. ``check`` audits the data as the trainer will see
+    it (:mod:`peftkit.data.audit`) before the model loads, stops on its errors, hands the audit
+    to ``on_audit`` and keeps it in ``metrics["audit"]``. ``metrics["output"]`` is the folder
+    written, or None when an interrupted run was discarded to keep an earlier one.
     """
     from peftkit import data as data_module
     from peftkit.loading import check_model, load_model, load_tokenizer
@@ -104,46 +147,90 @@ def train(
     if data is None:
         raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
     inputs = {"--data": data, "--eval-data": eval_data, "--model": recipe.model.name}
-    target = check_output(output, {**inputs, **(sources or {})}, overwrite)
-    _check_run_settings(recipe, target, inputs)
+    target = check_output(output, {**inputs, **(sources or {})}, overwrite or bool(resume))
+    checkpoint = _checkpoint(target, resume, overwrite)
+    _check_run_settings(recipe, target, inputs, push_to_hub)
     splits = data_module.prepare(recipe, data, eval_data)
     recipe = _resolved(recipe, splits.format)
     _check_monitored_metric(recipe)
+    recipe = _fitted_length(recipe)
     check_model(recipe, recipe.training.max_length)
     tokenizer = load_tokenizer(recipe)
     data_module.check_chat(splits, tokenizer)
+    audited = _audit(recipe, splits, tokenizer, on_audit) if check else None
     model = load_model(recipe)
-    with OutputFolder(target, "train", is_main_process()) as folder:
+    continues = checkpoint is not None and staging_of(target) in checkpoint.parents
+    with OutputFolder(target, "train", is_main_process(), resume=continues) as folder:
         trainer = _build_trainer(recipe, model, tokenizer, splits, folder.staging)
-        before = _evaluate(trainer, recipe, splits, tokenizer)
-        started, interrupted = time.perf_counter(), False
-        try:
-            trainer.train()
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted: restoring the best adapter so far")
-            _restore_best(trainer)
-        train_seconds = time.perf_counter() - started
-        after: dict[str, Any] = {}
-        if not interrupted:
-            try:
-                after = _evaluate(trainer, recipe, splits, tokenizer)
-            except KeyboardInterrupt:
-                interrupted = True
-        metrics = _metrics(recipe, trainer, splits, before, after, train_seconds, interrupted)
-        if interrupted and folder.replaces:
-            folder.discard()
+        metrics = _fit(trainer, recipe, splits, tokenizer, checkpoint)
+        if audited is not None:
+            metrics["audit"] = audited.as_dict()
+        if metrics["stop_reason"] == "interrupted" and folder.replaces:
+            folder.abandon("was interrupted")
             return {**metrics, "output": None}
         metrics["output"] = str(target)
         if is_main_process():
-            _write_outputs(recipe, trainer, tokenizer, metrics, folder.staging)
+            adapter_name = push_to_hub or str(target / ADAPTER)
+            _write_outputs(recipe, trainer, tokenizer, metrics, folder.staging, adapter_name)
         folder.commit()
+    if push_to_hub is not None and is_main_process():
+        metrics["pushed_to"] = push(target / ADAPTER, push_to_hub)
     return metrics
 
 
-def _check_run_settings(recipe: Recipe, target: Path, inputs: Mapping[str, Any]) -> None:
+def _fit(
+    trainer: Any, recipe: Recipe, splits: Any, tokenizer: Any, checkpoint: Path | None
+) -> dict[str, Any]:
+    """Evaluate, train (from ``checkpoint`` if given) and evaluate again; the run's metrics.
+    Ctrl-C stops cleanly at any point, with the best adapter so far put back."""
+    before = _evaluate(trainer, recipe, splits, tokenizer)
+    started, interrupted = time.perf_counter(), False
+    try:
+        trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: restoring the best adapter so far")
+        _restore_best(trainer)
+    train_seconds = time.perf_counter() - started
+    after: dict[str, Any] = {}
+    if not interrupted:
+        try:
+            after = _evaluate(trainer, recipe, splits, tokenizer, trained=True)
+        except KeyboardInterrupt:
+            interrupted = True
+    return _metrics(recipe, trainer, splits, before, after, train_seconds, interrupted)
+
+
+def _audit(
+    recipe: Recipe, splits: Any, tokenizer: Any, on_audit: Callable[[Audit], None] | None
+) -> Audit:
+    from peftkit.data.audit import audit, refuse_errors
+    from peftkit.loading import load_config
+
+    config = load_config(recipe.model.name, recipe.model.trust_remote_code)
+    found = audit(recipe, splits, tokenizer, config.to_dict(), world_size())
+    if on_audit is not None and is_main_process():
+        on_audit(found)
+    refuse_errors(found)
+    return found
+
+
+def _checkpoint(target: Path, resume: str | Path | None, overwrite: bool) -> Path | None:
+    """The checkpoint ``--resume`` names; without it, a killed run's checkpoints are refused to
+    be thrown away unless ``--overwrite`` says so."""
+    staging = staging_of(target)
+    if resume is not None:
+        return find_checkpoint(resume, target, staging)
+    check_unfinished(target, staging, overwrite)
+    return None
+
+
+def _check_run_settings(
+    recipe: Recipe, target: Path, inputs: Mapping[str, Any], push_to_hub: str | None
+) -> None:
     """What the recipe asks of this run, checked before any data or model loads: a folder
-    early stopping writes, and a strategy that needs several processes."""
+    early stopping writes, the trackers' packages, the Hub repository, and a strategy that needs
+    several processes."""
     from peftkit.callbacks.saving import check_target
 
     best = recipe.callbacks.early_stopping.save_best_to
@@ -151,6 +238,15 @@ def _check_run_settings(recipe: Recipe, target: Path, inputs: Mapping[str, Any])
         field = "callbacks.early_stopping.save_best_to"
         check_other_output(best, field, target, inputs)
         check_target(Path(best).expanduser(), field)
+    for tracker in recipe.training.trackers:
+        if importlib.util.find_spec(TRACKER_PACKAGES[tracker]) is None:
+            raise RecipeError(
+                f"training.report_to: {tracker} needs the {TRACKER_PACKAGES[tracker]} package, "
+                f"which is not installed. Fix: set training.report_to=none, or pip install "
+                f"{TRACKER_PACKAGES[tracker]}."
+            )
+    if push_to_hub is not None:
+        check_repo(push_to_hub)
     if recipe.distributed.strategy == "fsdp" and world_size() == 1:
         raise RecipeError(
             "distributed.strategy: got 'fsdp', which shards the model across several "
@@ -196,8 +292,42 @@ def _resolved(recipe: Recipe, fmt: str) -> Recipe:
     return recipe.model_copy(update={"data": section, "model": model})
 
 
+def _fitted_length(recipe: Recipe) -> Recipe:
+    """The recipe's default ``max_length``, when the model has no positions for it, is
+    lowered to the model's context, with a notice; another length (one the user chose) is
+    left for :func:`~peftkit.loading.check_model` to refuse. The default is recognised by its
+    value: a built-in recipe file spells out every field, so "set" cannot tell."""
+    from peftkit.loading import load_config
+    from peftkit.memory.plan import SHORTEST_SEQUENCE
+
+    training = recipe.training
+    if training.max_length != type(training).model_fields["max_length"].default:
+        return recipe
+    config = load_config(recipe.model.name, recipe.model.trust_remote_code)
+    context = getattr(config, "max_position_embeddings", None)
+    if not isinstance(context, int) or not SHORTEST_SEQUENCE <= context < training.max_length:
+        return recipe
+    log.warning(
+        "training.max_length: the recipe's default of %d is more than the %d positions of %s, "
+        "so this run uses %d; set training.max_length to choose another length.",
+        training.max_length,
+        context,
+        recipe.model.name,
+        context,
+    )
+    fitted = training.model_copy(update={"max_length": context})
+    return recipe.model_copy(update={"training": fitted})
+
+
 def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, output: Path) -> Any:
-    callbacks = recipe.build_callbacks(best_adapter_dir=output / "best-adapter")
+    from transformers.trainer_callback import ProgressCallback
+
+    from peftkit.quiet import training_progress
+
+    saving = recipe.training.save != "none"
+    # The best adapter goes to disk only with the checkpoints, where a resume looks for it.
+    best = output / CHECKPOINTS / BEST_ADAPTER if saving else None
+    callbacks = recipe.build_callbacks(best_adapter_dir=best)
     settings = getattr(recipe, "generation", None)
     if settings is not None and settings.during_training and splits.format != "text":
         from peftkit.evaluation.callback import JsonAnswers
@@ -208,16 +338,24 @@ def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, outp
             tokenizer, prompts, schema, settings.max_new_tokens, settings.batch_size
         )
         callbacks.insert(0, answers)  # before EarlyStopping, which may monitor its rates
-    overrides: dict[str, Any] = {"include_num_input_tokens_seen": "all"}
-    trainer = _trainer_class()(
-        model=model,
-        args=recipe.build_sft_config(output / "checkpoints", **overrides),
-        train_dataset=splits.train,
-        eval_dataset=splits.eval,
-        processing_class=tokenizer,
-        peft_config=recipe.build_lora_config(),
-        callbacks=callbacks,
-    )
+    # The model is loaded already: model_init_kwargs would only earn a warning.
+    overrides: dict[str, Any] = {
+        "include_num_input_tokens_seen": "all",
+        "model_init_kwargs": None,
+        "disable_tqdm": False,  # one bar for training, whatever transformers' log level
+    }
+    with _tracker_logs(recipe, output / LOGS):
+        trainer = _trainer_class()(
+            model=model,
+            args=recipe.build_sft_config(output / CHECKPOINTS, **overrides),
+            train_dataset=splits.train,
+            eval_dataset=splits.eval,
+            processing_class=tokenizer,
+            peft_config=recipe.build_lora_config(),
+            callbacks=callbacks,
+        )
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(training_progress())
     for name, dataset in (
         ("training", trainer.train_dataset),
         ("evaluation", trainer.eval_dataset),
@@ -231,10 +369,25 @@ def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, outp
     return trainer
 
 
-def _restore_best(trainer: Any) -> None:
-    from peftkit.callbacks import EarlyStopping, find
+@contextmanager
+def _tracker_logs(recipe: Recipe, logs: Path) -> Iterator[None]:
+    """TensorBoard writes into OUTPUT/logs rather than under the checkpoints, unless the user
+    chose a place with TENSORBOARD_LOGGING_DIR (read when the Trainer is built)."""
+    chosen = "TENSORBOARD_LOGGING_DIR" in os.environ
+    if chosen or "tensorboard" not in recipe.training.trackers:
+        yield
+        return
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(logs)
+    try:
+        yield
+    finally:
+        del os.environ["TENSORBOARD_LOGGING_DIR"]
 
-    stopper = _maybe(find, trainer, EarlyStopping)
+
+def _restore_best(trainer: Any) -> None:
+    from peftkit.callbacks import EarlyStopping
+
+    stopper = _attached(trainer, EarlyStopping)
     if stopper is not None:
         stopper.restore(trainer.model)
 
@@ -248,10 +401,10 @@ def _metrics(
     train_seconds: float,
     interrupted: bool,
 ) -> dict[str, Any]:
-    from peftkit.callbacks import EarlyStopping, OverfitDetector, find
+    from peftkit.callbacks import EarlyStopping, OverfitDetector
 
-    stopper = _maybe(find, trainer, EarlyStopping)
-    detector = _maybe(find, trainer, OverfitDetector)
+    stopper = _attached(trainer, EarlyStopping)
+    detector = _attached(trainer, OverfitDetector)
     stops = [h for h in trainer.state.log_history if "peftkit_stop" in h]
     last = stops[-1] if stops else {}
     tokens = trainer.state.num_input_tokens_seen
@@ -280,25 +433,36 @@ def _metrics(
         "train_time_s": round(train_seconds, 2),
         "train_tokens": tokens,
         "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else None,
-        "peak_memory_gb": round(_peak_memory_gb(), 3),
+        "peak_memory_gb": _peak_memory_gb(),
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
     }
 
 
 def _write_outputs(
-    recipe: Recipe, trainer: Any, tokenizer: Any, metrics: dict[str, Any], output: Path
+    recipe: Recipe,
+    trainer: Any,
+    tokenizer: Any,
+    metrics: dict[str, Any],
+    output: Path,
+    adapter_name: str,
 ) -> None:
+    from peftkit.card import CARD, adapter_card
     from peftkit.plot import plot_training
 
-    trainer.model.save_pretrained(output / "adapter")
-    tokenizer.save_pretrained(output / "adapter")
+    checkpoints = output / CHECKPOINTS
+    (checkpoints / "README.md").unlink(missing_ok=True)  # TRL's card; the adapter has peftkit's
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()  # made by the Trainer; the layout has checkpoints/ only when saving
+    trainer.model.save_pretrained(output / ADAPTER)
+    tokenizer.save_pretrained(output / ADAPTER)
+    (output / ADAPTER / CARD).write_text(adapter_card(recipe, metrics, adapter_name))
     # The adapter carries its recipe: `peftkit merge` needs its quantization wherever it goes.
-    for place in (output, output / "adapter"):
-        (place / "recipe.yaml").write_text(recipe.to_yaml())
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    for place in (output, output / ADAPTER):
+        (place / RECIPE).write_text(recipe.to_yaml())
+    (output / METRICS).write_text(json.dumps(metrics, indent=2, default=str))
     plot_training(
         trainer.state.log_history,
-        output / "training.png",
+        output / PLOT,
         metrics["best_step"],
         metrics["stop_step"],
         metrics["overfit_detected_step"],
@@ -306,7 +470,10 @@ def _write_outputs(
     )
 
 
-def _maybe(find: Any, trainer: Any, kind: type) -> Any:
+def _attached(trainer: Any, kind: type) -> Any:
+    """The trainer's callback of type ``kind``; None when the recipe leaves it out."""
+    from peftkit.callbacks import find
+
     try:
         return find(trainer, kind)
     except LookupError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,7 @@ def recipes_reference() -> str:
         model = defs[name]
         if model.get("type") != "object":
             continue
-        lines += [f"## {name}", "", (model.get("description") or "").strip(), ""]
+        lines += [f"## {name}", "", markdown_of((model.get("description") or "").strip()), ""]
         lines += ["| field | type | default | description |", "|---|---|---|---|"]
         for field, prop in model.get("properties", {}).items():
             target = defs.get(prop.get("$ref", "").rsplit("/", 1)[-1], {})
@@ -65,17 +66,25 @@ def recipes_reference() -> str:
             else:
                 default = "its own defaults" if target else "(required)"
             description = prop.get("description") or target.get("description") or ""
-            description = " ".join(description.split())
+            description = markdown_of(" ".join(description.split()))
             lines.append(f"| `{field}` | {_type(prop, defs)} | {default} | {description} |")
         lines.append("")
     return "\n".join(lines)
+
+
+SPHINX_ROLE = re.compile(r":(?:meth|class|func|attr|mod|data):`~?([^`]+)`")
+
+
+def markdown_of(docstring: str) -> str:
+    """A docstring as Markdown: Sphinx roles (``:meth:`plan```) become code (`plan`)."""
+    return SPHINX_ROLE.sub(lambda match: f"`{match.group(1).split('.')[-1]}`", docstring)
 
 
 def recipe_page(name: str) -> str:
     kind = BUILTIN[name]
     from peftkit import recipes
 
-    doc = inspect.cleandoc(kind.__doc__ or "")
+    doc = markdown_of(inspect.cleandoc(kind.__doc__ or ""))
     title, _, body = doc.partition("\n")
     return "\n".join(
         [

@@ -2,11 +2,15 @@
 
 Usage: torchrun --nproc_per_node 2 tests/ddp_run.py MODEL_DIR OUT_DIR
 Each rank writes OUT_DIR/rank<N>.json with the step it stopped at and why.
+
+The ranks see different evaluation metrics (:data:`SCRIPTS`): only rank 1 runs out of
+patience, so both ranks stop at the same step only if the stop is shared between them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -18,6 +22,12 @@ from peftkit.testing import trainer
 
 warnings.simplefilter("ignore")
 
+SCRIPTS = {
+    0: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5],  # improves at every evaluation: never stops on its own
+    1: [1.0, 0.9, 0.95, 0.96, 0.97, 0.5],  # no improvement for 3 evaluations: stops at step 5
+}
+"""eval_loss at evaluations 1.. (one per step), by rank."""
+
 
 def main(model_dir: Path, out: Path) -> None:
     from transformers import Trainer
@@ -26,10 +36,11 @@ def main(model_dir: Path, out: Path) -> None:
         pass
 
     stopper = EarlyStopping(patience=3, save_best_to=out / "best")
+    script = SCRIPTS[int(os.environ["RANK"])]  # set by torchrun before the process starts
     run = trainer(
         model_dir,
         out / "run",
-        [ScriptedMetric(scripted([1.0, 0.9, 0.95, 0.96, 0.97, 0.5])), stopper],
+        [ScriptedMetric(scripted(script)), stopper],
         trainer_class=Checked,
         ddp_find_unused_parameters=False,
         per_device_train_batch_size=2,
@@ -43,6 +54,8 @@ def main(model_dir: Path, out: Path) -> None:
         "world_size": run.args.world_size,
         "global_step": run.state.global_step,
         "reason": stopper.stop.reason.value if stopper.stop else None,
+        "message": stopper.stop.message if stopper.stop else None,
+        "best_step": stopper.best_step,
         "restored": stopper.restored,
     }
     (out / f"rank{rank}.json").write_text(json.dumps(report))

@@ -298,10 +298,19 @@ def test_nan_stops_within_one_step_and_keeps_the_best_adapter(tiny_model_dir, tm
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert stopper.best_step <= 3
     assert all(torch.isfinite(w).all() for w in stopper.best_weights.values())
+    # The model ends with the best evaluation's weights, and those are what was saved.
+    assert stopper.restored and weights.keys() == stopper.best_weights.keys()
+    assert all(torch.equal(weights[k], stopper.best_weights[k]) for k in weights)
+    from peft import get_peft_model_state_dict
     from safetensors.torch import load_file
 
     on_disk = load_file(tmp_path / "best" / "adapter_model.safetensors")
-    assert on_disk and all(torch.isfinite(w).all() for w in on_disk.values())
+    in_memory = get_peft_model_state_dict(run.model)
+    assert on_disk and on_disk.keys() == in_memory.keys()
+    assert all(torch.equal(on_disk[k], in_memory[k]) for k in on_disk)
+    assert json.loads((tmp_path / "best" / "peftkit_best.json").read_text())["step"] == (
+        stopper.best_step
+    )
 
 
 def test_without_the_mixin_a_nan_is_caught_at_the_log_and_the_best_is_restored(
@@ -320,7 +329,10 @@ def test_without_the_mixin_a_nan_is_caught_at_the_log_and_the_best_is_restored(
     run = trainer(tiny_model_dir, tmp_path, [stopper, checks], trainer_class=NanAtStep3)
     run.train()
     assert run.state.global_step == 3 and checks.stop.reason is StopReason.NON_FINITE_GRADIENT
-    assert all(torch.isfinite(w).all() for w in trainable(run.model).values())
+    weights = trainable(run.model)
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert stopper.restored and stopper.best_step <= 2  # an evaluation before the NaN step
+    assert all(torch.equal(weights[k], stopper.best_weights[k]) for k in weights)
 
 
 def test_gradient_check_counts_clipping_and_spikes(tiny_model_dir, tmp_path):

@@ -8,29 +8,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from test_validation import BAD_RECIPES, RECIPE_FILE, YAML_ERRORS
+from train_helpers import peftkit_cli
 
 from peftkit import recipes
 
 EXIT_USER_ERROR = 2
-
-
-def peftkit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m peftkit ARGS`` in ``cwd`` and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "peftkit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def assert_user_error(result: subprocess.CompletedProcess[str], *mentions: str) -> None:
@@ -47,7 +35,7 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *mentions: str) 
 
 def test_recipes_lists_the_builtins(tmp_path: Path) -> None:
     """`peftkit recipes` names every built-in recipe."""
-    result = peftkit("recipes", cwd=tmp_path)
+    result = peftkit_cli("recipes", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for name in recipes.BUILTIN:
         assert name in result.stdout
@@ -55,7 +43,7 @@ def test_recipes_lists_the_builtins(tmp_path: Path) -> None:
 
 def test_show_prints_yaml_that_loads_back_equal(tmp_path: Path) -> None:
     """`peftkit show NAME` prints a complete recipe file: saved and loaded, it is the built-in."""
-    result = peftkit("show", "json-output", cwd=tmp_path)
+    result = peftkit_cli("show", "json-output", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     path = tmp_path / "shown.yaml"
     path.write_text(result.stdout, encoding="utf-8")
@@ -64,7 +52,7 @@ def test_show_prints_yaml_that_loads_back_equal(tmp_path: Path) -> None:
 
 def test_show_applies_overrides(tmp_path: Path) -> None:
     """`peftkit show NAME lora.r=32` shows the overridden value."""
-    result = peftkit("show", "json-output", "lora.r=32", cwd=tmp_path)
+    result = peftkit_cli("show", "json-output", "lora.r=32", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["lora"]["r"] == 32
     assert "  r: 32\n" in result.stdout
@@ -73,7 +61,7 @@ def test_show_applies_overrides(tmp_path: Path) -> None:
 def test_schema_is_json_with_a_description_for_every_field(tmp_path: Path) -> None:
     """`peftkit schema` prints JSON Schema in which every field of every object is described
     (on the property itself or, for a section, on the definition its $ref points to)."""
-    result = peftkit("schema", cwd=tmp_path)
+    result = peftkit_cli("schema", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     schema = json.loads(result.stdout)
     defs: dict[str, Any] = schema["$defs"]
@@ -98,15 +86,15 @@ def test_schema_is_json_with_a_description_for_every_field(tmp_path: Path) -> No
 def test_new_writes_a_valid_recipe_and_never_overwrites(tmp_path: Path) -> None:
     """`peftkit new FILE --from NAME` writes a file that validates; a second `new` on the same
     path is a user error and leaves the file exactly as it was."""
-    created = peftkit("new", "my.yaml", "--from", "qlora-budget", cwd=tmp_path)
+    created = peftkit_cli("new", "my.yaml", "--from", "qlora-budget", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     path = tmp_path / "my.yaml"
     assert recipes.load(path) == recipes.load("qlora-budget")
-    assert peftkit("validate", "my.yaml", cwd=tmp_path).returncode == 0
+    assert peftkit_cli("validate", "my.yaml", cwd=tmp_path).returncode == 0
 
     path.write_text(path.read_text(encoding="utf-8") + "# my own edit\n", encoding="utf-8")
     before = path.read_bytes()
-    again = peftkit("new", "my.yaml", "--from", "qlora-budget", cwd=tmp_path)
+    again = peftkit_cli("new", "my.yaml", "--from", "qlora-budget", cwd=tmp_path)
     assert_user_error(again, "my.yaml")
     assert path.read_bytes() == before
 
@@ -114,7 +102,7 @@ def test_new_writes_a_valid_recipe_and_never_overwrites(tmp_path: Path) -> None:
 def test_validate_ok(tmp_path: Path) -> None:
     """`peftkit validate` on a valid file exits 0, says ok and warns about nothing."""
     (tmp_path / "good.yaml").write_text(recipes.load("json-output").to_yaml(), encoding="utf-8")
-    result = peftkit("validate", "good.yaml", cwd=tmp_path)
+    result = peftkit_cli("validate", "good.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
     assert result.stderr == ""
@@ -125,7 +113,7 @@ def test_validate_prints_warnings_and_succeeds(tmp_path: Path) -> None:
     (tmp_path / "doubtful.yaml").write_text(
         "recipe: json-output\ntraining: {learning_rate: 1.0e-5, epochs: 5}\n", encoding="utf-8"
     )
-    result = peftkit("validate", "doubtful.yaml", cwd=tmp_path)
+    result = peftkit_cli("validate", "doubtful.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
     lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
@@ -145,7 +133,7 @@ def test_validate_reports_bad_recipe(
     """Every bad recipe of the validation table exits 2 with the field path and no traceback."""
     text = source if isinstance(source, str) else yaml.safe_dump(source, sort_keys=False)
     (tmp_path / RECIPE_FILE).write_text(text, encoding="utf-8")
-    assert_user_error(peftkit("validate", RECIPE_FILE, cwd=tmp_path), path)
+    assert_user_error(peftkit_cli("validate", RECIPE_FILE, cwd=tmp_path), path)
 
 
 @pytest.mark.parametrize(("text", "overrides", "names"), YAML_ERRORS)
@@ -156,16 +144,18 @@ def test_validate_reports_file_and_override_errors(
     override, with no traceback."""
     if text is not None:
         (tmp_path / RECIPE_FILE).write_text(text, encoding="utf-8")
-    assert_user_error(peftkit("validate", RECIPE_FILE, *overrides, cwd=tmp_path), names)
+    assert_user_error(peftkit_cli("validate", RECIPE_FILE, *overrides, cwd=tmp_path), names)
 
 
 def test_validate_reports_a_bad_override_value(tmp_path: Path) -> None:
     """An override with a bad value is reported at its field, like a bad value in the file."""
-    result = peftkit("validate", "json-output", "lora.r=0", "training.packing=maybe", cwd=tmp_path)
+    result = peftkit_cli(
+        "validate", "json-output", "lora.r=0", "training.packing=maybe", cwd=tmp_path
+    )
     assert_user_error(result, "lora.r", "training.packing")
 
 
 def test_unparseable_recipe_key_is_a_user_error(tmp_path: Path) -> None:
     """`recipe: [json-output]` (a list where a name belongs) is an error message, not a crash."""
     (tmp_path / RECIPE_FILE).write_text("recipe: [json-output]\n", encoding="utf-8")
-    assert_user_error(peftkit("validate", RECIPE_FILE, cwd=tmp_path), "recipe")
+    assert_user_error(peftkit_cli("validate", RECIPE_FILE, cwd=tmp_path), "recipe")

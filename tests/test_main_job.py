@@ -75,7 +75,12 @@ def json_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     folder = tmp_path_factory.mktemp("json-run")
     data = write_data(folder / "train.jsonl", prompt_completion_rows(40))
-    overrides = short(tiny_model_dir, "data.format=auto", f"json_schema={json.dumps(SCHEMA)}")
+    overrides = short(
+        tiny_model_dir,
+        "data.format=auto",
+        f"json_schema={json.dumps(SCHEMA)}",
+        "training.save=steps",
+    )
     recipe = load_recipe("json-output", overrides)
     seen: list[Any] = []
 
@@ -109,11 +114,42 @@ def test_metrics_json_has_every_field(json_run: SimpleNamespace, tiny_model_dir:
     assert written["peak_memory_gb"] > 0
 
 
-def test_json_output_reports_json_and_schema_rates(json_run: SimpleNamespace):
-    for when in ("before", "after"):
-        found = json_run.metrics[when]
-        assert found["count"] == 4  # generation.samples
-        assert 0 <= found["schema_valid_rate"] <= found["json_valid_rate"] <= 1
+def test_json_output_reports_json_and_schema_rates(json_run: SimpleNamespace, tiny_model_dir: Path):
+    """The rates are those of the model's own answers to the held-out prompts: answering the
+    same prompts again with the trained model (after) and with its adapter off (before: LoRA
+    starts as a no-op) gives the reported examples and rates exactly. (A random model answers
+    no JSON, so bounds like 0 <= rate <= 1 would say nothing.)"""
+    from transformers import AutoTokenizer
+
+    from peftkit.evaluation import content_rates, generate_answers, json_rates
+
+    recipe = json_run.recipe
+    held_out = prepare(recipe, json_run.data, None).eval
+    prompts = held_out["prompt"][: recipe.generation.samples]
+    references = held_out["completion"][: recipe.generation.samples]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    settings = (recipe.generation.max_new_tokens, recipe.generation.batch_size)
+    after = generate_answers(json_run.model, tokenizer, prompts, *settings)
+    with json_run.model.disable_adapter():
+        before = generate_answers(json_run.model, tokenizer, prompts, *settings)
+    for when, generated in (("before", before), ("after", after)):
+        found, answers = json_run.metrics[when], generated.texts
+        assert found["count"] == len(prompts) == 4  # generation.samples
+        rates = {
+            **json_rates(answers, SCHEMA),
+            **content_rates(answers, references),  # the completions are JSON objects
+            **generated.stop_rates(),
+        }
+        assert {"exact_match_rate", "key_match_rate", "stopped_rate", "truncated_rate"} <= set(
+            rates
+        )
+        assert {k: found[k] for k in rates} == rates, when
+        # Only a trained model is told it never learned to stop (8 new tokens: it rarely does).
+        note = generated.stop_note() if when == "after" else None
+        assert found.get("notes") == (None if note is None else [note]), when
+        assert found["examples"] == [
+            {"prompt": p, "answer": a} for p, a in list(zip(prompts, answers, strict=True))[:3]
+        ]
         assert math.isfinite(found["eval_loss"])
         assert found["perplexity"] == pytest.approx(math.exp(found["eval_loss"]))
 
@@ -157,14 +193,16 @@ def test_saved_adapter_gives_the_trained_models_logits(
 
 
 def test_saved_adapter_is_the_best_evaluations(json_run: SimpleNamespace):
-    """Early stopping restores the best weights before the save: adapter/ = best-adapter/."""
+    """Early stopping restores the best weights before the save: adapter/ is the best adapter
+    it kept with the checkpoints."""
     import torch
 
+    best_adapter = json_run.out / "checkpoints" / "best-adapter"
     saved = adapter_weights(json_run.out / "adapter")
-    best = adapter_weights(json_run.out / "best-adapter")
+    best = adapter_weights(best_adapter)
     assert saved.keys() == best.keys()
     assert all(torch.equal(saved[k], best[k]) for k in saved)
-    marker = json.loads((json_run.out / "best-adapter" / "peftkit_best.json").read_text())
+    marker = json.loads((best_adapter / "peftkit_best.json").read_text())
     assert marker["step"] == json_run.metrics["best_step"]
     assert json_run.metrics["restored_best"] is True
     assert json_run.metrics["after"]["eval_loss"] == pytest.approx(json_run.metrics["best_metric"])
@@ -214,7 +252,7 @@ def test_rerunning_the_saved_recipe_leaves_the_first_run_alone(
 ):
     """recipe.yaml names the first run's best-adapter folder (save_best_to); training again
     from that file into a new folder must not write into the first run's outputs."""
-    marker = json_run.out / "best-adapter" / "peftkit_best.json"
+    marker = json_run.out / "checkpoints" / "best-adapter" / "peftkit_best.json"
     first = marker.stat()
     again = recipes.load(json_run.out / "recipe.yaml")
     train(again, tmp_path / "again")  # the saved recipe names its data
@@ -222,7 +260,7 @@ def test_rerunning_the_saved_recipe_leaves_the_first_run_alone(
     assert (now.st_ino, now.st_mtime_ns) == (first.st_ino, first.st_mtime_ns), (
         "training from the saved recipe.yaml wrote into the first run's best-adapter/"
     )
-    assert (tmp_path / "again" / "best-adapter").is_dir()
+    assert (tmp_path / "again" / "checkpoints" / "best-adapter").is_dir()
 
 
 # --- data formats and file types -----------------------------------------------------------------
@@ -237,7 +275,7 @@ def test_domain_adaptation_trains_on_text_from_a_saved_dataset(tiny_model_dir, t
     assert metrics["data"]["format"] == "text"
     assert metrics["data"]["eval_rows"] == round(40 * 0.05)
     for when in ("before", "after"):
-        assert math.isfinite(metrics[when]["perplexity"])
+        assert metrics[when]["perplexity"] == pytest.approx(math.exp(metrics[when]["eval_loss"]))
         assert "json_valid_rate" not in metrics[when]
     assert metrics["global_step"] == 4
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
@@ -265,6 +303,11 @@ def test_chat_data_trains_through_the_cli_with_eval_data_and_overwrite(tiny_mode
         "notes": [],
     }
     assert metrics["before"]["count"] == 4
+    # The reference answers are the last assistant turns: their content is scored, in the
+    # metrics and in the summary.
+    content = {"exact_match_rate", "key_match_rate", "stopped_rate", "truncated_rate"}
+    assert content <= set(metrics["before"]) and content <= set(metrics["after"])
+    assert "keys matching the reference" in result.stdout
     saved = recipes.load(out / "recipe.yaml")
     assert saved.model.name == str(tiny_model_dir)
     assert saved.data.train_path == str(data)
@@ -473,6 +516,8 @@ def _interrupt_during_training(model_dir: Path, folder: Path, *extra: str) -> tu
         "training.lr_scheduler=constant",
         "training.warmup_steps=0",  # 3% of 100000 steps would barely move the adapter
         "callbacks.early_stopping.patience=1000",
+        "training.save=steps",  # keeps the best adapter on disk, where the test sees it
+        "training.save_steps=100000",
     )
     command = [sys.executable, "-m", "peftkit", "train", "json-output", *overrides]
     command += ["--data", str(data), "--output", str(out), *extra]
@@ -480,7 +525,7 @@ def _interrupt_during_training(model_dir: Path, folder: Path, *extra: str) -> tu
         command, cwd=folder, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    best = folder / f".out{STAGING}" / "best-adapter"  # results are written beside out/
+    best = folder / f".out{STAGING}" / "checkpoints" / "best-adapter"  # written beside out/
     try:
         deadline = time.monotonic() + 180
         # best-adapter/ is first written by the evaluation before training (step 0); wait for
@@ -552,8 +597,8 @@ def test_ctrl_c_during_the_final_evaluation_keeps_the_trained_adapter(tiny_model
     is running when the user presses Ctrl-C: the trained adapter must still be saved."""
     data = write_data(tmp_path / "d.jsonl", prompt_completion_rows(40))
     out = tmp_path / "out"
-    args = ["train", "json-output", *short(tiny_model_dir), "--data", str(data)]
-    args += ["--output", str(out)]
+    args = ["train", "json-output", *short(tiny_model_dir, "training.save_steps=4")]
+    args += ["--data", str(data), "--output", str(out)]
     final_checkpoint = tmp_path / f".out{STAGING}" / "checkpoints" / "checkpoint-4"
     result = subprocess.run(
         [sys.executable, "-c", INTERRUPT_IN_FINAL_EVALUATION, str(final_checkpoint), *args],
@@ -624,6 +669,9 @@ def test_json_answers_during_training_adds_the_rate_to_the_metrics(tiny_model_di
     )
     metrics = train(with_data(recipe, data), tmp_path / "out")
     _stopped(metrics, "stopping_threshold", "EarlyStopping")
-    assert "eval_json_valid_rate" in metrics["stop_message"]
-    assert metrics["global_step"] == 2
-    assert 0 <= metrics["best_metric"] <= 1
+    assert metrics["global_step"] == metrics["best_step"] == 2
+    # The monitored value is a share of the 2 prompts answered at that evaluation, and it is
+    # the one the stop names.
+    best = metrics["best_metric"]
+    assert best in (0.0, 0.5, 1.0)
+    assert metrics["stop_message"].startswith(f"eval_json_valid_rate={best:.6g} reached")

@@ -115,6 +115,22 @@ def test_messages_format_trains_on_assistant_turns(tiny_model_dir: Path, tmp_pat
     assert all(math.isfinite(x) for x in _losses(trainer, "loss"))
 
 
+def test_chat_turn_prompts_and_completions_train(tiny_model_dir: Path, tmp_path: Path):
+    """Prompt/completion rows written as chat turns (which peftkit's data checks accept) go
+    through the chat template and train, with loss on the completion."""
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": r["prompt"]}],
+            "completion": [{"role": "assistant", "content": r["completion"]}],
+        }
+        for r in prompt_completion_rows(16)
+    ]
+    recipe = recipes.load("json-output", [f"model.name={tiny_model_dir}", *SHORT_RUN])
+    trainer = _train(recipe, tiny_model_dir, tmp_path / "out", rows)
+    assert _losses(trainer, "loss") and all(math.isfinite(x) for x in _losses(trainer, "loss"))
+    assert all(math.isfinite(x) for x in _losses(trainer, "eval_loss"))
+
+
 def test_building_configs_emits_no_future_warning(tmp_path: Path):
     """Only current HF field names are passed: no FutureWarning spam on every build."""
     for name in recipes.BUILTIN:

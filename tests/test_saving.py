@@ -1,58 +1,117 @@
 """The best adapter is written atomically: a process killed mid-write leaves the previous
-complete adapter (or none), never a half-written one."""
+complete adapter (or none), never a half-written one. The crash is injected at exact points
+of the save (a subprocess that exits abruptly there), not left to the timing of a signal."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import AutoModelForCausalLM
 
 from peftkit.testing import peft_model
 
 HERE = Path(__file__).resolve().parent
 
 WRITER = """
-import sys, itertools
+import os, sys
 from pathlib import Path
 
+import torch
+
+from peftkit.callbacks import saving
 from peftkit.testing import peft_model
-from peftkit.callbacks.saving import save_atomically
-model = peft_model(Path(sys.argv[1]))
-target = Path(sys.argv[2])
-for step in itertools.count():
-    save_atomically(model, target, {"step": step})
-    print(step, flush=True)
+
+model_dir, target, point, code = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+model = peft_model(model_dir)
+if target.name != "first":  # a complete earlier save of step 0 exists
+    saving.save_atomically(model, target, {"step": 0})
+
+
+def crash(*args, **kwargs):
+    os._exit(int(code))  # as abrupt as SIGKILL: no cleanup, no finally, no atexit
+
+
+rename = os.rename
+if point == "marker":  # the new weights are written, the marker file is not
+    saving.json = type("json", (), {"dumps": staticmethod(crash)})  # the marker's json.dumps
+elif point == "fsync":  # every file written, not yet flushed to disk
+    saving.fsync_tree = crash
+elif point == "swap":  # written and flushed; the swap into place has not happened
+    saving.exchange = crash
+    os.rename = lambda a, b: crash() if ".staging-" in str(a) else rename(a, b)
+with torch.no_grad():  # step 1's weights differ from step 0's in every tensor
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.add_(1.0)
+saving.save_atomically(model, target, {"step": 1})
+sys.exit("not reached: the writer was to crash inside save_atomically")
 """
+CRASHED = 17
+"""The writer's exit code at the injected crash, so a crash anywhere else does not pass."""
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
-def test_killed_writer_never_leaves_a_partial_adapter(tiny_model_dir: Path, tmp_path, delay):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+def _crash_writer(model_dir: Path, target: Path, point: str) -> None:
+    """Run WRITER in a subprocess and check that it died where it was told to."""
+    writer = subprocess.run(
+        [sys.executable, "-c", WRITER, str(model_dir), str(target), point, str(CRASHED)],
+        env={**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert writer.returncode == CRASHED, writer.stderr[-3000:]
+
+
+@pytest.mark.parametrize("point", ["marker", "fsync", "swap"])
+def test_a_writer_killed_mid_save_leaves_the_previous_adapter(
+    tiny_model_dir: Path, tmp_path: Path, point: str
+):
+    """The writer dies (os._exit, no cleanup) at a chosen point of saving step 1 over a complete
+    step 0: after the new weights are written but before the marker, before the flush, or
+    before the swap. The target still holds step 0, byte for byte what step 0 wrote; the new
+    weights exist only in a hidden staging folder, which no reader takes for the adapter."""
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from peftkit.callbacks.saving import MARKER, check_target, save_atomically
 
     target = tmp_path / "best"
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(tiny_model_dir), str(target)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert writer.stdout.readline().strip() == "0"  # one complete save exists
-    time.sleep(delay)
-    writer.send_signal(signal.SIGKILL)
-    writer.wait(timeout=30)
-    assert (target / "peftkit_best.json").is_file()
-    json.loads((target / "peftkit_best.json").read_text())
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    PeftModel.from_pretrained(base, target)  # loads: config and weights are complete
+    _crash_writer(tiny_model_dir, target, point)
+    step0 = {k: v.clone() for k, v in get_peft_model_state_dict(peft_model(tiny_model_dir)).items()}
+    assert json.loads((target / MARKER).read_text()) == {"step": 0}
+    on_disk = load_file(target / "adapter_model.safetensors")
+    assert on_disk.keys() == step0.keys()
+    assert all(torch.equal(on_disk[k], step0[k]) for k in step0)
+    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), target)
+    assert all(torch.equal(v, step0[k]) for k, v in get_peft_model_state_dict(loaded).items())
+    # What the crash left: one hidden staging folder holding step 1's (complete) weights.
+    [staging] = [p for p in tmp_path.iterdir() if p.name != "best"]
+    assert staging.name.startswith(".best.staging-")
+    half = load_file(staging / "adapter_model.safetensors")
+    assert all(torch.equal(half[k], step0[k] + 1) for k in step0)
+    assert (staging / MARKER).is_file() == (point != "marker")
+    check_target(target)  # the adapter folder is still peftkit's, so the next save may replace it
+    save_atomically(peft_model(tiny_model_dir), target, {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # the leftover is cleared
+    assert json.loads((target / MARKER).read_text()) == {"step": 2}
+
+
+def test_a_writer_killed_before_its_first_swap_leaves_no_adapter(
+    tiny_model_dir: Path, tmp_path: Path
+):
+    """No earlier save: a writer killed before its rename leaves no ``first`` folder at all
+    (the staging folder is hidden), so nothing half-written can be loaded as the adapter."""
+    target = tmp_path / "first"
+    _crash_writer(tiny_model_dir, target, "swap")
+    assert not target.exists()
+    [staging] = list(tmp_path.iterdir())
+    assert staging.name.startswith(".first.staging-")
 
 
 def test_a_later_save_clears_what_a_killed_writer_left(tiny_model_dir: Path, tmp_path: Path):

@@ -95,7 +95,16 @@ def test_matches_is_peft_rule_and_compares_last_components_of_short_names(target
     ],
 )
 def test_check_targets_passes_names_that_exist(targets, available):
-    check_targets(targets, available, "the model")
+    """Accepted as they are; and the same list with one unknown name added is refused naming
+    that name alone, so the pass comes from the names matching, not from a check that looks
+    at nothing."""
+    assert check_targets(targets, available, "the model") is None
+    if targets == "all-linear":
+        return
+    with pytest.raises(ProblemsError) as info:
+        check_targets([*targets, "nope_proj"], available, "the model")
+    [problem] = info.value.problems
+    assert problem.rule.startswith("nope_proj matches no layer of the model"), problem.rule
 
 
 def test_check_targets_names_the_unknown_and_lists_the_available():

@@ -80,6 +80,45 @@ BAD_RECIPES = [
         "training.per_device_train_batch_size",
         id="foreign-per_device_train_batch_size",
     ),
+    # --- TRL and axolotl keys at the top (one table: peftkit.recipes.foreign_keys) ---
+    pytest.param(J + "learning_rate: 1.0e-4\n", "learning_rate", id="trl-learning_rate-at-top"),
+    pytest.param(J + "load_in_4bit: true\n", "load_in_4bit", id="trl-load_in_4bit-at-top"),
+    pytest.param(J + "output_dir: out\n", "output_dir", id="trl-key-without-a-home"),
+    pytest.param(
+        J + "lr_scheduler_type: cosine_with_min_lr\n",
+        "lr_scheduler_type",
+        id="trl-value-peftkit-lacks",
+    ),
+    pytest.param(
+        J + "model_name_or_path: Qwen/Qwen2.5-0.5B\n"
+        "num_train_epochs: 2\n"
+        "per_device_train_batch_size: 8\n"
+        "gradient_checkpointing: true\n"
+        "use_peft: true\n"
+        "lora_target_modules: [q_proj, k_proj, v_proj, o_proj]\n"
+        "load_in_4bit: true\n"
+        "eval_strategy: 'no'\n"
+        "bf16: true\n",
+        "num_train_epochs",
+        id="trl-sft-config-at-top",
+    ),
+    pytest.param(
+        J + "base_model: NousResearch/Llama-3.2-1B\n"
+        "datasets: [{path: data/chats.jsonl, type: chat_template}]\n"
+        "adapter: lora\n"
+        "sequence_len: 2048\n"
+        "micro_batch_size: 2\n"
+        "num_epochs: 1\n"
+        "lora_r: 16\n"
+        "lora_alpha: 32\n"
+        "lora_target_linear: true\n"
+        "val_set_size: 0.05\n"
+        "train_on_inputs: false\n"
+        "bf16: auto\n"
+        "special_tokens: {pad_token: <|end_of_text|>}\n",
+        "sequence_len",
+        id="axolotl-config-at-top",
+    ),
     # --- contradictory sections ---
     pytest.param(J + "method: qlora\n", "quantization.bits", id="rule-qlora-without-4bit"),
     pytest.param(J + "quantization: {bits: 4}\n", "method", id="rule-lora-with-4bit"),

@@ -77,6 +77,8 @@ def _lead(callback: Leading) -> None:
 
 
 def _calling_handler() -> CallbackHandler | None:
+    # Relies on transformers internals (CallbackHandler dispatching from a method of its own),
+    # hence transformers<6 in pyproject.toml; if they change, callbacks are just not reordered.
     frame = sys._getframe(1)
     while frame is not None:
         found = frame.f_locals.get("self")
@@ -99,6 +101,8 @@ class PeftkitCallback(Leading, ExportableState):
         super().__init__()
         self.SETTINGS.model_validate(args)  # ranges and choices, as a recipe checks them
         self._args = args
+        for name, value in args.items():  # each setting is the attribute of its name
+            setattr(self, name, value)
         self._pending: dict[str, Any] = {}
         self.warned: list[str] = []
 

@@ -28,6 +28,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
+from peftkit.callback_settings import EarlyStoppingSettings
 from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
 from peftkit.callbacks.distributed import any_rank
 from peftkit.callbacks.monitor import Monitor, is_evaluation, metric_value, resolve_mode
@@ -36,9 +37,8 @@ from peftkit.callbacks.stopping import Stop, StopReason, record_stop
 from peftkit.direction import eval_name
 from peftkit.errors import RecipeError
 from peftkit.processes import is_main_process
-from peftkit.recipes.callback_settings import EarlyStoppingSettings
 
-log = logging.getLogger("peftkit")
+log = logging.getLogger(__name__)
 
 FULL_COPY_SHARE = 0.5
 """Above this share of a model's bytes in trainable weights, a best-weights copy is a copy of
@@ -82,17 +82,7 @@ class EarlyStopping(PeftkitCallback):
             save_best_to=None if save_best_to is None else str(save_best_to),
             allow_full_copy=allow_full_copy,
         )
-        self.metric = metric
-        self.mode = mode
-        self.min_delta = min_delta
-        self.patience = patience
-        self.stopping_threshold = stopping_threshold
-        self.divergence_threshold = divergence_threshold
-        self.check_finite = check_finite
-        self.start_after = start_after
-        self.restore_best = restore_best
         self.save_best_to = None if save_best_to is None else Path(save_best_to)
-        self.allow_full_copy = allow_full_copy
         self.monitor: Monitor | None = None
         self.restorer: str | None = None
         """Who puts the best weights back this run: "peftkit", "trainer" or None."""

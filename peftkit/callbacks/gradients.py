@@ -13,7 +13,8 @@ and by ``on_pre_optimizer_step`` the gradients are already clipped. So there are
   ``EarlyStopping(restore_best=True)`` keeps stays the last good one. Reading the norm is one
   scalar per step; the Trainer already waits on the loss each step (``logging_nan_inf_filter``),
   so this adds only the wait for the clipping kernels. The mixin overrides the Trainer's
-  ``_get_grad_norm`` (transformers >= 5.24) and checks at class creation that it exists.
+  ``_get_grad_norm`` (private; transformers 5.x, hence ``transformers<6`` in peftkit's
+  requirements) and checks at class creation that it exists.
 
 With the mixin, ``on_nonfinite="rollback"`` skips such a step instead of stopping: the step's
 gradients are dropped before the optimizer sees them, so weights and optimizer state stay as
@@ -36,12 +37,12 @@ import math
 import statistics
 from typing import Any, Literal
 
+from peftkit.callback_settings import GradientCheckSettings
 from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
 from peftkit.errors import RecipeError
-from peftkit.recipes.callback_settings import GradientCheckSettings
 
-log = logging.getLogger("peftkit")
+log = logging.getLogger(__name__)
 
 SPIKE_HISTORY = 10
 """Norms needed before a spike can be judged against their median."""
@@ -86,12 +87,6 @@ class GradientCheck(PeftkitCallback):
             on_nonfinite=on_nonfinite,
             max_rollbacks=max_rollbacks,
         )
-        self.spike_factor = spike_factor
-        self.clipped_warn_fraction = clipped_warn_fraction
-        self.window = window
-        self.min_steps = min_steps
-        self.on_nonfinite = on_nonfinite
-        self.max_rollbacks = max_rollbacks
         self.steps = 0
         self.clipped = 0
         self.spikes = 0
@@ -247,7 +242,7 @@ class GradientNormMixin:
         if getattr(super(), "_get_grad_norm", None) is None:
             raise TypeError(
                 f"{cls.__name__}: GradientNormMixin needs a transformers Trainer with "
-                "_get_grad_norm (transformers >= 5.24) after it in the bases"
+                "_get_grad_norm (transformers 5.x) after it in the bases"
             )
 
     def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+from peftkit.callback_settings import OverfitSettings
 from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
 from peftkit.callbacks.distributed import any_rank
 from peftkit.callbacks.monitor import is_evaluation, metric_value
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
-from peftkit.recipes.callback_settings import OverfitSettings
 
 _D = defaults(OverfitSettings)
 
@@ -45,7 +45,6 @@ class OverfitDetector(PeftkitCallback):
         metric: str = _D["metric"],
     ) -> None:
         super().__init__(action=action, patience=patience, metric=metric)
-        self.action, self.patience, self.metric = action, patience, metric
         self.history: list[dict[str, float]] = []
         self.train_sum = 0.0
         self.train_count = 0

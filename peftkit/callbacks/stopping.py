@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from peftkit.callbacks.base import PeftkitCallback
 
-log = logging.getLogger("peftkit")
+log = logging.getLogger(__name__)
 
 
 class StopReason(str, enum.Enum):

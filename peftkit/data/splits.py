@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
 
 
+_ROW = "__peftkit_row__"
+"""A column that carries each row's position through the shuffle of the held-out split."""
+
+
 @dataclass(frozen=True)
 class Splits:
     """The training and evaluation data, where the evaluation data came from, and notes for the
@@ -29,6 +33,9 @@ class Splits:
     format: str
     eval_source: str
     notes: tuple[str, ...] = ()
+    train_places: tuple[str, ...] = ()
+    """Where each training row is in its file ("train.jsonl, line 12"), for the data audit."""
+    eval_places: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class _File:
     name: str
     format: str
     checked: Checked
+    places: tuple[str, ...]
 
 
 def _load(source: Source, recipe: Recipe, wanted: str, evaluation: bool = False) -> _File:
@@ -53,7 +61,8 @@ def _load(source: Source, recipe: Recipe, wanted: str, evaluation: bool = False)
     checked = check_rows(source, fmt, expected, recipe.JSON_ANSWERS)
     problems = sorted([*source.problems, *checked.problems], key=lambda found: found[0])
     recipe.check_data_format(fmt, source.name)  # type: ignore[arg-type]
-    return _File(source.name, fmt, Checked(checked.rows, problems, checked.converted))
+    places = tuple(f"{source.name}, {source.unit} {place}" for place in source.places)
+    return _File(source.name, fmt, Checked(checked.rows, problems, checked.converted), places)
 
 
 def _raise_problems(files: list[_File]) -> None:
@@ -111,10 +120,13 @@ def prepare(recipe: Recipe, data: str | Path, eval_data: str | Path | None) -> S
     )
     train_set = _dataset(train)
     if held_out is not None:
-        return Splits(train_set, _dataset(files[1]), train.format, held_out.described, notes)
+        return Splits(
+            train_set, _dataset(files[1]), train.format, held_out.described, notes,
+            train.places, files[1].places,
+        )  # fmt: skip
     fraction = recipe.training.eval_fraction
     if fraction == 0:
-        return Splits(train_set, None, train.format, "none", notes)
+        return Splits(train_set, None, train.format, "none", notes, train.places)
     rows = len(train_set)
     if rows < 2:
         raise RecipeError(
@@ -126,6 +138,11 @@ def prepare(recipe: Recipe, data: str | Path, eval_data: str | Path | None) -> S
     # rounded first: 100 * 0.29 is 28.999999999999996 in floating point
     size = max(1, math.floor(round(rows * fraction, 6)))
     seed = recipe.training.seed
-    split = train_set.train_test_split(test_size=size, seed=seed)
+    numbered = train_set.add_column(_ROW, list(range(rows)))
+    split = numbered.train_test_split(test_size=size, seed=seed)
+    places = {name: tuple(train.places[i] for i in split[name][_ROW]) for name in split}
     described = f"{size} of {rows} rows held out (eval_fraction {fraction:g}, seed {seed})"
-    return Splits(split["train"], split["test"], train.format, described, notes)
+    return Splits(
+        split["train"].remove_columns(_ROW), split["test"].remove_columns(_ROW), train.format,
+        described, notes, places["train"], places["test"],
+    )  # fmt: skip

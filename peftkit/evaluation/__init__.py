@@ -1,4 +1,5 @@
-"""Evaluation that matches the recipe: JSON/schema-valid rates of generated answers, perplexity.
+"""Evaluation that matches the recipe: JSON/schema-valid rates of generated answers, their match
+with the reference answers, whether they stopped by themselves, perplexity.
 
 ``METRIC_PATH`` is a local ``evaluate`` metric (``evaluate.load(METRIC_PATH)``), since the
 metric hub may be out of reach.
@@ -6,8 +7,23 @@ metric hub may be out of reach.
 
 from pathlib import Path
 
-from peftkit.evaluation.json_answers import generate_answers, json_rates, prompt_text
+from peftkit.evaluation.json_answers import (
+    STOPPED_AT_LEAST,
+    Answers,
+    content_rates,
+    generate_answers,
+    json_rates,
+    prompt_text,
+)
 
 METRIC_PATH = str(Path(__file__).parent / "json_validity")
 
-__all__ = ["METRIC_PATH", "generate_answers", "json_rates", "prompt_text"]
+__all__ = [
+    "METRIC_PATH",
+    "STOPPED_AT_LEAST",
+    "Answers",
+    "content_rates",
+    "generate_answers",
+    "json_rates",
+    "prompt_text",
+]

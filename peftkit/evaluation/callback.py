@@ -41,5 +41,5 @@ class JsonAnswers(Leading):
         answers = generate_answers(
             model, self.tokenizer, self.prompts, self.max_new_tokens, self.batch_size
         )
-        rates = json_rates(answers, self.schema)
+        rates = json_rates(answers.texts, self.schema)
         add_to_log(state, logs, {f"eval_{k}": v for k, v in rates.items() if k != "count"})

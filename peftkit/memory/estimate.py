@@ -16,18 +16,27 @@ b = micro-batch, L = layers, h = hidden size, V = vocabulary):
 - ``gradients``: one per trainable parameter, in its dtype.
 - ``optimizer``: AdamW keeps two states per trainable parameter in the parameter's dtype
   (torch), always fp32 for bitsandbytes' 32-bit/paged variants, 1 byte each for 8-bit AdamW
-  (Dettmers et al. 2022); Adafactor's factored states and plain SGD are counted as 0.
-- ``activations``: tensors saved for the backward pass per token and layer, in the activation
-  dtype: the residual input and normed input of attention and MLP, q, k, v (and their rotary
-  copies), the attention output, and the MLP's intermediate tensors (4 of width i for a gated
-  MLP, 2 for a plain one), plus the dropout output of each LoRA input when lora dropout > 0.
-  This is Korthikanti et al. 2022 (eq. 1) for SDPA/flash attention (no s^2 term) and today's
-  MLP shapes. With activation checkpointing only each layer's input is kept, plus one layer
-  recomputed at a time.
-- ``logits``: s*b*V*12 bytes: the 16-bit logits, their fp32 log-softmax, and the fp32 gradient
-  of the loss (transformers upcasts logits to fp32 for the loss).
-- ``overhead``: CUDA context and allocator slack, 0.5 GB + 5% of the rest (an assumption
-  checked against the published measurements in the tests).
+  (Dettmers et al. 2022) plus an fp32 absmax per 256 values, and fp32 states for a tensor of
+  fewer than 4,096 values (bitsandbytes' ``min_8bit_size``); Adafactor's factored states and
+  plain SGD are counted as 0.
+- ``activations``: the tensors autograd saves for the backward pass, per token and layer
+  (:func:`layer_bytes`): each norm's input in fp32 and one fp32 statistic (RMSNorm upcasts; so
+  does autocast's LayerNorm), the rotated q and k, v, the attention output and SDPA's fp32
+  logsumexp per head (flash/SDPA attention: no s^2 term), the gated MLP's three i-wide tensors
+  (one for a plain MLP), and what the linear layers keep of their input: nothing when frozen,
+  the distinct inputs when trained, and per LoRA layer lora_A's input and its r-wide output:
+  the layer's own dropout output and 1-byte mask with dropout, autocast's 16-bit copy when the
+  adapters are fp32 and the activations 16-bit, else the shared input. With activation
+  checkpointing only each layer's input is kept, plus one layer recomputed at a time. Measured
+  tensor by tensor in tests/test_memory_terms.py (:mod:`peftkit.memory.measure`).
+- ``logits``: s*b*V*12 bytes, the peak of the loss's backward pass: the fp32 log-softmax saved
+  by the forward, the fp32 gradient of the loss and the fp32 gradient of the log-softmax
+  (transformers upcasts logits to fp32 for the loss; the 16-bit logits are freed with the
+  model's output, which the Trainer does not keep).
+- ``overhead``: CUDA context and allocator slack, CONTEXT_BYTES + SLACK x the rest, fitted
+  to the two *calibration* rows of :mod:`peftkit.memory.published` (Qwen's LoRA peaks at 256
+  tokens, where the other terms leave little but the overhead): 1.5 GB, and no slack that grows
+  with the rest. tests/test_memory.py refits them; only the other (judged) rows test them.
 
 FSDP shards weights, trainable parameters, gradients and optimizer states across the GPUs.
 """
@@ -38,7 +47,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from peftkit.memory.shapes import ModelShape
+from peftkit.memory.shapes import Linear, ModelShape
 
 GB = 1e9
 BLOCK = 64
@@ -47,8 +56,10 @@ NESTED_BLOCK = 256
 TABLES_PER_TENSOR = 16 * 4 + 256 * 4 + 4
 """NF4 code (16 fp32), nested code (256 fp32) and offset, per quantized tensor."""
 LOGIT_BYTES = 12
-CONTEXT_BYTES = 0.5 * GB
-SLACK = 0.05
+CONTEXT_BYTES = 1.5 * GB
+"""Fitted: ``published.overhead_fit(published.calibration_rows())`` is 1.53 GB, rounded to 0.1."""
+SLACK = 0.0
+"""Fitted with CONTEXT_BYTES; the fit is 0 (it would be negative without the bound at 0)."""
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 OPTIMIZER_STATE_BYTES = {
@@ -60,6 +71,11 @@ OPTIMIZER_STATE_BYTES = {
     "adafactor": 0,
     "sgd": 0,
 }
+EIGHT_BIT = ("adamw_8bit", "paged_adamw_8bit")
+EIGHT_BIT_BLOCK = 256
+"""Values per fp32 absmax of bitsandbytes' blockwise 8-bit optimizer states."""
+MIN_8BIT_SIZE = 4096
+"""bitsandbytes keeps 32-bit states for a tensor with fewer values (``min_8bit_size``)."""
 
 Method = Literal["full", "lora", "qlora"]
 
@@ -157,20 +173,111 @@ def quantized_bytes(shape: ModelShape, setup: Setup) -> tuple[int, int]:
     return 0, 0
 
 
-def activation_bytes(shape: ModelShape, setup: Setup) -> float:
-    """Saved activations for one micro-batch, in bytes."""
-    h, i = shape.hidden, shape.intermediate
+def _distinct_inputs(linears: list[Linear]) -> int:
+    """Width of the tensors ``linears`` read, each once, without the attention's output (the
+    attention keeps that one already)."""
+    widths = {linear.reads or id(linear): linear.in_features for linear in linears}
+    return sum(width for key, width in widths.items() if key != "attention")
+
+
+def _adapter_inputs(linears: list[Linear], setup: Setup, adapter_bytes: int) -> float:
+    """Bytes per token LoRA keeps for ``linears``: lora_A's input and output. With dropout, each
+    layer's own dropout output and its 1-byte mask; without it, autocast's own 16-bit copy for
+    each layer when the adapters are fp32 and the activations 16-bit; else the input itself,
+    shared."""
+    a = setup.activation_bytes
+    lora_a_outputs = a * setup.r * len(linears)
+    if setup.lora_dropout > 0:
+        return (a + 1) * sum(linear.in_features for linear in linears) + lora_a_outputs
+    if adapter_bytes != a:
+        return a * sum(linear.in_features for linear in linears) + lora_a_outputs
+    return a * _distinct_inputs(linears) + lora_a_outputs
+
+
+def _norm_bytes(shape: ModelShape, setup: Setup) -> float:
+    """Bytes per token a norm keeps: its input in fp32 (RMSNorm and autocast's LayerNorm upcast
+    it) and one fp32 statistic, plus the normalised input when its weight trains."""
+    trained = setup.activation_bytes * shape.hidden if setup.method == "full" else 0
+    return 4 * shape.hidden + 4 + trained
+
+
+def layer_bytes(shape: ModelShape, setup: Setup) -> float:
+    """Bytes per token one decoder layer keeps for its backward pass (measured term by term in
+    tests/test_memory_terms.py): its norms', the rotated q and k, v, the attention output and
+    SDPA's logsumexp, the MLP's activation input and output and up projection (gated) or its
+    activation input, and what trained or adapted linear layers keep of their input (a frozen
+    linear keeps none)."""
+    a = setup.activation_bytes
+    norms = len({linear.reads for linear in shape.linears if linear.reads.startswith("norm")})
     q, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
-    attention = 2 * h + 2 * (q + 2 * kv) - kv + q  # inputs, q/k/v, rotary q/k, output
-    mlp = 2 * h + (4 * i if shape.gated_mlp else 2 * i)
-    per_token = (attention + mlp) * setup.activation_bytes + 4 * shape.heads  # + SDPA logsumexp
-    if setup.method != "full" and setup.lora_dropout > 0:
-        inputs = sum(linear.in_features for linear in shape.targets(setup.targets)) // shape.layers
-        per_token += inputs * (setup.activation_bytes + 1)  # dropout output and its mask
+    kept = norms * _norm_bytes(shape, setup) + a * 2 * (q + kv) + 4 * shape.heads
+    kept += a * (3 if shape.gated_mlp else 1) * shape.intermediate
+    if setup.method == "full":
+        return kept + a * _distinct_inputs(list(shape.linears))
+    targeted = {linear.name for linear in shape.targets(setup.targets)}
+    adapted = [linear for linear in shape.linears if linear.name in targeted]
+    return kept + _adapter_inputs(adapted, setup, _param_bytes(setup))
+
+
+def _first_masks(shape: ModelShape, setup: Setup) -> int:
+    """Dropout masks the first layer does not keep: those on its first norm's output, which
+    needs no gradient (the embedding is frozen), so dropout saves no mask for it."""
+    targeted = {linear.name for linear in shape.targets(setup.targets)}
+    first = [x for x in shape.linears if x.name in targeted and x.reads == "norm1"]
+    return sum(linear.in_features for linear in first)
+
+
+def activation_bytes(shape: ModelShape, setup: Setup) -> float:
+    """Saved activations for one micro-batch, in bytes: every layer's, or with activation
+    checkpointing every layer's input and one layer recomputed. Outside the layers: the final
+    norm (with LoRA it stands in for the first layer's first norm, which keeps nothing as its
+    input needs no gradient, nor do the dropout masks on that norm's output), and when the
+    embedding trains the token ids (8 bytes)."""
     tokens = setup.batch_size * setup.seq_len
+    per_layer = layer_bytes(shape, setup)
+    outside = 0.0
+    if setup.method == "full":
+        outside = 8 + (0 if setup.activation_checkpointing else _norm_bytes(shape, setup))
+    else:
+        outer = [x for x in shape.targets(setup.targets) if x in shape.outer_linears]
+        outside = _adapter_inputs(outer, setup, _param_bytes(setup)) if outer else 0.0
+        if setup.lora_dropout > 0 and not setup.activation_checkpointing:
+            outside -= _first_masks(shape, setup)
     if setup.activation_checkpointing:
-        return tokens * (shape.layers * h * setup.activation_bytes + per_token)
-    return tokens * shape.layers * per_token
+        kept = shape.layers * shape.hidden * setup.activation_bytes
+        return tokens * (kept + per_layer + outside)
+    return tokens * (shape.layers * per_layer + outside)
+
+
+def _param_bytes(setup: Setup) -> int:
+    """Bytes of a trainable parameter: fp32 LoRA (peft), bf16 on a quantized base (TRL)."""
+    if setup.method == "full":
+        return DTYPE_BYTES[setup.weights_dtype]
+    return 2 if setup.method == "qlora" else 4
+
+
+def _trainable_tensors(shape: ModelShape, setup: Setup) -> list[int]:
+    """Sizes of the LoRA tensors (A, B and DoRA's magnitude per adapted layer)."""
+    sizes = []
+    for linear in shape.targets(setup.targets):
+        sizes += [setup.r * linear.in_features, setup.r * linear.out_features]
+        sizes += [linear.out_features] if setup.use_dora else []
+    return sizes
+
+
+def optimizer_bytes(shape: ModelShape, setup: Setup, trainable_params: int) -> float:
+    """Optimizer states. bitsandbytes' 8-bit AdamW keeps two 1-byte states and an fp32 absmax
+    per 256 values for a tensor of at least 4,096 values, and two fp32 states for a smaller one
+    (its ``min_8bit_size``), which LoRA's B of a narrow k/v projection can be."""
+    state_bytes = OPTIMIZER_STATE_BYTES.get(setup.optimizer)
+    if state_bytes is None:
+        return trainable_params * 2 * _param_bytes(setup)
+    if setup.optimizer not in EIGHT_BIT or setup.method == "full":
+        return trainable_params * state_bytes
+    return sum(
+        2 * n + 8 * math.ceil(n / EIGHT_BIT_BLOCK) if n >= MIN_8BIT_SIZE else 8 * n
+        for n in _trainable_tensors(shape, setup)
+    )
 
 
 def estimate(shape: ModelShape, setup: Setup) -> Breakdown:
@@ -179,24 +286,20 @@ def estimate(shape: ModelShape, setup: Setup) -> Breakdown:
     total = shape.total_params
     if setup.method == "full":
         trainable_params, frozen, constants = total, 0.0, 0.0
-        param_bytes = weight_bytes
     else:
         trainable_params = lora_params(shape, setup)
         packed, constants = quantized_bytes(shape, setup)
         quantized = sum(linear.weights for linear in shape.all_linears)
         unquantized = total - (quantized if setup.bits else 0)
         frozen = packed + unquantized * weight_bytes
-        param_bytes = 2 if setup.method == "qlora" else 4
-    state_bytes = OPTIMIZER_STATE_BYTES.get(setup.optimizer)
-    states = 2 * param_bytes if state_bytes is None else state_bytes
     shard = setup.gpus if setup.sharded else 1
-    trainable = trainable_params * param_bytes / shard
+    trainable = trainable_params * _param_bytes(setup) / shard
     subtotal = {
         "weights": frozen / shard,
         "quantization_constants": constants / shard,
         "trainable": trainable,
         "gradients": trainable,
-        "optimizer": trainable_params * states / shard,
+        "optimizer": optimizer_bytes(shape, setup, trainable_params) / shard,
         "activations": activation_bytes(shape, setup),
         "logits": setup.batch_size * setup.seq_len * shape.vocab * LOGIT_BYTES,
     }

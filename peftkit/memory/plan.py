@@ -24,16 +24,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from peftkit.errors import Problem, ProblemsError, RecipeError
-from peftkit.memory.estimate import GB, Breakdown, Setup, auto_dtype, estimate
+from peftkit.memory.estimate import GB, Breakdown, Setup, estimate
 from peftkit.memory.gpus import CATALOG
 from peftkit.memory.shapes import ModelShape
-
-if TYPE_CHECKING:
-    from peftkit.recipes.base import Recipe
-    from peftkit.recipes.budget import BudgetSection
 
 HEADROOM = 0.9
 """Plan for at most 90% of the GPU's memory: fragmentation and spikes need the rest."""
@@ -112,28 +108,37 @@ class Plan:
         ]
 
 
-def setup_of(recipe: Recipe, gpus: int = 1, checkpoint_dtype: str = "bfloat16") -> Setup:
-    """The memory-relevant settings a recipe stands for (precision as on a bf16 GPU);
-    ``model.dtype: auto`` keeps ``checkpoint_dtype``, as loading does."""
-    t, lora, q = recipe.training, recipe.lora, recipe.quantization
-    dtype = auto_dtype(checkpoint_dtype) if recipe.model.dtype == "auto" else recipe.model.dtype
-    return Setup(
-        method=recipe.method,
-        bits=q.bits,
-        double_quant=q.double_quant,
-        r=lora.r,
-        targets=lora.target_modules,
-        use_dora=lora.use_dora,
-        lora_dropout=lora.dropout,
-        batch_size=t.batch_size,
-        seq_len=t.max_length,
-        activation_checkpointing=t.activation_checkpointing,
-        optimizer=t.optimizer,
-        weights_dtype=dtype,
-        activation_bytes=4 if t.precision == "fp32" else 2,
-        gpus=gpus,
-        sharded=recipe.distributed.strategy == "fsdp",
-    )
+@dataclass(frozen=True)
+class Budget:
+    """What a plan is for: the memory and number of GPUs, and for the cost, the GPU (its
+    throughput and price), the price and the data size. ``memory_fix`` spells how the user
+    sets the memory, "{}" for the value, so that a fix names the setting that was used."""
+
+    gpu_memory_gb: float | None = None
+    gpus: int = 1
+    gpu: str | None = None
+    usd: float | None = None
+    gpu_hourly_usd: float | None = None
+    dataset_tokens: int | None = None
+    memory_fix: str = "--gpu-memory {}"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A run as the planner sees it: the settings to check (or, with ``search``, to start the
+    search from) and what the reasons and fixes need beyond memory. Fixes are spelled as recipe
+    overrides, since only a recipe has settings to override."""
+
+    setup: Setup
+    gradient_accumulation_steps: int = 1
+    search: bool = False
+    epochs: float = 1.0
+    length_in_steps: bool = False
+    """The run's length is set in steps, not epochs, so fewer epochs cannot lower the cost."""
+    uncounted: tuple[str, ...] = ()
+    """Modules trained in full (lora.modules_to_save) that the estimate leaves out."""
+    to_shard: tuple[str, ...] = ()
+    """The overrides that shard the run with FSDP (--gpus N comes first)."""
 
 
 def relative_step_time(shape: ModelShape, setup: Setup, effective_batch: int) -> float:
@@ -170,46 +175,39 @@ def judge(shape: ModelShape, setup: Setup, gpu_memory_gb: float | None = None) -
     return _checked(shape, setup, gpu_memory_gb, None)
 
 
-def plan(
-    recipe: Recipe,
-    shape: ModelShape,
-    gpu_memory_gb: float | None = None,
-    gpus: int | None = None,
-) -> Plan:
-    """Check (or, for QLoRABudget, choose) the settings for a GPU budget; add the cost."""
-    budget = getattr(recipe, "budget", None)
-    check_budget(gpu_memory_gb, gpus)
-    gpu = CATALOG.get(budget.gpu) if budget is not None and budget.gpu else None
-    memory = gpu_memory_gb or (budget and budget.gpu_memory_gb) or (gpu and gpu.memory_gb)
-    count = gpus or (budget.gpus if budget is not None else 1)
-    accumulation = recipe.training.gradient_accumulation_steps
-    effective = recipe.training.batch_size * accumulation
-    base = setup_of(recipe, count, shape.checkpoint_dtype)
+def plan(shape: ModelShape, request: Request, budget: Budget) -> Plan:
+    """Check (or, with ``request.search``, choose) the settings for ``budget``; add the cost."""
+    check_budget(budget.gpu_memory_gb, budget.gpus)
+    gpu = CATALOG.get(budget.gpu) if budget.gpu else None
+    memory = budget.gpu_memory_gb or (gpu and gpu.memory_gb)
+    accumulation = request.gradient_accumulation_steps
+    base = request.setup
+    effective = base.batch_size * accumulation
     check_context(shape, base.seq_len, "training.max_length", "training.max_length={}")
-    if memory is None or budget is None:
+    if memory is None or not request.search:
         chosen = _checked(shape, base, memory, accumulation)
     else:
         found = _search(shape, base, effective, memory)
         if found is None:
-            raise _nothing_fits(recipe, shape, base, effective, memory, gpu_memory_gb is not None)
+            raise _nothing_fits(request, shape, effective, memory, budget.memory_fix)
         chosen = found
     if gpu is not None and not gpu.bf16:
         chosen.reasons.append(
             f"{budget.gpu} has no bfloat16: set quantization.compute_dtype: float16, "
             "model.dtype: float16 and training.precision: fp16"
         )
-    if recipe.method != "full" and recipe.lora.modules_to_save:
+    if request.uncounted:
         chosen.reasons.append(
-            f"lora.modules_to_save ({', '.join(recipe.lora.modules_to_save)}) is not counted: "
+            f"lora.modules_to_save ({', '.join(request.uncounted)}) is not counted: "
             "the estimate leaves out modules trained in full, so the peak will be higher"
         )
-    cost = _cost(recipe, shape, chosen, count)
-    if cost is None and budget is not None:
+    cost = _cost(budget, request.epochs, shape, chosen)
+    if cost is None and request.search:
         uncosted = _uncosted(budget, shape, base, effective, memory)
         if uncosted is not None:
             chosen.reasons.append(uncosted)
     elif cost is not None and cost.usd is not None and budget.usd and cost.usd > budget.usd:
-        chosen.reasons.append(_over_budget(recipe, cost.epochs, cost.usd, budget.usd))
+        chosen.reasons.append(_over_budget(request, cost.usd, budget.usd))
     return replace(chosen, cost=cost)
 
 
@@ -376,33 +374,21 @@ def _search(shape: ModelShape, base: Setup, effective: int, memory: float) -> Pl
 
 
 def _nothing_fits(
-    recipe: Recipe,
-    shape: ModelShape,
-    base: Setup,
-    effective: int,
-    memory: float,
-    memory_option: bool,
+    request: Request, shape: ModelShape, effective: int, memory: float, memory_fix: str
 ) -> PlanError:
     """The error for a budget no setting fits, with the GPU memory and the number of GPUs
-    (sharded with FSDP) that would fit the smallest setting. A memory given as --gpu-memory
-    outranks the recipe's, so the fix names the one that was used."""
+    (sharded with FSDP) that would fit the smallest setting, the memory spelled as the user set
+    it."""
+    base = request.setup
     candidates = [setup for tier in _candidates(base, effective) for setup in tier]
     total, s = min(((estimate(shape, c).total, c) for c in candidates), key=lambda item: item[0])
     need = total / HEADROOM / GB
     size = math.ceil(need)
-    fixes = [
-        f"a GPU with at least {size} GB "
-        f"({f'--gpu-memory {size}' if memory_option else f'budget.gpu_memory_gb={size}'})"
-    ]
+    fixes = [f"a GPU with at least {size} GB ({memory_fix.format(size)})"]
     count = _sharded_count(shape, s, memory)
     if count is not None:
-        q = recipe.quantization
-        sharding = [f"--gpus {count}"]
-        if recipe.distributed.strategy != "fsdp":
-            sharding.append("distributed.strategy=fsdp")
-        if q.bits == 4 and q.storage_dtype != q.compute_dtype:
-            sharding.append(f"quantization.storage_dtype={q.compute_dtype}")  # FSDP needs it
-        fixes.append(f"{count} GPUs sharing the model with FSDP ({' '.join(sharding)})")
+        sharding = " ".join([f"--gpus {count}", *request.to_shard])
+        fixes.append(f"{count} GPUs sharing the model with FSDP ({sharding})")
     return PlanError(
         f"nothing fits {memory:g} GB: the smallest setting (micro-batch {s.batch_size}, "
         f"activation checkpointing, r={s.r}, max_length={s.seq_len}, {s.optimizer}) needs "
@@ -497,19 +483,16 @@ def _verdict(breakdown: Breakdown, memory: float | None, fits: bool) -> str:
     )
 
 
-def _cost(recipe: Recipe, shape: ModelShape, chosen: Plan, gpus: int) -> Cost | None:
-    budget = getattr(recipe, "budget", None)
-    if budget is None or budget.dataset_tokens is None:
+def _cost(budget: Budget, epochs: float, shape: ModelShape, chosen: Plan) -> Cost | None:
+    if budget.dataset_tokens is None or budget.gpu is None:
         return None
-    gpu = CATALOG[budget.gpu] if budget.gpu else None
-    if gpu is None:
-        return None
+    gpu = CATALOG[budget.gpu]
+    gpus = budget.gpus
     setup = chosen.setup
     flops_per_token = flops_per_param_token(setup)
     per_second = (
         gpus * gpu.tflops * 1e12 * utilisation(setup) / (flops_per_token * shape.total_params)
     )
-    epochs = recipe.training.epochs
     hours = budget.dataset_tokens * epochs / per_second / 3600
     hourly = budget.gpu_hourly_usd if budget.gpu_hourly_usd is not None else gpu.hourly_usd
     assumptions = [
@@ -530,7 +513,7 @@ def _cost(recipe: Recipe, shape: ModelShape, chosen: Plan, gpus: int) -> Cost | 
 
 
 def _uncosted(
-    budget: BudgetSection, shape: ModelShape, base: Setup, effective: int, memory: float | None
+    budget: Budget, shape: ModelShape, base: Setup, effective: int, memory: float | None
 ) -> str | None:
     """Why cost settings were given and no cost came out, with the settings that complete
     them; None when no cost was asked for. The throughput comes from the named GPU and the
@@ -576,12 +559,12 @@ def _gpu_for(shape: ModelShape, base: Setup, effective: int, memory: float | Non
     return next(suitable, by_size[-1])
 
 
-def _over_budget(recipe: Recipe, epochs: float, spent: float, usd: float) -> str:
+def _over_budget(request: Request, spent: float, usd: float) -> str:
     """The over-budget reason, with the epochs the budget pays for (the cost is proportional
     to them) unless max_steps, not epochs, sets the length of the run."""
     fixes = []
-    affordable = _round_down(epochs * usd / spent)
-    if recipe.training.max_steps is None and affordable is not None:
+    affordable = _round_down(request.epochs * usd / spent)
+    if not request.length_in_steps and affordable is not None:
         fixes.append(f"training.epochs={affordable} (what budget.usd pays for)")
     fixes.append(f"budget.usd={math.ceil(spent)} (this cost)")
     fixes.append("a faster or cheaper GPU (budget.gpu, budget.gpu_hourly_usd)")

@@ -38,6 +38,11 @@ class Linear:
     in_features: int
     out_features: int
     bias: bool
+    reads: str = ""
+    """The tensor the layer reads, for the activations: layers of one decoder layer that name
+    the same one share it (q, k and v read the attention norm's output); "attention" is the
+    attention's output, which the attention keeps for its own backward anyway; "" is a tensor
+    of its own."""
 
     @property
     def weights(self) -> int:
@@ -160,6 +165,25 @@ Layout = tuple[list[Linear], int, int, list[Linear]]
 linears outside the layers."""
 
 
+@dataclass(frozen=True)
+class _Fields:
+    """A config's numbers as read and checked, before a family's builder lays them out; 0 for
+    an optional number the config leaves out."""
+
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    positions: int
+    context_key: str
+    projection: int
+    flags: dict[str, bool]
+    dtype: str
+
+
 def shape_of(config: Mapping[str, Any], name: str = "the model config") -> ModelShape:
     """The shape of a causal LM from its config mapping; ``name`` says where the mapping came
     from in the error, which lists every problem at once (a ProblemsError)."""
@@ -172,6 +196,50 @@ def shape_of(config: Mapping[str, Any], name: str = "the model config") -> Model
     family = config.get("model_type")
     if family not in _FAMILIES:
         raise ProblemsError(subject, [family_problem(config, _FAMILIES)])
+    f = _read_fields(config, family, subject)
+    kv_heads = 1 if family == "gpt_bigcode" and f.flags["multi_query"] else f.kv_heads or f.heads
+    head_dim = f.head_dim or f.hidden // f.heads
+    dims = _Dims(
+        family=family,
+        hidden=f.hidden,
+        q=f.heads * head_dim,
+        kv=kv_heads * head_dim,
+        head_dim=head_dim,
+        intermediate=f.intermediate or 4 * f.hidden,
+        vocab=f.vocab,
+        positions=f.positions or DEFAULT_POSITIONS,
+        projection=f.projection or f.hidden,
+        flags=f.flags,
+    )
+    builder = _llama_like if family in _LLAMA_LIKE else _BUILDERS[family]
+    linears, other, outer, outer_linears = builder(dims)
+    lm_head = 0 if f.flags["tie_word_embeddings"] else f.vocab * dims.projection
+    if family == "phi" and not f.flags["tie_word_embeddings"]:
+        lm_head += f.vocab  # Phi's output head has a bias
+    return ModelShape(
+        family=family,
+        hidden=f.hidden,
+        layers=f.layers,
+        heads=f.heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate=dims.intermediate,
+        vocab=f.vocab,
+        gated_mlp=family in _LLAMA_LIKE,
+        linears=tuple(linears),
+        layer_other_params=other,
+        outer_params=outer,
+        outer_linears=tuple(outer_linears),
+        lm_head_params=lm_head,
+        checkpoint_dtype=f.dtype or "float32",
+        context=f.positions or None,
+        context_key=f.context_key,
+    )
+
+
+def _read_fields(config: Mapping[str, Any], family: str, subject: str) -> _Fields:
+    """Every number the shape needs, each checked, with all the problems in one ProblemsError
+    (in the order read, which the message keeps)."""
     read = FieldReader(config)
     hidden = read.whole(_HIDDEN, "the hidden size", 4096, MAX_WIDTH)
     layers = read.whole(_LAYERS, "the number of decoder layers", 32, MAX_LAYERS)
@@ -184,13 +252,12 @@ def shape_of(config: Mapping[str, Any], name: str = "the model config") -> Model
     head_dim = read.whole(("head_dim",), "the width of one head", 128, MAX_WIDTH, required=False)
     intermediate = read.whole(_INTERMEDIATE, "the MLP width", 11008, MAX_WIDTH, required=False)
     vocab = read.whole(("vocab_size",), "the vocabulary size", 32000, MAX_VOCAB)
-    positions, context_key = 0, ""
+    positions, context_key, projection = 0, "", 0
     if family != "bloom":  # ALiBi: no position embedding, no hard limit
         positions = read.whole(
             _POSITIONS, "the number of positions", 2048, MAX_POSITIONS, required=False
         )
         context_key = next((key for key in _POSITIONS if config.get(key) is not None), "")
-    projection = 0
     if family == "opt":
         projection = read.whole(
             ("word_embed_proj_dim",), "the embedding width", 4096, MAX_WIDTH, required=False
@@ -203,45 +270,19 @@ def shape_of(config: Mapping[str, Any], name: str = "the model config") -> Model
         read.divisor(("num_key_value_heads",), kv_heads, heads, "num_attention_heads", None)
     if read.problems:
         raise ProblemsError(subject, read.problems)
-    if family == "gpt_bigcode" and flags["multi_query"]:
-        kv_heads = 1
-    kv_heads = kv_heads or heads
-    head_dim = head_dim or hidden // heads
-    dims = _Dims(
-        family=family,
-        hidden=hidden,
-        q=heads * head_dim,
-        kv=kv_heads * head_dim,
-        head_dim=head_dim,
-        intermediate=intermediate or 4 * hidden,
-        vocab=vocab,
-        positions=positions or DEFAULT_POSITIONS,
-        projection=projection or hidden,
-        flags=flags,
-    )
-    builder = _llama_like if family in _LLAMA_LIKE else _BUILDERS[family]
-    linears, other, outer, outer_linears = builder(dims)
-    lm_head = 0 if flags["tie_word_embeddings"] else vocab * dims.projection
-    if family == "phi" and not flags["tie_word_embeddings"]:
-        lm_head += vocab  # Phi's output head has a bias
-    return ModelShape(
-        family=family,
-        hidden=hidden,
-        layers=layers,
-        heads=heads,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate=dims.intermediate,
-        vocab=vocab,
-        gated_mlp=family in _LLAMA_LIKE,
-        linears=tuple(linears),
-        layer_other_params=other,
-        outer_params=outer,
-        outer_linears=tuple(outer_linears),
-        lm_head_params=lm_head,
-        checkpoint_dtype=dtype or "float32",
-        context=positions or None,
-        context_key=context_key,
+    return _Fields(
+        hidden,
+        layers,
+        heads,
+        kv_heads,
+        head_dim,
+        intermediate,
+        vocab,
+        positions,
+        context_key,
+        projection,
+        flags,
+        dtype,
     )
 
 
@@ -252,20 +293,20 @@ def _llama_like(d: _Dims) -> Layout:
     hidden, q, kv, intermediate = d.hidden, d.q, d.kv, d.intermediate
     if d.family == "phi3":
         linears = [
-            Linear("qkv_proj", hidden, q + 2 * kv, qkv_bias),
-            Linear("o_proj", q, hidden, o_bias),
-            Linear("gate_up_proj", hidden, 2 * intermediate, mlp_bias),
-            Linear("down_proj", intermediate, hidden, mlp_bias),
+            Linear("qkv_proj", hidden, q + 2 * kv, qkv_bias, "norm1"),
+            Linear("o_proj", q, hidden, o_bias, "attention"),
+            Linear("gate_up_proj", hidden, 2 * intermediate, mlp_bias, "norm2"),
+            Linear("down_proj", intermediate, hidden, mlp_bias, "mlp"),
         ]
     else:
         linears = [
-            Linear("q_proj", hidden, q, qkv_bias),
-            Linear("k_proj", hidden, kv, qkv_bias),
-            Linear("v_proj", hidden, kv, qkv_bias),
-            Linear("o_proj", q, hidden, o_bias),
-            Linear("gate_proj", hidden, intermediate, mlp_bias),
-            Linear("up_proj", hidden, intermediate, mlp_bias),
-            Linear("down_proj", intermediate, hidden, mlp_bias),
+            Linear("q_proj", hidden, q, qkv_bias, "norm1"),
+            Linear("k_proj", hidden, kv, qkv_bias, "norm1"),
+            Linear("v_proj", hidden, kv, qkv_bias, "norm1"),
+            Linear("o_proj", q, hidden, o_bias, "attention"),
+            Linear("gate_proj", hidden, intermediate, mlp_bias, "norm2"),
+            Linear("up_proj", hidden, intermediate, mlp_bias, "norm2"),
+            Linear("down_proj", intermediate, hidden, mlp_bias, "mlp"),
         ]
     norms = 4 if d.family == "gemma2" else 2
     other = norms * hidden + (2 * d.head_dim if d.family == "qwen3" else 0)  # Qwen3: q/k norms
@@ -274,12 +315,12 @@ def _llama_like(d: _Dims) -> Layout:
 
 def _phi(d: _Dims) -> Layout:
     linears = [
-        Linear("q_proj", d.hidden, d.q, True),
-        Linear("k_proj", d.hidden, d.kv, True),
-        Linear("v_proj", d.hidden, d.kv, True),
-        Linear("dense", d.q, d.hidden, True),
-        Linear("fc1", d.hidden, d.intermediate, True),
-        Linear("fc2", d.intermediate, d.hidden, True),
+        Linear("q_proj", d.hidden, d.q, True, "norm1"),  # one norm feeds attention and MLP
+        Linear("k_proj", d.hidden, d.kv, True, "norm1"),
+        Linear("v_proj", d.hidden, d.kv, True, "norm1"),
+        Linear("dense", d.q, d.hidden, True, "attention"),
+        Linear("fc1", d.hidden, d.intermediate, True, "norm1"),
+        Linear("fc2", d.intermediate, d.hidden, True, "mlp"),
     ]
     return linears, 2 * d.hidden, d.vocab * d.hidden + 2 * d.hidden, []
 
@@ -288,10 +329,10 @@ def _gpt2(d: _Dims) -> Layout:
     hidden = d.hidden
     attention_out = hidden + 2 * d.kv if d.family == "gpt_bigcode" else 3 * hidden
     linears = [
-        Linear("c_attn", hidden, attention_out, True),
-        Linear("c_proj", hidden, hidden, True),
-        Linear("c_fc", hidden, d.intermediate, True),
-        Linear("c_proj", d.intermediate, hidden, True),
+        Linear("c_attn", hidden, attention_out, True, "norm1"),
+        Linear("c_proj", hidden, hidden, True, "attention"),
+        Linear("c_fc", hidden, d.intermediate, True, "norm2"),
+        Linear("c_proj", d.intermediate, hidden, True, "mlp"),
     ]
     return linears, 4 * hidden, d.vocab * hidden + d.positions * hidden + 2 * hidden, []
 
@@ -299,12 +340,12 @@ def _gpt2(d: _Dims) -> Layout:
 def _opt(d: _Dims) -> Layout:
     hidden, bias = d.hidden, d.flags["enable_bias"]
     linears = [
-        Linear("q_proj", hidden, hidden, bias),
-        Linear("k_proj", hidden, hidden, bias),
-        Linear("v_proj", hidden, hidden, bias),
-        Linear("out_proj", hidden, hidden, bias),
-        Linear("fc1", hidden, d.intermediate, bias),
-        Linear("fc2", d.intermediate, hidden, bias),
+        Linear("q_proj", hidden, hidden, bias, "norm1"),
+        Linear("k_proj", hidden, hidden, bias, "norm1"),
+        Linear("v_proj", hidden, hidden, bias, "norm1"),
+        Linear("out_proj", hidden, hidden, bias, "attention"),
+        Linear("fc1", hidden, d.intermediate, bias, "norm2"),
+        Linear("fc2", d.intermediate, hidden, bias, "mlp"),
     ]
     outer = d.vocab * d.projection + (d.positions + 2) * hidden
     if d.flags["do_layer_norm_before"] and not d.flags["_remove_final_layer_norm"]:
@@ -322,10 +363,10 @@ def _opt(d: _Dims) -> Layout:
 def _bloom(d: _Dims) -> Layout:
     hidden = d.hidden
     linears = [
-        Linear("query_key_value", hidden, 3 * hidden, True),
-        Linear("dense", hidden, hidden, True),
-        Linear("dense_h_to_4h", hidden, 4 * hidden, True),
-        Linear("dense_4h_to_h", 4 * hidden, hidden, True),
+        Linear("query_key_value", hidden, 3 * hidden, True, "norm1"),
+        Linear("dense", hidden, hidden, True, "attention"),
+        Linear("dense_h_to_4h", hidden, 4 * hidden, True, "norm2"),
+        Linear("dense_4h_to_h", 4 * hidden, hidden, True, "mlp"),
     ]
     return linears, 4 * hidden, d.vocab * hidden + 4 * hidden, []
 

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
+from peftkit.callback_settings import CallbackSettings
 from peftkit.errors import PeftkitWarning, RecipeError, raise_all
 from peftkit.memory.estimate import Method
-from peftkit.recipes.callback_settings import CallbackSettings
 from peftkit.recipes.data import DataFormat, DataSection, describe_formats
 from peftkit.recipes.distributed import DistributedSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.model import ModelSection
 from peftkit.recipes.quantization import QuantizationSection
 from peftkit.recipes.rules import DOUBTS, RULES
-from peftkit.recipes.section import Section
 from peftkit.recipes.training import TrainingSection
+from peftkit.section import Section
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from peft import LoraConfig
     from transformers import BitsAndBytesConfig, TrainerCallback
     from trl import SFTConfig
+
+    from peftkit.memory import Breakdown, ModelShape, Plan, Setup
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,13 @@ class Recipe(Section):
             return {**data, "model": {"name": data["model"]}}
         return data
 
+    @classmethod
+    def _foreign_key(cls, key: str, value: Any) -> InitErrorDetails | None:
+        """A TRL or axolotl key pasted at the top: where it lives here, value converted."""
+        from peftkit.recipes.foreign_keys import unknown_key_error
+
+        return unknown_key_error(cls, key, value)
+
     @model_validator(mode="after")
     def _check_rules(self) -> Recipe:
         raise_all(type(self).__name__, self.problems())
@@ -159,6 +168,34 @@ class Recipe(Section):
         """Legal but doubtful choices, each with the reason; emitted as PeftkitWarning."""
         return [found for doubt in DOUBTS for found in doubt(self)]
 
+    # --- memory: the recipe as the planner sees it (peftkit.recipes.planning) ---------------
+
+    def setup(self, gpus: int = 1, checkpoint_dtype: str = "bfloat16") -> Setup:
+        """The memory-relevant settings of this recipe, for :func:`peftkit.memory.estimate`."""
+        from peftkit.recipes.planning import setup_of
+
+        return setup_of(self, gpus, checkpoint_dtype)
+
+    def estimate(self, model: Any, gpus: int = 1) -> Breakdown:
+        """The peak-memory breakdown on ``model`` (a config.json path, a model folder, a
+        transformers config, a mapping or a :class:`~peftkit.memory.ModelShape`)."""
+        from peftkit.memory import estimate
+
+        shape = _shape(model)
+        return estimate(shape, self.setup(gpus, shape.checkpoint_dtype))
+
+    def plan(self, model: Any, gpu_memory_gb: float | None = None, gpus: int | None = None) -> Plan:
+        """Whether this recipe fits the GPU budget (the recipe's ``budget`` section, or the
+        arguments, which outrank it) on ``model``, and with a budget section, the settings that
+        fit and train fastest, with the cost. Apply the choice with
+        ``recipes.load(..., overrides=plan.overrides())``."""
+        from peftkit.memory import plan
+        from peftkit.recipes.planning import budget_of, request_of
+
+        shape = _shape(model)
+        budget = budget_of(self, gpu_memory_gb, gpus)
+        return plan(shape, request_of(self, budget.gpus, shape.checkpoint_dtype), budget)
+
     # --- builders: pure functions of the recipe; heavy imports happen only here ---------------
 
     def build_lora_config(self) -> LoraConfig | None:
@@ -194,3 +231,10 @@ class Recipe(Section):
         from peftkit.recipes import files
 
         return files.to_yaml(self)
+
+
+def _shape(model: Any) -> ModelShape:
+    """``model`` as a ModelShape, read from its config unless it is one."""
+    from peftkit.memory import ModelShape, read_config, shape_of
+
+    return model if isinstance(model, ModelShape) else shape_of(read_config(model))

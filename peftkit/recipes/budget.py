@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from peftkit.memory.gpus import GpuName
-from peftkit.recipes.section import Section
+from peftkit.section import Section
 
 
 class BudgetSection(Section):

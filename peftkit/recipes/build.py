@@ -1,4 +1,6 @@
-"""Recipe -> HF config objects. Pure functions of the recipe (and of the machine's precision).
+"""Recipe -> HF config objects: pure functions of the recipe and, for the SFTConfig, of the
+precision :func:`peftkit.hardware.resolve_precision` chose for the machine, which only
+:func:`sft_config` asks for.
 
 Only current HF field names are passed (``activation_checkpointing``, ``eval_strategy``,
 ``max_length``, fractional ``warmup_steps``), so building a config emits no FutureWarning.
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftkit.errors import require
-from peftkit.hardware import resolve_precision
+from peftkit.hardware import ResolvedPrecision, resolve_precision
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -64,11 +66,11 @@ def bnb_config(recipe: Recipe) -> BitsAndBytesConfig | None:
     )
 
 
-def sft_config_kwargs(recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
-    """The SFTConfig keyword arguments a recipe stands for, on this machine."""
+def sft_config_kwargs(
+    recipe: Recipe, output_dir: str | Path, precision: ResolvedPrecision
+) -> dict[str, Any]:
+    """The SFTConfig keyword arguments a recipe stands for, at ``precision``."""
     t, d = recipe.training, recipe.data
-    precision = resolve_precision(t.precision)
-    log.info("precision %s (%s)", precision.name, precision.reason)
     if t.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
         require("bitsandbytes", "qlora", f"training.optimizer={t.optimizer}")
     kwargs: dict[str, Any] = {
@@ -95,7 +97,9 @@ def sft_config_kwargs(recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
         "bf16": precision.name == "bf16",
         "fp16": precision.name == "fp16",
         "use_cpu": precision.use_cpu,
-        "report_to": "none",
+        "report_to": t.trackers or "none",
+        "run_name": t.run_name,
+        **_save_kwargs(recipe),
         # peftkit's callbacks keep their progress in checkpoints; restore it on resume.
         "restore_callback_states_from_checkpoint": True,
         "model_init_kwargs": {
@@ -114,23 +118,55 @@ def sft_config_kwargs(recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
     # search for unused parameters only costs a pass over the graph, under torchrun alone too.
     kwargs["ddp_find_unused_parameters"] = False
     if recipe.distributed.strategy == "fsdp":
-        # FSDP checkpoints inside its own wrapper; the Trainer-level flag would add an AllGather.
-        kwargs["activation_checkpointing"] = False
+        kwargs.update(_fsdp_kwargs(recipe))
         kwargs.pop("activation_checkpointing_kwargs", None)
-        kwargs["fsdp"] = True
-        kwargs["fsdp_config"] = {
-            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-            "activation_checkpointing": t.activation_checkpointing,
-            "cpu_ram_efficient_loading": True,
-            "use_orig_params": recipe.method == "full",
-        }
     return kwargs
 
 
+def _save_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """Checkpoints as the recipe's ``training.save`` says. With "best" the Trainer judges
+    "best" by the early-stopping metric in its direction, so that the two never disagree."""
+    t = recipe.training
+    if t.save == "none":
+        return {"save_strategy": "no"}
+    kwargs: dict[str, Any] = {"save_total_limit": t.save_total_limit}
+    if t.save == "steps":
+        return {**kwargs, "save_strategy": "steps", "save_steps": t.save_every}
+    from peftkit.direction import eval_name, mode_from_name
+
+    metric = recipe.callbacks.early_stopping.metric
+    mode = recipe.callbacks.early_stopping.mode
+    mode = mode if mode != "auto" else mode_from_name(metric)
+    return {
+        **kwargs,
+        "save_strategy": "best",
+        "metric_for_best_model": eval_name(metric),
+        "greater_is_better": mode == "max",
+    }
+
+
+def _fsdp_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """FSDP checkpoints inside its own wrapper; the Trainer-level flag would add an AllGather."""
+    return {
+        "activation_checkpointing": False,
+        "fsdp": True,
+        "fsdp_config": {
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "activation_checkpointing": recipe.training.activation_checkpointing,
+            "cpu_ram_efficient_loading": True,
+            "use_orig_params": recipe.method == "full",
+        },
+    }
+
+
 def sft_config(recipe: Recipe, output_dir: str | Path, **overrides: Any) -> SFTConfig:
+    """The SFTConfig at the precision this machine resolves the recipe's to."""
     from trl import SFTConfig
 
-    return SFTConfig(**{**sft_config_kwargs(recipe, output_dir), **overrides})
+    precision = resolve_precision(recipe.training.precision)
+    log.info("precision %s (%s)", precision.name, precision.reason)
+    kwargs = sft_config_kwargs(recipe, output_dir, precision)
+    return SFTConfig(**{**kwargs, **overrides})
 
 
 def callbacks(recipe: Recipe, best_adapter_dir: str | Path | None = None) -> list[TrainerCallback]:

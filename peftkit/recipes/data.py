@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from peftkit.recipes.section import Section
+from peftkit.section import Section
 
 DataFormat = Literal["auto", "text", "prompt-completion", "messages"]
 

@@ -11,9 +11,10 @@ import yaml
 
 from peftkit.errors import RecipeError, did_you_mean
 from peftkit.recipes.base import Recipe
+from peftkit.recipes.foreign_keys import superseded
 from peftkit.recipes.registry import BUILTIN, from_dict, summary
-from peftkit.recipes.section import Section
-from peftkit.recipes.yaml_loading import RecipeDumper, parse_yaml
+from peftkit.recipes.yaml_loading import RecipeDumper, parse_yaml, parse_yaml_file
+from peftkit.section import Section
 from peftkit.text import read_text
 
 
@@ -60,16 +61,8 @@ def read(source: str | Path) -> dict[str, Any]:
             + (f" {hint}" if hint else "")
         )
     text = read_text(path, "recipe")
-    try:
-        data = parse_yaml(text, str(path))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise RecipeError(
-            f"{path}: not valid YAML{where}: {problem}. Fix: check the indentation and quoting "
-            "there (`peftkit show json-output` prints a valid example)."
-        ) from None
+    example = "(`peftkit show json-output` prints a valid example)"
+    data = parse_yaml_file(text, path, f"check the indentation and quoting there {example}")
     if data is None:
         raise RecipeError(
             f"{path}: the file is empty. Fix: start from a built-in: "
@@ -86,6 +79,13 @@ def read(source: str | Path) -> dict[str, Any]:
 def write_new(path: Path, source: str) -> Path:
     """Write the recipe ``source`` (a built-in name or a file) to ``path`` as YAML, creating the
     file: an existing file, a link (even a dangling one) or a folder there is never replaced."""
+    check_new_file(path)
+    return create_file(path, load(source).to_yaml())
+
+
+def check_new_file(path: Path) -> None:
+    """Refuse ``path`` for a new file unless nothing is there and its folder can be made: what
+    a user made is never replaced. Checked before any work, so that a refusal costs nothing."""
     if path.exists() or path.is_symlink():
         raise RecipeError(
             f"{path} already exists; peftkit never overwrites a file you made. Fix: choose "
@@ -96,7 +96,12 @@ def write_new(path: Path, source: str) -> Path:
         parent = parent.parent
     if not parent.is_dir():
         raise RecipeError(f"{path}: {parent} is a file, not a folder. Fix: choose another path.")
-    text = load(source).to_yaml()
+
+
+def create_file(path: Path, text: str) -> Path:
+    """Write ``text`` to a new file at ``path`` (see :func:`check_new_file`), creating its
+    folder; a file that appeared there meanwhile is still never replaced."""
+    check_new_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "x", encoding="utf-8") as handle:  # "x": fails rather than replace
         handle.write(text)
@@ -137,6 +142,8 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     renamed = {**section.RENAMED, **{new: old for old, new in section.RENAMED.items()}}
     node.pop(renamed.get(parts[-1], ""), None)  # the override wins over the file's other spelling
     node[parts[-1]] = value
+    for foreign in superseded(data, ".".join(parts)):  # and over a TRL/axolotl key at the top
+        del data[foreign]
 
 
 def _section_class(path: list[str]) -> type[Section]:

@@ -10,8 +10,8 @@ from pydantic_core import InitErrorDetails
 from peftkit.errors import rule_error
 from peftkit.recipes.base import Recipe, section
 from peftkit.recipes.data import DataSection
-from peftkit.recipes.section import Section, with_defaults
 from peftkit.recipes.training import TrainingSection
+from peftkit.section import Section, with_defaults
 
 _Training = with_defaults(
     TrainingSection,

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
 from peftkit.errors import PeftkitWarning, raise_all, rule_error
-from peftkit.recipes.section import Section
+from peftkit.section import Section
 
 ATTENTION_ONLY = frozenset(
     {"q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "qkv_proj", "Wqkv"}
@@ -98,6 +98,10 @@ class LoraSection(Section):
         return round(2 * (math.sqrt(self.r) if self.use_rslora else self.r), 1)
 
     @property
+    def scale_formula(self) -> str:
+        return "alpha/sqrt(r)" if self.use_rslora else "alpha/r"
+
+    @property
     def attention_only(self) -> bool:
         return self.target_modules != "all-linear" and set(self.target_modules) <= ATTENTION_ONLY
 
@@ -127,26 +131,30 @@ class LoraSection(Section):
                 )
             )
         low, high = SCALE_LIMITS
-        formula = "alpha/sqrt(r)" if self.use_rslora else "alpha/r"
         if not low <= self.scale <= high:
             errors.append(
                 rule_error(
                     ["alpha"],
                     self.alpha,
-                    f"{formula} = {self.scale:.3g} with r={self.r}; outside [{low:g}, {high:g}] "
-                    "the update is either negligible or unstable",
+                    f"{self.scale_formula} = {self.scale:.3g} with r={self.r}; outside "
+                    f"[{low:g}, {high:g}] the update is either negligible or unstable",
                     f"set lora.alpha={self.usual_alpha:g} (a scale of 2)",
                 )
             )
         raise_all(type(self).__name__, errors)
+        self._warn_doubts()
+        return self
+
+    def _warn_doubts(self) -> None:
+        """Legal settings that are rarely right, each with what usually is."""
         usual_low, usual_high = SCALE_USUAL
-        if low <= self.scale <= high and not usual_low <= self.scale <= usual_high:
+        if not usual_low <= self.scale <= usual_high:
             warnings.warn(
-                f"lora.alpha: {formula} = {self.scale:.3g} is outside the usual "
+                f"lora.alpha: {self.scale_formula} = {self.scale:.3g} is outside the usual "
                 f"[{usual_low:g}, {usual_high:g}]; lora.alpha={self.usual_alpha:g} gives the usual "
                 "scale of 2.",
                 PeftkitWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         if self.attention_only:
             warnings.warn(
@@ -154,13 +162,12 @@ class LoraSection(Section):
                 "match full fine-tuning far better (Dettmers et al. 2023, QLoRA, sec. 4); use "
                 "'all-linear' unless memory forbids it.",
                 PeftkitWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         if self.r > 256:
             warnings.warn(
                 f"lora.r={self.r}: ranks above 256 cost memory and rarely help; "
                 "consider lora.r=128 with lora.use_rslora=true.",
                 PeftkitWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from pydantic import Field
 from pydantic_core import InitErrorDetails
@@ -13,11 +13,8 @@ from peftkit.recipes.base import Recipe, section
 from peftkit.recipes.budget import BudgetSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.quantization import QuantizationSection
-from peftkit.recipes.section import with_defaults
 from peftkit.recipes.training import TrainingSection
-
-if TYPE_CHECKING:
-    from peftkit.memory import Plan
+from peftkit.section import with_defaults
 
 _Lora = with_defaults(
     LoraSection, "QLoRABudgetLora", LoraSection.__doc__ or "", r=64, alpha=16.0, dropout=0.1
@@ -71,16 +68,6 @@ class QLoRABudget(Recipe):
     quantization: _Quantization = section(_Quantization)  # type: ignore[valid-type]
     training: _Training = section(_Training)  # type: ignore[valid-type]
     budget: BudgetSection = section(BudgetSection)
-
-    def plan(self, model: Any, gpu_memory_gb: float | None = None, gpus: int | None = None) -> Plan:
-        """Settings that fit ``budget`` (or the arguments) on ``model``'s config, with the cost.
-
-        ``model`` is a config.json path, a model folder, a transformers config or a mapping.
-        Apply the choice with ``recipes.load(..., overrides=plan.overrides())``.
-        """
-        from peftkit.memory import plan, read_config, shape_of
-
-        return plan(self, shape_of(read_config(model)), gpu_memory_gb, gpus)
 
     def problems(self) -> list[InitErrorDetails]:
         found = super().problems()

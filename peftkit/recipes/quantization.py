@@ -8,7 +8,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import InitErrorDetails
 
 from peftkit.errors import rule_error
-from peftkit.recipes.section import Section
+from peftkit.section import Section
 
 ComputeDtype = Literal["bfloat16", "float16", "float32"]
 _BOOL = TypeAdapter(bool)

@@ -33,12 +33,21 @@ def from_dict(data: Any) -> Recipe:
                 rule_error(
                     ["recipe"],
                     name,
-                    f"the `recipe:` key must name one of: {', '.join(ALL)}",
+                    f"the `recipe:` key must name one of: {', '.join(ALL)}{_converted_hint(data)}",
                     "set recipe=json-output (or another name from the list) at the top of the file",
                 )
             ],
         )
     return kind.model_validate(data)
+
+
+def _converted_hint(data: Any) -> str:
+    """A file of another tool's settings converts as a whole, not key by key."""
+    from peftkit.recipes.foreign_keys import looks_foreign
+
+    if isinstance(data, dict) and "recipe" not in data and looks_foreign(data):
+        return " (this looks like a TRL or axolotl config: `peftkit import FILE` converts it)"
+    return ""
 
 
 def json_schema() -> dict[str, Any]:

@@ -249,20 +249,24 @@ def doubt_epochs(recipe: Recipe) -> list[str]:
 def doubt_cadences_longer_than_the_run(recipe: Recipe) -> list[str]:
     """Cadences longer than the run: nothing would be logged or evaluated."""
     t: TrainingSection = recipe.training
-    if t.max_steps is None:
-        return []
+    return [] if t.max_steps is None else cadences_longer_than(t, t.max_steps)
+
+
+def cadences_longer_than(t: TrainingSection, steps: int) -> list[str]:
+    """What a run of ``steps`` optimizer steps would never log or evaluate (also used by the
+    data audit, which knows the steps of a run that counts epochs)."""
     found = []
-    if t.logging_steps > t.max_steps:
+    if t.logging_steps > steps:
         found.append(
-            f"training.logging_steps={t.logging_steps} is more than the {t.max_steps} steps of "
+            f"training.logging_steps={t.logging_steps} is more than the {steps} steps of "
             "the run: no training loss is logged, so overfit detection and the plot have none. "
-            f"Set training.logging_steps={t.max_steps} or less."
+            f"Set training.logging_steps={steps} or less."
         )
     every = t.eval_steps or t.logging_steps
-    if t.eval_strategy == "steps" and every > t.max_steps:
+    if t.eval_strategy == "steps" and every > steps:
         found.append(
-            f"evaluations every {every} steps never come in a run of {t.max_steps} steps, so "
-            f"early stopping never acts. Set training.eval_steps={t.max_steps} or less."
+            f"evaluations every {every} steps never come in a run of {steps} steps, so "
+            f"early stopping never acts. Set training.eval_steps={steps} or less."
         )
     return found
 

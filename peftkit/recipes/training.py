@@ -7,12 +7,13 @@ mapped with a warning, because they are what blog posts still show.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from peftkit.errors import raise_all, rule_error
-from peftkit.recipes.section import Section
+from peftkit.memory.plan import SHORTEST_SEQUENCE
+from peftkit.section import Section
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Optimizer = Literal[
@@ -24,6 +25,14 @@ Optimizer = Literal[
     "adafactor",
     "sgd",
 ]
+Tracker = Literal["tensorboard", "wandb", "mlflow", "trackio", "none"]
+TRACKER_PACKAGES = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "trackio": "trackio",
+}
+"""The package each tracker needs; the Trainer's integration for it fails without."""
 Scheduler = Literal[
     "linear",
     "cosine",
@@ -73,7 +82,10 @@ class TrainingSection(Section):
         4, ge=1, le=4096, description="Forward passes per optimizer step."
     )
     max_length: int = Field(
-        1024, ge=16, le=1_048_576, description="Tokens per example; longer ones are truncated."
+        1024,
+        ge=SHORTEST_SEQUENCE,
+        le=1_048_576,
+        description="Tokens per example; longer ones are truncated.",
     )
     packing: bool = Field(
         False, description="Pack several examples into each sequence (no padding is wasted)."
@@ -121,6 +133,76 @@ class TrainingSection(Section):
         None, ge=1, description="Steps between evaluations (default: logging_steps)."
     )
     logging_steps: int = Field(10, ge=1, description="Steps between training-loss log lines.")
+    report_to: list[Tracker] = Field(
+        ["none"],
+        description="Where the Trainer sends its logs (TensorBoard writes to OUTPUT/logs); "
+        "'none' for nowhere. A single name is taken as a list of one.",
+    )
+    run_name: str | None = Field(
+        None, min_length=1, description="The run's name in the trackers (default: theirs)."
+    )
+    save: Literal["none", "steps", "best"] = Field(
+        "none",
+        description="Checkpoints in OUTPUT/checkpoints for --resume: none, every save_steps "
+        "steps, or at each evaluation that improves the early-stopping metric.",
+    )
+    save_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Steps between checkpoints (default: eval_steps, else logging_steps); "
+        "setting it (or save_total_limit) turns save: none into save: steps.",
+    )
+    save_total_limit: int | None = Field(
+        None, ge=1, description="Checkpoints kept; older ones are deleted (default: all)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_tracker_is_a_list(cls, data: Any) -> Any:
+        """``report_to: tensorboard`` is what SFTConfig takes too."""
+        if isinstance(data, dict) and isinstance(data.get("report_to"), str):
+            return {**data, "report_to": [data["report_to"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _check_saving(self) -> TrainingSection:
+        """Checkpoint and tracker settings that would be ignored, or could not work."""
+        errors = []
+        if self.save == "none" and (self.save_steps or self.save_total_limit) is not None:
+            # What saving every N steps, or keeping N checkpoints, asks for (a recipe file
+            # spells out save: none, so "not set" cannot tell).
+            object.__setattr__(self, "save", "steps")
+        if self.save == "best" and self.eval_strategy == "no":
+            errors.append(
+                rule_error(
+                    ["save"],
+                    self.save,
+                    "'best' saves at evaluations that improve, and eval_strategy=no has none",
+                    "set training.save=steps",
+                )
+            )
+        if "none" in self.report_to and len(self.report_to) > 1:
+            kept = [name for name in self.report_to if name != "none"]
+            errors.append(
+                rule_error(
+                    ["report_to"],
+                    list(self.report_to),
+                    "'none' means no tracker, so it cannot be combined with others",
+                    f"set training.report_to=[{','.join(kept)}]",
+                )
+            )
+        raise_all(type(self).__name__, errors)
+        return self
+
+    @property
+    def trackers(self) -> list[str]:
+        """The trackers the run reports to; empty for none."""
+        return [name for name in self.report_to if name != "none"]
+
+    @property
+    def save_every(self) -> int:
+        """Steps between checkpoints with save: steps."""
+        return self.save_steps or self.eval_steps or self.logging_steps
 
     @model_validator(mode="after")
     def _check_warmup(self) -> TrainingSection:

@@ -16,6 +16,7 @@ aliases, so that a hostile file cannot expand into an exponential structure.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
@@ -150,3 +151,20 @@ def parse_yaml(text: str, where: str) -> Any:
         found = sorted(loader.duplicates, key=lambda p: int(p.path.split()[-1]))
         raise ProblemsError(f"in {where} (duplicate keys)", found)
     return data
+
+
+YAML_FIX = "check the indentation and quoting there"
+
+
+def parse_yaml_file(
+    text: str, path: Path, fix: str = "check the indentation and quoting there"
+) -> Any:
+    """``parse_yaml`` of a file's text, with a YAML error as one RecipeError that names the file,
+    the line and column, and ``fix``."""
+    try:
+        return parse_yaml(text, str(path))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise RecipeError(f"{path}: not valid YAML{where}: {problem}. Fix: {fix}.") from None

@@ -21,7 +21,7 @@ from train_helpers import run_main
 
 from peftkit import recipes
 from peftkit.errors import MISSING, ProblemsError
-from peftkit.memory import Setup, estimate, plan, shape_of
+from peftkit.memory import Setup, estimate, shape_of
 from peftkit.memory.config_file import WEIGHT_SUFFIXES
 
 BASE: dict[str, Any] = {
@@ -483,7 +483,7 @@ def test_python_callers_get_the_budget_checks(memory: Any, gpus: Any) -> None:
     with pytest.raises(ProblemsError, match="in the GPU budget"):
         budget.plan(BASE, gpu_memory_gb=memory, gpus=gpus)
     with pytest.raises(ProblemsError, match="in the GPU budget"):
-        plan(recipes.load("json-output"), shape_of(BASE), memory, gpus)
+        recipes.load("json-output").plan(shape_of(BASE), memory, gpus)
 
 
 def test_there_are_enough_cases() -> None:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from peftkit.recipes.section import Section
+from peftkit.section import Section
 
 
 class EarlyStoppingSettings(Section):

@@ -98,10 +98,19 @@ class Section(BaseModel):
         return data, conflicts
 
     @classmethod
+    def _foreign_key(cls, key: str, value: Any) -> InitErrorDetails | None:
+        """The error for an unknown key that another tool's config has, when this section
+        knows where its meaning lives (the recipe knows TRL's and axolotl's flat keys)."""
+        return None
+
+    @classmethod
     def _rebuild(cls, item: dict[str, Any]) -> InitErrorDetails:
         kind, loc, ctx = item["type"], tuple(item["loc"]), item.get("ctx")
         if _unknown_here(item):
             key = str(loc[0])
+            foreign = cls._foreign_key(key, item["input"])
+            if foreign is not None:
+                return foreign
             hint = did_you_mean(key, cls.model_fields, cls.SUGGEST)
             allowed = ", ".join(cls.model_fields)
             return InitErrorDetails(

