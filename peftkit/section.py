@@ -160,6 +160,8 @@ def _example(section: type[Section], key: str) -> str | None:
         return str(default).lower()
     if isinstance(default, int | float | str):
         return str(default)
+    if isinstance(default, list | tuple) and all(isinstance(item, str) for item in default):
+        return f"[{', '.join(default)}]"
     return None
 
 

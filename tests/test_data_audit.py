@@ -329,3 +329,22 @@ def test_large_data_is_measured_in_workers_with_the_same_result(
     shared = measuring.measure(rows, "prompt-completion", tokenizer, True, 48, stops)
     assert shared == alone and len(alone) == 120
     assert any(kept < trained for _, trained, kept, *_ in alone)  # 48 tokens cut some answers
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["--data", "nope.jsonl"], ["nope.jsonl", "no such file"]),
+        (["--data", "d.jsonl", "training.save=maybe"], ["training.save", "'none'"]),
+        (["--data", "d.jsonl", "training.report_to=7"], ["write a list, e.g. [none]"]),
+    ],
+)
+def test_check_refuses_bad_input_without_a_traceback(
+    args, mentions, tmp_path, tiny_model_dir, monkeypatch
+):
+    write_data(tmp_path / "d.jsonl", prompt_completion_rows(8))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(
+        monkeypatch, "check", "json-output", "--model", str(tiny_model_dir), *args
+    )
+    assert_user_error(code, err, *mentions)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 import peftkit
 from peftkit import PeftkitDeprecationWarning, PeftkitWarning, RecipeError, recipes
-from peftkit.errors import problems
+from peftkit.errors import describe, problems
 
 J = "recipe: json-output\n"
 """Start of most YAML rows: the recipe whose other defaults are all valid."""
@@ -571,3 +571,17 @@ def test_loaded_recipe_is_immutable() -> None:
     with pytest.raises(ValidationError):
         recipe.lora.r = 8  # type: ignore[misc]
     assert recipe == recipes.load("json-output")
+
+
+@pytest.mark.parametrize(
+    ("override", "example"),
+    [("training.report_to=7", "[none]"), ("lora.modules_to_save=7", "[]")],
+)
+def test_a_list_fix_shows_the_fields_own_default(override: str, example: str) -> None:
+    """The example in a "write a list" fix is the field's default, which loads as written
+    (it once named LoRA modules for every list field)."""
+    with pytest.raises(ValidationError) as raised:
+        recipes.load("json-output", [override])
+    assert f"write a list, e.g. {example}" in describe(raised.value)
+    field = override.split("=")[0]
+    recipes.load("json-output", [f"{field}={example}"])
