@@ -69,7 +69,7 @@ recipes: install
 	[Path(f'recipes/{n}.yaml').write_text(to_yaml(k())) for n, k in BUILTIN.items()]"
 
 # Every benchmark, side by side on this machine; each rewrites its section of docs/benchmarks.md.
-# About 25 minutes on 2 CPU cores, most of it recipe_quality.py (SmolLM2 trained 10 times).
+# About 45 minutes on 2 CPU cores, most of it recipe_quality.py (SmolLM2 trained ~45 times).
 bench: install
 	cd benchmarks && ../$(PY) import_time.py && ../$(PY) callbacks.py && \
 		../$(PY) memory_tables.py && ../$(PY) recipe_quality.py

@@ -1,4 +1,4 @@
-"""The recipe-quality benchmark runs end to end and writes its section of the benchmarks page.
+"""The benchmarks run end to end and writes its section of the benchmarks page.
 
 Here on the tiny model with the script's ``--quick`` budgets, so the script cannot rot between
 ``make bench`` runs; the published figures come from ``make bench`` on SmolLM2.
@@ -44,18 +44,64 @@ def test_recipe_quality_writes_its_section_and_keeps_the_others(
     section = text.split("<!-- begin recipe-quality -->")[1].split("<!-- end recipe-quality -->")[0]
     assert "### json: `json-output` recipe" in section
     assert "### docs: `domain-adaptation` recipe" in section
-    runs = [line for line in section.splitlines() if line.startswith("| same ")]
-    assert len(runs) == 12  # 2 tasks x 2 budgets x 3 configurations
-    assert sum("**peftkit recipe**" in line for line in runs) == 4
-    assert section.count("At the same examples") == 2
-    assert section.count("At the same wall time") == 2
-    slower, fastest = "Per token the recipe is slower", "also trains the most tokens per second"
-    assert section.count(slower) + section.count(fastest) == 2
-    # The configurations are read back from the objects each one builds.
+    # The verdict table: every configuration, ranked at both budgets.
+    for task in ("json", "docs"):
+        table = section.split(f"### {task}:")[1].split("- **")[0]
+        rows = [line for line in table.splitlines() if line.startswith("| ")][2:]
+        assert len(rows) == 11  # the recipe, 3 published configurations, 7 sweep points
+        assert sum(" | baseline | " in row for row in rows) == 3
+        assert sum(" | sweep | " in row for row in rows) == 7
+        assert sorted(int(row.split("|")[4]) for row in rows) == list(range(1, 12))
+        assert f"- **{task}, same examples**: the recipe ranks " in section
+        assert f"- **{task}, same wall time**: the recipe ranks " in section
+    # Three seeds for the recipe and the two best competitors, with their spread.
+    seeded = [line for line in section.splitlines() if line.startswith("| same examples |")]
+    assert sum("| **peftkit recipe** | 44 |" in line for line in seeded) == 2
+    assert sum("| 44 |" in line for line in seeded) == 6
+    assert section.count(" ± ") >= 2 * 2 * 3
+    # Every published configuration is cited and read back from the objects it builds.
+    for source in ("peft_integration.md", "Conversational.ipynb", "examples/llama-3/lora-1b.yml"):
+        assert source in section
     assert "| peftkit recipe | 16 / 32 / 0.05 | all-linear |" in section
     assert "| peftkit recipe | 64 / 128 / 0.05 | all-linear |" in section
-    assert "| classic PEFT/TRL example | 8 / 32 / 0.05 | q_proj, v_proj | 2e-05" in section
-    assert "| TRL defaults | 8 / 8 / 0 | peft default (q_proj, v_proj) | 2e-05" in section
+    assert "| TRL docs LoRA example | 32 / 16 / 0.05 | q_proj, v_proj | 0.0002 linear" in section
+    assert "| Unsloth notebook | 16 / 16 / 0 | " in section and "adamw_8bit" in section
+    assert "| axolotl lora-1b example | 16 / 32 / 0.05 | " in section
+
+
+def test_short_runs_reads_early_stopping_off_the_curve(tmp_path: Path):
+    """The short-runs benchmark, --quick: both budgets, and a stop for each relative min_delta."""
+    doc = tmp_path / "benchmarks.md"
+    run = subprocess.run(
+        [sys.executable, "short_runs.py", "--quick", "--doc", str(doc)],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    section = doc.read_text().split("<!-- begin short-runs -->")[1]
+    assert "| 1 | 1 |" in section and "| 3 | 3 |" in section  # epochs, optimizer steps
+    assert section.count(" of best | ") == 4
+
+
+def test_verdict_counts_no_win_inside_the_spread(monkeypatch: pytest.MonkeyPatch):
+    """A gap no larger than either side's seed spread is a tie; the goals are 2 points of
+    schema-valid rate and 2% of held-out loss from the best."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from verdict import Entry, compare, goals
+
+    recipe = Entry("recipe", True, 0.90, 0.04, 0.400, 0.010, 3)
+    assert compare(recipe, Entry("a", True, 0.87, None, 0.405, None, 1)) == "tie"
+    assert compare(recipe, Entry("b", True, 0.85, None, 0.380, None, 1)) == "ahead"
+    assert compare(recipe, Entry("c", True, 0.90, 0.0, 0.385, 0.02, 3)) == "tie"
+    assert compare(recipe, Entry("d", True, 0.90, 0.0, 0.385, 0.0, 3)) == "behind"
+    docs = Entry("recipe", False, 0.0, None, 2.50, 0.02, 3)
+    assert compare(docs, Entry("e", False, 0.0, None, 2.60, None, 1)) == "ahead"
+    best = Entry("f", True, 0.93, None, 0.390, None, 1)
+    said = goals(recipe, [recipe, best])
+    assert said[0].endswith("**no** (-3 points)")
+    assert said[1].endswith("**no** (+2.6%)")
 
 
 def test_callbacks_benchmark_compares_with_the_fair_baseline():

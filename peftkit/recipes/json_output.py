@@ -17,7 +17,7 @@ _Training = with_defaults(
     TrainingSection,
     "JsonOutputTraining",
     TrainingSection.__doc__ or "",
-    learning_rate=2e-4,
+    learning_rate=8e-4,
     epochs=3.0,
     batch_size=4,
     gradient_accumulation_steps=2,
