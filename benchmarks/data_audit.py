@@ -103,7 +103,21 @@ def main() -> None:
 
 
 def _section(large: dict, small: dict) -> str:
-    verdict = "meets" if large["audit_s"] < 30 and small["audit_s"] < 1 else "misses"
+    missed = [
+        name
+        for name, seconds, goal in (
+            ("the 100,000-row", large["audit_s"], 30),
+            ("the demo", small["audit_s"], 1),
+        )
+        if seconds >= goal
+    ]
+    verdict = (
+        "meets both"
+        if not missed
+        else "misses both"
+        if len(missed) == 2
+        else f"misses {missed[0]} target and meets the other"
+    )
     return "\n".join(
         [
             "## Data audit",
@@ -119,7 +133,7 @@ def _section(large: dict, small: dict) -> str:
             f"{small['read_s']:.2f} | **{small['audit_s']:.2f}** |",
             "",
             f"Targets: under 30 s for 100,000 rows and under 1 s for the demo data; this run "
-            f"{verdict} both. The audit is the tokenization as the trainer does it (batched, "
+            f"{verdict}. The audit is the tokenization as the trainer does it (batched, "
             "fast tokenizer) and the checks on its result; reading and checking the file is "
             "what `peftkit train` does anyway.",
         ]

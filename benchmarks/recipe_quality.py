@@ -28,15 +28,15 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from competitors import BASELINES, sweep
-from report import DOC, git_revision, machine, write_section
+from report import git_revision, machine, write_section
 from sft_runs import RECIPE, SEEDS, Contender, Run, Task, common_args, load, score, tasks, train
+from sft_runs import options as cli_options
 from short_runs import study
 from verdict import Entry, rank_lines, verdict_lines
 
@@ -189,23 +189,7 @@ def sources() -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", type=Path, help="a model folder (default: SmolLM2 from the demo)"
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny budgets: check the script runs")
-    parser.add_argument("--doc", type=Path, default=DOC, help="the Markdown file to write")
-    options = parser.parse_args()
-    from datasets.utils.logging import disable_progress_bar
-    from transformers.utils import logging
-
-    disable_progress_bar()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    if options.model is None:
-        from peftkit.pretrained import smollm2
-
-        options.model = smollm2()
+    options = cli_options(__doc__.splitlines()[0])
     started = time.perf_counter()
     sections = []
     with tempfile.TemporaryDirectory() as work:

@@ -4,6 +4,7 @@ recipe_quality.py and short_runs.py share, so every figure they print is measure
 
 from __future__ import annotations
 
+import argparse
 import copy
 import functools
 import math
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from competitors import Baseline, Point
+from report import DOC
 
 from peftkit import recipes
 from peftkit.demo_tasks import docs_task, json_task
@@ -207,3 +209,26 @@ def score(model: Any, tokenizer: Any, task: Task, work: Path) -> dict[str, float
         answers = generate_answers(model, tokenizer, prompts, max_new_tokens=40, batch_size=64)
         scores.update(json_rates(answers.texts, task.schema))
     return scores
+
+
+def options(description: str) -> argparse.Namespace:
+    """The command line both scripts take (--model, --quick, --doc), with the HF libraries'
+    progress bars and advice silenced and the model resolved (default: the demo's SmolLM2)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--model", type=Path, help="a model folder (default: SmolLM2 from the demo)"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: check the script runs")
+    parser.add_argument("--doc", type=Path, default=DOC, help="the Markdown file to write")
+    parsed = parser.parse_args()
+    from datasets.utils.logging import disable_progress_bar
+    from transformers.utils import logging
+
+    disable_progress_bar()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    if parsed.model is None:
+        from peftkit.pretrained import smollm2
+
+        parsed.model = smollm2()
+    return parsed

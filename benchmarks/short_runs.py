@@ -1,13 +1,15 @@
-"""Short runs: what the json recipe's default epochs, warmup and early stopping give on the
-json task of recipe_quality.py (48 records), the size where many users of a JSON-format recipe
-start.
+"""Short runs: what the json recipe's default epochs, warmup and early stopping give on a
+small dataset, the json task of recipe_quality.py (48 records; users often start with a few
+hundred).
 
 One run of ``json-output`` exactly as the recipe builds it (3 epochs, cosine, warmup 0.03),
 evaluated every 3 steps on held-out records of unseen MIME types, gives the learning curve; the
 recipe's 1-epoch run of recipe_quality.py (the schedule then ends sooner) gives the model a
-shorter budget produces. Early stopping is read off the curve with peftkit's own comparison
-(``Monitor``): when patience 3 stops with ``min_delta`` 0 and with a relative ``min_delta``
-(a share of the best loss), and the best adapter such a stop restores. Training up to the stop
+shorter budget produces. The sweep's best learning rate, trained the same way, says whether
+its lead at one epoch holds at the recipe's three. Early stopping is read off the recipe's
+curve with peftkit's own comparison (``Monitor``): when patience 3 stops with ``min_delta`` 0
+and with a relative ``min_delta`` (a share of the best loss), and the best adapter such a stop
+restores. Training up to the stop
 is the same run with or without the callback, so the curve answers exactly; the callback's
 cost is in the "callbacks" section.
 
@@ -17,15 +19,15 @@ task; ``python short_runs.py`` measures and writes it alone.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from report import DOC, git_revision, machine, write_section
+from report import git_revision, machine, write_section
 from sft_runs import RECIPE, Contender, Run, Task, common_args, dataset, load, score, tasks, train
+from sft_runs import options as cli_options
 
 from peftkit.callbacks.monitor import Monitor
 
@@ -161,19 +163,8 @@ def section(curves: list[Curve], task: Task, minutes: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny budgets: check the script runs")
-    parser.add_argument("--doc", type=Path, default=DOC, help="the Markdown file to write")
-    options = parser.parse_args()
-    from datasets.utils.logging import disable_progress_bar
-    from transformers.utils import logging
-
-    from peftkit.pretrained import smollm2
-
-    disable_progress_bar()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    model_path = smollm2()
+    options = cli_options(__doc__.splitlines()[0])
+    model_path = options.model
     task = tasks(options.quick)[0]
     with tempfile.TemporaryDirectory() as work:
         one_epoch = [train(task, Contender(RECIPE, "recipe"), model_path, Path(work))]

@@ -47,11 +47,11 @@ def test_recipe_quality_writes_its_section_and_keeps_the_others(
     # The verdict table: every configuration, ranked at both budgets.
     for task in ("json", "docs"):
         table = section.split(f"### {task}:")[1].split("- **")[0]
-        rows = [line for line in table.splitlines() if line.startswith("| ")][2:]
+        rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
         assert len(rows) == 11  # the recipe, 3 published configurations, 7 sweep points
         assert sum(" | baseline | " in row for row in rows) == 3
         assert sum(" | sweep | " in row for row in rows) == 7
-        assert sorted(int(row.split("|")[4]) for row in rows) == list(range(1, 12))
+        assert sorted(int(row.split("|")[5]) for row in rows) == list(range(1, 12))
         assert f"- **{task}, same examples**: the recipe ranks " in section
         assert f"- **{task}, same wall time**: the recipe ranks " in section
     # Three seeds for the recipe and the two best competitors, with their spread.

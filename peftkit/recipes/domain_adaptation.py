@@ -43,13 +43,17 @@ class DomainAdaptation(Recipe):
     - ``target_modules: all-linear``: adapters on every linear layer are needed to approach full
       fine-tuning (Dettmers et al. 2023, QLoRA, sec. 4; Biderman et al. 2024).
     - ``learning_rate=2e-4`` with a cosine schedule and 3% warmup: the QLoRA paper's setting
-      for 7B-13B models; Biderman et al. 2024 find LoRA's best rates in 1e-4..5e-4.
+      for 7B-13B models; Biderman et al. 2024 find LoRA's best rates in 1e-4..5e-4 for long
+      continued pretraining. On a short run of the default model it is low: after 4 optimizer
+      steps (docs/benchmarks.md, "Recipe quality") 8e-4 reaches held-out perplexity 18.81
+      against 22.66. Kept until a run as long as the corpora this recipe is for shows the same;
+      on a small corpus and a small model, try ``training.learning_rate=8e-4``.
     - ``epochs=1``: domain corpora are large, and one pass avoids memorising them.
     - ``batch_size=4`` without gradient accumulation, and no packing: LoRA tolerates large
       batches less well than full fine-tuning (Schulman et al. 2025, "LoRA Without Regret",
-      Thinking Machines), and a small corpus needs optimizer steps, not bigger ones. In
-      ``benchmarks/recipe_quality.py`` (48 chunks of Python's docs on SmolLM2-135M), the former
-      defaults (4 x 4 packed rows of 1024 tokens) took a single step and left held-out
+      Thinking Machines), and a small corpus needs optimizer steps, not bigger ones. In an
+      earlier ``benchmarks/recipe_quality.py`` (48 chunks of Python's docs on SmolLM2-135M), the
+      former defaults (4 x 4 packed rows of 1024 tokens) took a single step and left held-out
       perplexity at 17.37; 4 x 1 packed took 3 steps to 16.10; 4 x 1 unpacked took 12 steps to
       14.30, 1.5x faster per token. TRL's packing flattens a batch into one sequence, which is
       only cheap with flash attention: turn ``packing`` on where you have it and a large corpus.
