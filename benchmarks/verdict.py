@@ -16,6 +16,7 @@ from typing import Any
 
 VALID_POINTS = 0.02
 LOSS_SHARE = 0.02
+PHRASE = {"ahead": "ahead of", "behind": "behind", "tie": "tie with"}
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,7 @@ def verdict_lines(
         mine = next(e for e in es if e.name == recipe)
         place = _places(es)[recipe]
         baselines = [e for e in es if kinds[e.name] == "baseline"]
-        against = ", ".join(f"{compare(mine, b)} of {b.name}" for b in baselines)
-        against = against.replace("tie of", "tie with").replace("behind of", "behind")
+        against = ", ".join(f"{PHRASE[compare(mine, b)]} {b.name}" for b in baselines)
         beaten_by = [
             e.name
             for e in es

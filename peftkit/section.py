@@ -39,6 +39,19 @@ class Section(BaseModel):
     SUGGEST: ClassVar[dict[str, str]] = {}
     """Foreign names (HF config fields) that map to one of ours, for "did you mean"."""
 
+    @classmethod
+    def walk(cls, path: list[str]) -> tuple[type[Section], int]:
+        """The deepest section class along dotted ``path`` from this one, and how many of
+        ``path``'s names led to it (fewer than all where a name is a value or unknown)."""
+        kind: type[Section] = cls
+        for depth, part in enumerate(path):
+            found = kind.model_fields.get(part)
+            annotation = found.annotation if found else None
+            if not (isinstance(annotation, type) and issubclass(annotation, Section)):
+                return kind, depth
+            kind = annotation
+        return kind, len(path)
+
     @model_validator(mode="wrap")
     @classmethod
     def _friendly_keys(cls, data: Any, handler: Any) -> Any:

@@ -14,7 +14,6 @@ from peftkit.recipes.base import Recipe
 from peftkit.recipes.foreign_keys import superseded
 from peftkit.recipes.registry import BUILTIN, from_dict, summary
 from peftkit.recipes.yaml_loading import RecipeDumper, parse_yaml, parse_yaml_file
-from peftkit.section import Section
 from peftkit.text import read_text
 
 
@@ -138,24 +137,12 @@ def apply_override(data: dict[str, Any], override: str) -> None:
             )
         node[part] = child
         node = child
-    section = _section_class(parts[:-1])
+    section, _ = Recipe.walk(parts[:-1])
     renamed = {**section.RENAMED, **{new: old for old, new in section.RENAMED.items()}}
     node.pop(renamed.get(parts[-1], ""), None)  # the override wins over the file's other spelling
     node[parts[-1]] = value
     for foreign in superseded(data, ".".join(parts)):  # and over a TRL/axolotl key at the top
         del data[foreign]
-
-
-def _section_class(path: list[str]) -> type[Section]:
-    """The section class at a dotted path (the recipe itself for an empty or unknown path)."""
-    kind: type[Section] = Recipe
-    for part in path:
-        field = kind.model_fields.get(part)
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, Section)):
-            return kind
-        kind = annotation
-    return kind
 
 
 def to_yaml(recipe: Recipe) -> str:

@@ -486,14 +486,8 @@ FOREIGN_KEYS: dict[str, ForeignKey] = _table()
 def field_at(recipe: type[Section], path: str) -> tuple[type[Section], str] | None:
     """The section class and field name at dotted ``path`` of ``recipe``; None if no field."""
     *sections, name = path.split(".")
-    kind = recipe
-    for part in sections:
-        found = kind.model_fields.get(part)
-        annotation = found.annotation if found else None
-        if not (isinstance(annotation, type) and issubclass(annotation, Section)):
-            return None
-        kind = annotation
-    return (kind, name) if name in kind.model_fields else None
+    kind, depth = recipe.walk(sections)
+    return (kind, name) if depth == len(sections) and name in kind.model_fields else None
 
 
 def default_at(recipe: type[Section], path: str) -> Any:
