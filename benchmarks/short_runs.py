@@ -1,44 +1,53 @@
-"""Short runs: what the json recipe's default epochs, warmup and early stopping give on a
-small dataset, the json task of recipe_quality.py (48 records; users often start with a few
-hundred).
+"""Longer runs: what the recipes' default epochs, learning rate and early stopping give past
+the few optimizer steps of recipe_quality.py, whose equal budget is small enough to train ~45
+configurations (and so favours high learning rates).
 
-One run of ``json-output`` exactly as the recipe builds it (3 epochs, cosine, warmup 0.03),
-evaluated every 3 steps on held-out records of unseen MIME types, gives the learning curve; the
-recipe's 1-epoch run of recipe_quality.py (the schedule then ends sooner) gives the model a
-shorter budget produces. The sweep's best learning rate, trained the same way, says whether
-its lead at one epoch holds at the recipe's three. Early stopping is read off the recipe's
-curve with peftkit's own comparison (``Monitor``): when patience 3 stops with ``min_delta`` 0
-and with a relative ``min_delta`` (a share of the best loss), and the best adapter such a stop
-restores. Training up to the stop
-is the same run with or without the callback, so the curve answers exactly; the callback's
-cost is in the "callbacks" section.
+- json: ``json-output`` exactly as the recipe builds it on all 85 training records of the demo's
+  task (the standard library's MIME table holds no more), for its default epochs, evaluated
+  every 3 steps on held-out records of unseen MIME types, and for one epoch more; the sweep's
+  best learning rate for the default epochs.
+- docs: ``domain-adaptation`` for its default one epoch on 48 chunks (3x recipe_quality.py's),
+  against the sweep's best learning rate, both evaluated every 3 steps: does a lead at 4
+  optimizer steps hold at 12?
 
-recipe_quality.py writes this ``short-runs`` section of docs/benchmarks.md after its json
-task; ``python short_runs.py`` measures and writes it alone.
+Early stopping is read off the recipe's json curve with peftkit's own comparison (``Monitor``):
+when patience 3 stops with ``min_delta`` 0 and with a relative ``min_delta`` (a share of the
+best loss), and the best adapter such a stop restores. Training up to the stop is the same run
+with or without the callback, so the curve answers exactly; the callback's cost is in the
+"callbacks" section.
+
+recipe_quality.py writes this ``short-runs`` section of docs/benchmarks.md after its tasks,
+with their best learning rates; ``python short_runs.py`` measures it alone, with the learning
+rate twice the recipe's as the rival.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from competitors import sweep
 from report import git_revision, machine, write_section
-from sft_runs import RECIPE, Contender, Run, Task, common_args, dataset, load, score, tasks, train
+from sft_runs import RECIPE, Contender, Task, common_args, dataset, load, score, tasks, train
 from sft_runs import options as cli_options
 
+from peftkit import recipes
 from peftkit.callbacks.monitor import Monitor
+from peftkit.demo_tasks import docs_task, json_task
 
 PATIENCE = 3
-EPOCHS = 3.0  # the json recipe's default
 RELATIVE_DELTAS = (0.0, 0.005, 0.01, 0.02)
+DOCS_CHUNKS = 48
 
 
 @dataclass
 class Curve:
-    """One run: held-out loss by optimizer step, its time and its final scores."""
+    """One run: held-out loss by optimizer step (empty: scored at the end only), its training
+    time and its final scores."""
 
     config: str
     epochs: float
@@ -47,17 +56,38 @@ class Curve:
     steps: int
     scores: dict[str, float]
 
+    @property
+    def best(self) -> tuple[int, float]:
+        return min(self.points, key=lambda p: p[1]) if self.points else (self.steps, 0.0)
+
+
+def longer_tasks(quick: bool) -> tuple[Task, Task]:
+    """The json task on every training record for the recipe's default epochs, and 48 docs
+    chunks for the recipe's one epoch; the held-out sets are recipe_quality.py's."""
+    json_, docs = tasks(quick)
+    json_train, _, _ = json_task()
+    docs_train, _ = docs_task(chunk_chars=700)
+    json_epochs = recipes.load(json_.recipe).training.epochs
+    docs_epochs = recipes.load(docs.recipe).training.epochs
+    if quick:
+        return dataclasses.replace(json_, epochs=json_epochs), docs
+    return (
+        dataclasses.replace(json_, train=json_train, epochs=json_epochs),
+        dataclasses.replace(docs, train=docs_train[:DOCS_CHUNKS], epochs=docs_epochs),
+    )
+
 
 def curve(task: Task, contender: Contender, model_path: Path, work: Path, eval_steps: int) -> Curve:
-    """``contender`` trained for 3 epochs, evaluated every ``eval_steps``."""
+    """``contender`` trained for the task's epochs, evaluated every ``eval_steps``."""
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
     model, tokenizer = load(model_path)
-    common = common_args(work / f"short-{contender.name}".replace(" ", "-"), task, 42, None)
-    common.update(num_train_epochs=EPOCHS, eval_strategy="steps", eval_steps=eval_steps)
+    name = f"longer-{task.name}-{contender.name}".replace(" ", "-")
+    common = common_args(work / name, task, 42, None)
+    common.update(eval_strategy="steps", eval_steps=eval_steps)
     lora, args = contender.build(task, model_path, **common)
-    args.per_device_eval_batch_size = 32
+    args.per_device_eval_batch_size = 16
     points: list[tuple[int, float]] = []
     evaluating = [0.0]
 
@@ -84,8 +114,14 @@ def curve(task: Task, contender: Contender, model_path: Path, work: Path, eval_s
     trainer.train()
     seconds = time.perf_counter() - started - evaluating[0]
     scores = score(trainer.model, tokenizer, task, work)
-    print(f"{contender.name}, {EPOCHS:g} epochs: {trainer.state.global_step} steps, {scores}")
-    return Curve(contender.name, EPOCHS, points, seconds, trainer.state.global_step, scores)
+    print(f"{name}, {task.epochs:g} epochs: {trainer.state.global_step} steps, {scores}")
+    return Curve(contender.name, task.epochs, points, seconds, trainer.state.global_step, scores)
+
+
+def at_end(task: Task, contender: Contender, model_path: Path, work: Path) -> Curve:
+    """``contender`` trained for the task's epochs (its own schedule), scored at the end."""
+    run = train(task, contender, model_path, work)
+    return Curve(contender.name, task.epochs, [], run.seconds, run.steps, run.scores)
 
 
 def stop(points: list[tuple[int, float]], share: float) -> tuple[int, int, float]:
@@ -104,51 +140,59 @@ def stop(points: list[tuple[int, float]], share: float) -> tuple[int, int, float
     return points[-1][0], best_step, best
 
 
-def study(
-    task: Task, one_epoch: list[Run], rival: Contender | None, model_path: Path, work: Path
-) -> str:
-    """The section: 1 epoch (the given runs of recipe_quality.py) against 3 epochs, for the
-    recipe and for ``rival``, the sweep's best learning rate (does its lead at 1 epoch hold at
-    the recipe's own epochs?), and early stopping read off the recipe's 3-epoch curve."""
+def study(rivals: dict[str, Contender], model_path: Path, work: Path, quick: bool) -> str:
+    """The section; ``rivals``: the sweep's best learning rate of each task by name."""
     started = time.perf_counter()
-    every = 1 if len(task.train) < 16 else 3
-    contenders = [Contender(RECIPE, "recipe"), *([rival] if rival else [])]
-    curves = []
-    for contender in contenders:
-        run = next(r for r in one_epoch if r.config == contender.name)
-        curves.append(Curve(run.config, 1.0, [], run.seconds, run.steps, run.scores))
-        curves.append(curve(task, contender, model_path, work, every))
-    return section(curves, task, (time.perf_counter() - started) / 60)
+    json_, docs = longer_tasks(quick)
+    recipe = Contender(RECIPE, "recipe")
+    json_runs = [
+        curve(json_, recipe, model_path, work, 3),
+        at_end(dataclasses.replace(json_, epochs=json_.epochs + 1), recipe, model_path, work),
+        at_end(json_, rivals["json"], model_path, work),
+    ]
+    docs_runs = [curve(docs, c, model_path, work, 3) for c in (recipe, rivals["docs"])]
+    minutes = (time.perf_counter() - started) / 60
+    return section(json_, json_runs, docs, docs_runs, minutes)
 
 
-def section(curves: list[Curve], task: Task, minutes: float) -> str:
-    full = curves[1]
+def section(
+    json_: Task, json_runs: list[Curve], docs: Task, docs_runs: list[Curve], minutes: float
+) -> str:
+    full = next(c for c in json_runs if c.config == RECIPE and c.points)
+    per_epoch = full.steps / full.epochs
     lines = [
-        "## Short runs: epochs, warmup and early stopping of the json recipe",
-        f"`benchmarks/short_runs.py` at {git_revision()} on {machine()}; {minutes:.0f} minutes "
-        "for the 3-epoch runs. `json-output` as built (cosine, warmup 0.03, batch 4 x 2, seed "
-        f"42), and the sweep's best learning rate at 1 epoch, on {len(task.train)} records; "
-        f"held-out loss on {len(task.eval)} records of "
-        "unseen MIME types; schema-valid rate from greedy answers to the same prompts. Wall "
-        "seconds are training only (evaluation time taken out).",
+        "## Longer runs: epochs, learning rate and early stopping",
+        f"`benchmarks/short_runs.py` at {git_revision()} on {machine()}; {minutes:.0f} minutes. "
+        "Each recipe as built (seed 42) unless the row says otherwise; the rival is the "
+        "learning rate that ranked best in the sweep above. Wall seconds are training only "
+        "(evaluation time taken out); the best step is the curve's lowest held-out loss.",
+        "",
+        f"**json** (`json-output`): {len(json_.train)} training records (the whole demo task), "
+        f"{per_epoch:g} optimizer steps per epoch; held-out loss on {len(json_.eval)} records "
+        "of unseen MIME types, schema-valid rate from greedy answers to the same prompts.",
         "",
         "| configuration | epochs | optimizer steps | wall s | final held-out loss | "
-        "schema-valid (JSON) |",
-        "|---|---|---|---|---|---|",
+        "schema-valid (JSON) | best step: held-out loss |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for c in curves:
+    for c in json_runs:
+        best = f"{c.best[0]}: {c.best[1]:.3f}" if c.points else "-"
         lines.append(
             f"| {c.config} | {c.epochs:g} | {c.steps} | {c.seconds:.0f} | "
             f"{c.scores['eval_loss']:.3f} | "
-            f"{c.scores['schema_valid_rate']:.0%} ({c.scores['json_valid_rate']:.0%}) |"
+            f"{c.scores['schema_valid_rate']:.0%} ({c.scores['json_valid_rate']:.0%}) | {best} |"
         )
     lines += [
         "",
-        f"Held-out loss of the recipe's {full.epochs:g}-epoch run by step: "
-        + ", ".join(f"{step}: {loss:.3f}" for step, loss in full.points)
-        + ".",
+        *(
+            f"Held-out loss of the {c.config}'s {c.epochs:g}-epoch run by step: "
+            + ", ".join(f"{step}: {loss:.3f}" for step, loss in c.points)
+            + "."
+            for c in json_runs
+            if c.points
+        ),
         "",
-        f"Early stopping on that curve (patience {PATIENCE}, evaluation every "
+        f"Early stopping on the recipe's curve (patience {PATIENCE}, evaluation every "
         f"{full.points[0][0]} steps), ``min_delta`` as a share of the best loss:",
         "",
         "| min_delta | stops at step | share of the full run | best step restored | its loss |",
@@ -159,16 +203,34 @@ def section(curves: list[Curve], task: Task, minutes: float) -> str:
         lines.append(
             f"| {share:.1%} of best | {at} | {at / full.steps:.0%} | {best_step} | {best:.3f} |"
         )
+    lines += [
+        "",
+        f"**docs** (`domain-adaptation`): {len(docs.train)} chunks for {docs.epochs:g} epoch; "
+        f"perplexity on {len(docs.eval)} chunks of unseen topics.",
+        "",
+        "| configuration | optimizer steps | wall s | final perplexity | held-out loss by step |",
+        "|---|---|---|---|---|",
+    ]
+    for c in docs_runs:
+        by_step = ", ".join(f"{step}: {loss:.3f}" for step, loss in c.points)
+        lines.append(
+            f"| {c.config} | {c.steps} | {c.seconds:.0f} | {c.scores['perplexity']:.2f} | "
+            f"{by_step} |"
+        )
     return "\n".join(lines)
+
+
+def twice_the_rate(task: Task, model_path: Path) -> Contender:
+    recipe = recipes.load(task.recipe, [f"model.name={model_path}"])
+    point = sweep(recipe.training.learning_rate, recipe.lora.r, recipe.lora.alpha)[2]
+    return Contender(point.label, "sweep", point=point)
 
 
 def main() -> None:
     options = cli_options(__doc__.splitlines()[0])
-    model_path = options.model
-    task = tasks(options.quick)[0]
+    rivals = {task.name: twice_the_rate(task, options.model) for task in tasks(options.quick)}
     with tempfile.TemporaryDirectory() as work:
-        one_epoch = [train(task, Contender(RECIPE, "recipe"), model_path, Path(work))]
-        body = study(task, one_epoch, None, model_path, Path(work))
+        body = study(rivals, options.model, Path(work), options.quick)
     write_section("short-runs", body, options.doc)
     print(body)
 

@@ -51,7 +51,7 @@ def test_sft_config_mirrors_the_training_and_data_sections(tmp_path: Path):
 
     json_args = recipes.load("json-output").build_sft_config(tmp_path)
     assert (json_args.max_length, json_args.completion_only_loss) == (512, True)
-    assert json_args.max_steps == -1 and json_args.num_train_epochs == 3.0
+    assert json_args.max_steps == -1 and json_args.num_train_epochs == 2.0
     domain_args = recipes.load("domain-adaptation").build_sft_config(tmp_path)
     assert (domain_args.packing, domain_args.completion_only_loss) == (False, None)
     assert domain_args.gradient_accumulation_steps == 1
