@@ -69,8 +69,8 @@ recipes: install
 	[Path(f'recipes/{n}.yaml').write_text(to_yaml(k())) for n, k in BUILTIN.items()]"
 
 # Every benchmark, side by side on this machine; each rewrites its section of docs/benchmarks.md.
-# About 37 minutes on 2 CPU cores (goal: under 45), most of it recipe_quality.py, which trains
-# SmolLM2 ~45 times and writes the recipe-quality and short-runs sections.
+# 41 minutes on 2 AMD EPYC cores (2026-12-02; goal: under 45), most of it recipe_quality.py,
+# which trains SmolLM2 ~45 times and writes the recipe-quality and short-runs sections.
 bench: install
 	cd benchmarks && ../$(PY) import_time.py && ../$(PY) callbacks.py && \
 		../$(PY) memory_tables.py && ../$(PY) recipe_quality.py
