@@ -70,8 +70,8 @@ def test_recipe_quality_writes_its_section_and_keeps_the_others(
 
 
 def test_short_runs_reads_early_stopping_off_the_curve(tmp_path: Path):
-    """The longer-runs benchmark, --quick: json at the default epochs and one more, the rival,
-    a stop for each relative min_delta, and the docs curves."""
+    """The longer-runs benchmark, --quick: json at the default epochs and one more, warmup 0.1,
+    the rival, a stop for each relative min_delta, and the docs curves."""
     doc = tmp_path / "benchmarks.md"
     run = subprocess.run(
         [sys.executable, "short_runs.py", "--quick", "--doc", str(doc)],
@@ -86,7 +86,7 @@ def test_short_runs_reads_early_stopping_off_the_curve(tmp_path: Path):
     # epochs (the recipe's default 2, and one more), optimizer steps; the rival standalone is
     # twice the recipe's learning rate
     assert "| peftkit recipe | 2 | 2 |" in json_rows and "| peftkit recipe | 3 | 3 |" in json_rows
-    assert "| lr 0.0016 | 2 | 2 |" in json_rows
+    assert "| lr 0.0016 | 2 | 2 |" in json_rows and "| warmup 0.1 | 2 | 2 |" in json_rows
     assert section.count(" of best | ") == 4
     docs_rows = [line for line in section.split("**docs**")[1].splitlines() if "| 1 |" in line]
     assert [row.split(" | ")[0] for row in docs_rows] == ["| peftkit recipe", "| lr 0.0016"]
