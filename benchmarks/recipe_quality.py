@@ -76,7 +76,7 @@ def run_task(task: Task, model_path: Path, work: Path) -> tuple[dict[str, float]
     for contender in everyone:
         own = [r for r in runs if r.config == contender.name]
         seconds = statistics.median(r.seconds for r in own)
-        if abs(seconds / recipe_seconds - 1) <= SAME_TIME_TOLERANCE or same_work(contender):
+        if abs(seconds / recipe_seconds - 1) <= SAME_TIME_TOLERANCE or rate_point(contender):
             runs += [Run(**{**vars(r), "budget": "same wall time", "copied": True}) for r in own]
             continue
         steps = max(1, round(recipe_seconds / (seconds / max(own[0].steps, 1))))
@@ -84,9 +84,10 @@ def run_task(task: Task, model_path: Path, work: Path) -> tuple[dict[str, float]
     return base, runs
 
 
-def same_work(contender: Contender) -> bool:
-    """A learning-rate point does the recipe's computation exactly (only a scalar differs), so
-    a gap in its measured time is the machine's noise, not a budget to even out."""
+def rate_point(contender: Contender) -> bool:
+    """A learning-rate point of the sweep: it does the recipe's computation exactly (only a
+    scalar differs), so a gap in its measured time is the machine's noise, not a budget to even
+    out; the best of them is the rival short_runs.py trains for longer."""
     return contender.point is not None and contender.point.axis == "learning rate"
 
 
@@ -95,12 +96,8 @@ def best_rate(task: Task, runs: list[Run], model_path: Path) -> Contender:
     rival short_runs.py trains for longer."""
     first = [r for r in runs if r.budget == "same examples" and r.seed == SEEDS[0]]
     ranked = sorted(first, key=lambda r: Entry.of(task.schema is not None, [r]).order())
-    points = {c.name: c for c in contenders(task, model_path) if c.point}
-    return next(
-        points[r.config]
-        for r in ranked
-        if r.config in points and points[r.config].point.axis == "learning rate"
-    )
+    rates = {c.name: c for c in contenders(task, model_path) if rate_point(c)}
+    return next(rates[r.config] for r in ranked if r.config in rates)
 
 
 def describe(contender: Contender, task: Task, model_path: Path) -> str:

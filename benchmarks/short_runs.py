@@ -32,7 +32,18 @@ from typing import Any
 
 from competitors import Point, sweep
 from report import git_revision, machine, write_section
-from sft_runs import RECIPE, Contender, Task, common_args, dataset, load, score, tasks, train
+from sft_runs import (
+    DOCS_CHUNK_CHARS,
+    RECIPE,
+    Contender,
+    Task,
+    common_args,
+    dataset,
+    load,
+    score,
+    tasks,
+    train,
+)
 from sft_runs import options as cli_options
 
 from peftkit import recipes
@@ -58,8 +69,12 @@ class Curve:
     scores: dict[str, float]
 
     @property
-    def best(self) -> tuple[int, float]:
-        return min(self.points, key=lambda p: p[1]) if self.points else (self.steps, 0.0)
+    def best(self) -> str:
+        """The curve's lowest held-out loss as "step: loss", or "-" for a run scored once."""
+        if not self.points:
+            return "-"
+        step, loss = min(self.points, key=lambda p: p[1])
+        return f"{step}: {loss:.3f}"
 
 
 def longer_tasks(quick: bool) -> tuple[Task, Task]:
@@ -67,7 +82,7 @@ def longer_tasks(quick: bool) -> tuple[Task, Task]:
     chunks for the recipe's one epoch; the held-out sets are recipe_quality.py's."""
     json_, docs = tasks(quick)
     json_train, _, _ = json_task()
-    docs_train, _ = docs_task(chunk_chars=700)
+    docs_train, _ = docs_task(chunk_chars=DOCS_CHUNK_CHARS)
     json_epochs = recipes.load(json_.recipe).training.epochs
     docs_epochs = recipes.load(docs.recipe).training.epochs
     if quick:
@@ -178,11 +193,10 @@ def section(
         "|---|---|---|---|---|---|---|",
     ]
     for c in json_runs:
-        best = f"{c.best[0]}: {c.best[1]:.3f}" if c.points else "-"
         lines.append(
             f"| {c.config} | {c.epochs:g} | {c.steps} | {c.seconds:.0f} | "
             f"{c.scores['eval_loss']:.3f} | "
-            f"{c.scores['schema_valid_rate']:.0%} ({c.scores['json_valid_rate']:.0%}) | {best} |"
+            f"{c.scores['schema_valid_rate']:.0%} ({c.scores['json_valid_rate']:.0%}) | {c.best} |"
         )
     lines += [
         "",
@@ -224,7 +238,12 @@ def section(
 
 def twice_the_rate(task: Task, model_path: Path) -> Contender:
     recipe = recipes.load(task.recipe, [f"model.name={model_path}"])
-    point = sweep(recipe.training.learning_rate, recipe.lora.r, recipe.lora.alpha)[2]
+    label = f"lr {recipe.training.learning_rate * 2:g}"
+    point = next(
+        p
+        for p in sweep(recipe.training.learning_rate, recipe.lora.r, recipe.lora.alpha)
+        if p.label == label
+    )
     return Contender(point.label, "sweep", point=point)
 
 

@@ -249,12 +249,7 @@ class OutputFolder:
         marker = {"command": self.command, **(details or {}), "files": inventory(self.staging)}
         (self.staging / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
         fsync_tree(self.staging)
-        if self.target.exists():
-            exchange(self.staging, self.target)  # the staging path now holds the old output
-            shutil.rmtree(self.staging)
-        else:
-            os.rename(self.staging, self.target)
-        fsync_dir(self.target.parent)
+        swap_in(self.staging, self.target)
         return self.target
 
     def discard(self) -> None:
@@ -266,6 +261,18 @@ class OutputFolder:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         self._made = []
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Put the finished ``staging`` folder at ``target``: an earlier ``target`` (the caller
+    has checked that peftkit wrote it) is exchanged out in one step and removed only once the
+    new one is in place, so a crash leaves the old folder or the new one, never neither."""
+    if target.exists():
+        exchange(staging, target)  # the staging path now holds the earlier folder
+        shutil.rmtree(staging)
+    else:
+        os.rename(staging, target)
+    fsync_dir(target.parent)
 
 
 def exchange(a: Path, b: Path) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from peftkit import outputs
 from peftkit.callbacks import saving
 from peftkit.testing import peft_model
 
@@ -43,7 +44,7 @@ if point == "marker":  # the new weights are written, the marker file is not
 elif point == "fsync":  # every file written, not yet flushed to disk
     saving.fsync_tree = crash
 elif point == "swap":  # written and flushed; the swap into place has not happened
-    saving.exchange = crash
+    outputs.exchange = crash  # inside outputs.swap_in, which save_atomically calls
     os.rename = lambda a, b: crash() if ".staging-" in str(a) else rename(a, b)
 with torch.no_grad():  # step 1's weights differ from step 0's in every tensor
     for parameter in model.parameters():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from peftkit.errors import RecipeError
-from peftkit.outputs import exchange, fsync_dir, fsync_tree
+from peftkit.outputs import fsync_tree, swap_in
 
 MARKER = "peftkit_best.json"
 
@@ -43,12 +43,7 @@ def save_atomically(model: Any, target: str | Path, info: dict[str, Any]) -> Pat
         model.save_pretrained(staging)
         (staging / MARKER).write_text(json.dumps(info, indent=2))
         fsync_tree(staging)
-        if target.exists():
-            exchange(staging, target)  # staging now holds the previous version
-            shutil.rmtree(staging)
-        else:
-            os.rename(staging, target)
-        fsync_dir(target.parent)
+        swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -104,6 +104,8 @@ RECIPES = [
     Case("no-recipe-key", ("validate", "r.yaml"), ("recipe",), {"r.yaml": "lora: {r: 8}\n"}),
     Case("sexagesimal-epochs", ("validate", "json-output", "training.epochs=1:30"),
          ("training.epochs", "'1:30'"), {}),
+    Case("word-as-epochs", ("validate", "domain-adaptation", "training.epochs=two"),
+         ("training.epochs", "'two'", "a valid number", "e.g. 1.0"), {}),
     Case("builtin-name-and-a-file", ("validate", "json-output"), ("./json-output", "built-in"),
          {"json-output": "recipe: qlora-budget\n"}),
     Case("not-a-regular-file", ("validate", "/dev/null"), ("not a regular file",), {}),
