@@ -97,15 +97,39 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON
 
 
 @app.command()
-def show(recipe: RecipeArg, overrides: Overrides = None, as_json: JsonFlag = False) -> None:
+def show(
+    recipe: RecipeArg,
+    overrides: Overrides = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="A model's config.json, folder or cached hub name: resolve every 'auto' for it "
+            "on this machine (learning rate, dtypes, precision, attention).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Print a recipe, with every default resolved, as YAML (or JSON)."""
     from peftkit import recipes
 
     loaded = recipes.load(recipe, overrides or [])
+    if model is None:
+        if as_json:
+            typer.echo(json.dumps(loaded.model_dump(mode="json"), indent=2))
+        else:
+            typer.echo(loaded.to_yaml(), nl=False)
+        return
+    from peftkit.recipes.resolution import for_model
+
+    resolved, runs = for_model(loaded, str(_path(model, "--model")))
     if as_json:
-        typer.echo(json.dumps(loaded.model_dump(mode="json"), indent=2))
-    else:
-        typer.echo(loaded.to_yaml(), nl=False)
+        found = {"recipe": runs.model_dump(mode="json"), "resolved": resolved.as_dict()}
+        typer.echo(json.dumps(found, indent=2))
+        return
+    lines = [f"# Resolved for {model} on this {resolved.machine.describe()}:"]
+    lines += [f"#   {line}" for line in resolved.lines()]
+    typer.echo(runs.to_yaml(resolved.notes()) + "\n".join(lines))
 
 
 @app.command()
@@ -212,10 +236,12 @@ def plan(
     """Peak GPU memory of RECIPE on MODEL, whether it fits, and (qlora-budget) what to change."""
     from peftkit import recipes
     from peftkit.memory import load_shape
+    from peftkit.recipes.resolution import learning_rate_for
 
     loaded = recipes.load(recipe, overrides or [])
     chosen = loaded.plan(load_shape(model), gpu_memory, gpus)
-    _show(chosen, as_json)
+    rate = learning_rate_for(loaded, model)
+    _show(chosen, as_json, {"training.learning_rate": {"value": rate.value, "why": rate.why}})
 
 
 @app.command()
@@ -281,14 +307,17 @@ def estimate(
     _show(memory.judge(shape, setup, gpu_memory), as_json)
 
 
-def _show(chosen: Plan, as_json: bool) -> None:
-    """Print a plan as JSON or as tables; exit 1 when it does not fit."""
+def _show(chosen: Plan, as_json: bool, extra: dict | None = None) -> None:
+    """Print a plan (with ``extra``: the resolved learning rate) as JSON or as tables; exit 1
+    when it does not fit."""
     if as_json:
-        typer.echo(json.dumps(chosen.as_dict(), indent=2))
+        typer.echo(json.dumps({**chosen.as_dict(), **(extra or {})}, indent=2))
     else:
         from peftkit.report import print_plan
 
         print_plan(chosen)
+        for key, item in (extra or {}).items():
+            typer.echo(f"{key}: {item['value']} ({item['why']})")
     if not chosen.fits:
         raise typer.Exit(EXIT_DOES_NOT_FIT)
 

@@ -161,22 +161,16 @@ def check_model(recipe: Recipe, max_length: int) -> Any:
     return config
 
 
-def load_model(recipe: Recipe) -> Any:
-    """The base model, quantized if the recipe says so, after :func:`check_model`."""
-    import torch
+def load_model(recipe: Recipe, config: Any = None) -> Any:
+    """The base model, after :func:`check_model` (which returns ``config``), loaded as the recipe
+    resolves on this machine (:meth:`Recipe.model_kwargs`: dtype, attention, quantization)."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     name = recipe.model.name
-    check_model(recipe, recipe.training.max_length)
-    dtype = recipe.model.dtype
+    config = config if config is not None else check_model(recipe, recipe.training.max_length)
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            name,
-            dtype="auto" if dtype == "auto" else getattr(torch, dtype),
-            quantization_config=recipe.build_bnb_config(),
-            trust_remote_code=recipe.model.trust_remote_code,
-        )
+        return AutoModelForCausalLM.from_pretrained(name, **recipe.model_kwargs(config))
     except (OSError, ValueError, SafetensorError) as error:  # missing or corrupt weights
         raise _not_loadable(name, "model", error) from None
 

@@ -40,7 +40,8 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
     )
     settings = ", ".join(f"{k}={v}" for k, v in numbers["settings"].items())
     console.print(f"settings: {settings}")
-    for reason in plan.reasons or ["no GPU memory given: pass --gpu-memory for a verdict"]:
+    unjudged = ["no GPU memory given: pass --gpu-memory for a verdict"]
+    for reason in [*(unjudged if plan.gpu_memory_gb is None else []), *plan.reasons]:
         console.print(f"- {reason}")
     if plan.cost is not None:
         cost = plan.cost
@@ -69,6 +70,10 @@ def print_training(metrics: dict, output: Path, console: Console | None = None) 
         f"({metrics['tokens_per_s'] or 0:,.0f} tokens/s); stop: {stop}; best step: "
         f"{metrics['best_step']}"
     )
+    resolved = metrics.get("resolved") or {}
+    for key in RESOLVED_SHOWN:
+        if key in resolved and resolved[key]["why"] != "as the recipe says":
+            console.print(f"{key}: {resolved[key]['value']} ({resolved[key]['why']})")
     for note in [*metrics["data"].get("notes", []), *after.get("notes", [])]:
         console.print(f"note: {note}")
     if metrics.get("output") is None:
@@ -83,6 +88,10 @@ def print_training(metrics: dict, output: Path, console: Console | None = None) 
     if metrics.get("pushed_to"):
         console.print(f"pushed the adapter to {metrics['pushed_to']}")
 
+
+RESOLVED_SHOWN = ("training.learning_rate", "training.precision", "model.dtype")
+"""The resolved settings the run summary names (all of them are in metrics.json): the ones a
+recipe's ``auto`` most often changes between machines and models."""
 
 RESULT_ROWS = {
     "eval_loss": "loss",
@@ -116,6 +125,9 @@ def print_audit(found: Audit, console: Console | None = None) -> None:
             f"{stats['tokens']['max_length']}); {budget.get('optimizer_steps', '?')} optimizer "
             "steps"
         )
+    rate = stats.get("learning_rate")
+    if rate is not None and rate["why"] != "as the recipe says":
+        console.print(f"training.learning_rate: {rate['value']} ({rate['why']})")
     if not found.findings:
         console.print("data audit: nothing found")
         return

@@ -39,6 +39,7 @@ from peftkit.outputs import (
 )
 from peftkit.processes import is_main_process, world_size
 from peftkit.recipes.base import Recipe
+from peftkit.recipes.resolution import for_model
 
 if TYPE_CHECKING:
     from peftkit.data.audit import Audit
@@ -154,15 +155,17 @@ def train(
     recipe = _resolved(recipe, splits.format)
     _check_monitored_metric(recipe)
     recipe = _fitted_length(recipe)
-    check_model(recipe, recipe.training.max_length)
+    config = check_model(recipe, recipe.training.max_length)
+    resolved, recipe = for_model(recipe, config)
     tokenizer = load_tokenizer(recipe)
     data_module.check_chat(splits, tokenizer)
     audited = _audit(recipe, splits, tokenizer, on_audit) if check else None
-    model = load_model(recipe)
+    model = load_model(recipe, config)
     continues = checkpoint is not None and staging_of(target) in checkpoint.parents
     with OutputFolder(target, "train", is_main_process(), resume=continues) as folder:
         trainer = _build_trainer(recipe, model, tokenizer, splits, folder.staging)
         metrics = _fit(trainer, recipe, splits, tokenizer, checkpoint)
+        metrics["resolved"] = resolved.as_dict()
         if audited is not None:
             metrics["audit"] = audited.as_dict()
         if metrics["stop_reason"] == "interrupted" and folder.replaces:
@@ -171,7 +174,8 @@ def train(
         metrics["output"] = str(target)
         if is_main_process():
             adapter_name = push_to_hub or str(target / ADAPTER)
-            _write_outputs(recipe, trainer, tokenizer, metrics, folder.staging, adapter_name)
+            notes = resolved.notes()
+            _write_outputs(recipe, trainer, tokenizer, metrics, folder.staging, adapter_name, notes)
         folder.commit()
     if push_to_hub is not None and is_main_process():
         metrics["pushed_to"] = push(target / ADAPTER, push_to_hub)
@@ -347,7 +351,7 @@ def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, outp
     with _tracker_logs(recipe, output / LOGS):
         trainer = _trainer_class()(
             model=model,
-            args=recipe.build_sft_config(output / CHECKPOINTS, **overrides),
+            args=recipe.build_sft_config(output / CHECKPOINTS, model, **overrides),
             train_dataset=splits.train,
             eval_dataset=splits.eval,
             processing_class=tokenizer,
@@ -445,6 +449,7 @@ def _write_outputs(
     metrics: dict[str, Any],
     output: Path,
     adapter_name: str,
+    notes: dict[str, str],
 ) -> None:
     from peftkit.card import CARD, adapter_card
     from peftkit.plot import plot_training
@@ -455,10 +460,10 @@ def _write_outputs(
         checkpoints.rmdir()  # made by the Trainer; the layout has checkpoints/ only when saving
     trainer.model.save_pretrained(output / ADAPTER)
     tokenizer.save_pretrained(output / ADAPTER)
-    (output / ADAPTER / CARD).write_text(adapter_card(recipe, metrics, adapter_name))
+    (output / ADAPTER / CARD).write_text(adapter_card(recipe, metrics, adapter_name, notes))
     # The adapter carries its recipe: `peftkit merge` needs its quantization wherever it goes.
     for place in (output, output / ADAPTER):
-        (place / RECIPE).write_text(recipe.to_yaml())
+        (place / RECIPE).write_text(recipe.to_yaml(notes))
     (output / METRICS).write_text(json.dumps(metrics, indent=2, default=str))
     plot_training(
         trainer.state.log_history,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -145,8 +145,10 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         del data[foreign]
 
 
-def to_yaml(recipe: Recipe) -> str:
-    """The recipe as commented YAML; loading it gives back an equal recipe.
+def to_yaml(recipe: Recipe, notes: Mapping[str, str] | None = None) -> str:
+    """The recipe as commented YAML; loading it gives back an equal recipe. ``notes`` puts a
+    comment after fields, by dotted path (``training.learning_rate``: how ``auto`` gave the
+    number written).
 
     Non-ASCII characters are escaped: YAML reads some of them (U+0085) as line breaks.
     """
@@ -158,4 +160,19 @@ def to_yaml(recipe: Recipe) -> str:
         "# Every field:  peftkit schema",
     ]
     body = yaml.dump(recipe.model_dump(mode="json"), Dumper=RecipeDumper, sort_keys=False)
-    return "\n".join(header) + "\n" + body
+    return "\n".join(header) + "\n" + _commented(body, notes or {})
+
+
+def _commented(body: str, notes: Mapping[str, str]) -> str:
+    """``body`` with each note appended to its field's line (a field of a section, two deep)."""
+    if not notes:
+        return body
+    lines, section = body.splitlines(), ""
+    for i, line in enumerate(lines):
+        if line and not line.startswith(" "):
+            section = line.split(":", 1)[0]
+        elif line.startswith("  ") and not line.startswith("   "):
+            path = f"{section}.{line.strip().split(':', 1)[0]}"
+            if path in notes:
+                lines[i] = f"{line}  # {' '.join(notes[path].split())}"
+    return "\n".join(lines) + "\n"
