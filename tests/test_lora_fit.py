@@ -32,10 +32,10 @@ def test_a_large_effective_batch_is_doubted_at_validation():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PeftkitWarning)
         recipes.load(
-            "json-output", ["training.batch_size=16", "training.gradient_accumulation_steps=16"]
+            "json-output", ["training.batch_size=8", "training.gradient_accumulation_steps=17"]
         )
     doubts = [str(w.message) for w in caught if issubclass(w.category, PeftkitWarning)]
-    assert any("effective batch of 256" in d and "LoRA Without Regret" in d for d in doubts)
+    assert any("effective batch of 136" in d and "LoRA Without Regret" in d for d in doubts)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeftkitWarning)
         recipes.load(
@@ -98,3 +98,13 @@ def test_full_fine_tuning_has_no_adapter_to_size(method, tmp_path, tiny_model_di
     )  # fmt: skip
     assert "adapter_params" not in found.stats
     assert _finding(found, "rank-too-small") is None
+
+
+def test_the_rank_rule_is_two_bits_per_parameter_against_one_per_token():
+    from peftkit.recipes.capacity import Capacity, capacity_finding
+
+    recipe = recipes.load("json-output")  # r=16, alpha=32
+    assert capacity_finding(recipe, Capacity(1000, 2000)) is None  # 2,000 bits for 2,000 bits
+    level, code, _, fix = capacity_finding(recipe, Capacity(1000, 2001))
+    assert (level, code, fix) == ("warning", "rank-too-small", "set lora.r=32 lora.alpha=64")
+    assert capacity_finding(recipe, Capacity(1000, 5)) is None  # roomy, but r=16 is modest

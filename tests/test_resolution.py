@@ -10,13 +10,14 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 from train_helpers import cli_env, load_recipe, short, with_data
 
-from peftkit import RecipeError, hardware, recipes
+from peftkit import PeftkitWarning, RecipeError, hardware, recipes
 from peftkit.hardware import Machine
 from peftkit.recipes import build
 from peftkit.recipes.learning_rate import ANCHOR_RATE, auto_rate
@@ -78,6 +79,17 @@ def test_a_bf16_checkpoint_loads_in_what_the_machine_computes_in(
     kwargs = _kwargs(recipe, machine, None)
     assert kwargs["model_init_kwargs"]["dtype"] == dtype
     assert (kwargs["bf16"], kwargs["fp16"]) == (precision == "bf16", precision == "fp16")
+
+
+@pytest.mark.parametrize("written", ["model.dtype=bfloat16", "training.precision=bf16"])
+def test_a_written_bf16_on_a_cpu_without_it_is_kept_with_a_warning(tiny_model_dir, written):
+    recipe = recipes.load("json-output", [f"model.name={tiny_model_dir}", written])
+    with pytest.warns(PeftkitWarning, match=r"emulated, about 10x slower.*Set them to auto"):
+        resolved = resolve(recipe, None, CPU)
+    assert written.split("=")[1] in (resolved.dtype.value, resolved.precision.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeftkitWarning)
+        resolve(recipe, None, BF16_CPU)
 
 
 def test_full_fine_tuning_in_fp16_keeps_fp32_master_weights(bf16_model_dir):
@@ -280,3 +292,54 @@ def test_the_docs_table_is_the_one_the_script_writes():
     assert (
         "| meta-llama/Llama-3.1-8B-Instruct | llama | 4096 | 8.03B | 0.781 | **1.7e-4** |" in page
     )
+
+
+# --- the loss without the full logits ------------------------------------------------------------
+
+
+def test_a_fused_loss_holds_one_tile_of_logits_not_all_of_them():
+    from dataclasses import replace
+
+    from peftkit.memory import Setup, estimate, load_shape
+
+    shape = load_shape(LLAMA_8B)  # a 128,256-token vocabulary
+    full = Setup(method="qlora", bits=4, batch_size=4, seq_len=2048)
+    tokens = 4 * 2048
+    assert estimate(shape, full).logits == tokens * shape.vocab * 12
+    fused = estimate(shape, replace(full, fused_loss=True)).logits
+    assert fused == (4096 * 32768 + tokens * shape.hidden) * 4
+    assert fused < estimate(shape, full).logits / 15  # 0.67 GB against 12.6 GB
+
+
+def test_the_planner_names_a_fused_loss_where_the_logits_dominate():
+    from dataclasses import replace
+
+    from peftkit.memory import Setup, judge, load_shape
+
+    shape = load_shape(LLAMA_8B)
+    setup = Setup(method="qlora", bits=4, batch_size=8, seq_len=4096, activation_checkpointing=True)
+    unfused = judge(shape, setup, 80)
+    assert unfused.breakdown.logits / unfused.breakdown.total > 0.25
+    assert any("pip install liger-kernel" in reason for reason in unfused.reasons)
+    fused = judge(shape, replace(setup, fused_loss=True), 80)
+    assert not any("liger" in reason for reason in fused.reasons)
+
+
+def test_recipes_plan_with_the_loss_of_the_installed_trl(monkeypatch):
+    """TRL 1.15 and newer compute SFT's loss through a tiled LM head; older TRL holds the full
+    logits unless Liger is on."""
+    from importlib import metadata
+
+    from peftkit.recipes.resolution import fused_loss
+
+    real = metadata.version
+    installed = tuple(map(int, real("trl").split(".")[:2])) >= (1, 15)
+    assert recipes.load("qlora-budget").setup().fused_loss is installed
+    for version, liger, expected in (("1.16.0", "auto", True), ("1.14.2", False, False)):
+        monkeypatch.setattr(
+            metadata, "version", lambda name, v=version: v if name == "trl" else real(name)
+        )
+        chosen = recipes.load("qlora-budget", [f"training.liger={str(liger).lower()}"])
+        assert fused_loss(chosen) is expected
+    monkeypatch.setattr(metadata, "version", lambda name: "1.14.2" if name == "trl" else real(name))
+    assert fused_loss(recipes.load("qlora-budget", ["training.liger=true"])) is True

@@ -130,6 +130,7 @@ def resolve(recipe: Recipe, model: Any = None, machine: Machine | None = None) -
         fsdp = recipe.distributed.strategy == "fsdp"
         storage = storage_dtype(q.storage_dtype, str(compute.value), fsdp)
     _check_resolved(recipe, precision, dtype, compute, machine)
+    _warn_emulated(precision, dtype, machine)
     return Resolved(
         precision=precision,
         dtype=dtype,
@@ -178,6 +179,27 @@ def learning_rate(resolved: Resolved, name: str) -> float:
         "Fix: load the model first and pass it (build_sft_config(..., model=model)), or set "
         "training.learning_rate=2e-4"
     )
+
+
+def _warn_emulated(precision: ResolvedPrecision, dtype: Choice, machine: Machine) -> None:
+    """A written dtype or precision the machine does not compute in runs, emulated."""
+    import warnings
+
+    from peftkit.errors import PeftkitWarning
+
+    slow = []
+    if precision.dtype not in machine.native:
+        slow.append(f"training.precision={precision.name}")
+    if dtype.value not in (*machine.native, "auto"):
+        slow.append(f"model.dtype={dtype.value}")
+    if slow:
+        warnings.warn(
+            f"{' and '.join(slow)} on this {machine.describe()}: every matmul in that dtype is "
+            "emulated, about 10x slower per step (docs/benchmarks.md). Set them to auto, which "
+            "picks what this machine computes in.",
+            PeftkitWarning,
+            stacklevel=3,
+        )
 
 
 def _check_resolved(
