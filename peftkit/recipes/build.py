@@ -9,10 +9,11 @@ Only current HF field names are passed (``activation_checkpointing``, ``eval_str
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import require
+from peftkit.errors import RecipeError, require, with_type
 from peftkit.hardware import ResolvedPrecision, resolve_precision
 
 if TYPE_CHECKING:
@@ -171,6 +172,13 @@ def sft_config(recipe: Recipe, output_dir: str | Path, **overrides: Any) -> SFTC
 
 def callbacks(recipe: Recipe, best_adapter_dir: str | Path | None = None) -> list[TrainerCallback]:
     from peftkit.callbacks import EarlyStopping, GradientCheck, OverfitDetector
+
+    if best_adapter_dir is not None and not isinstance(best_adapter_dir, str | os.PathLike):
+        raise RecipeError(
+            f"build_callbacks(best_adapter_dir=...): got {with_type(best_adapter_dir)}; it is "
+            "the folder where early stopping saves the best adapter. Fix: pass a path, e.g. "
+            "build_callbacks('out/best-adapter'), or nothing."
+        )
 
     settings = recipe.callbacks
     built: list[TrainerCallback] = []
