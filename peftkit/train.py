@@ -275,16 +275,19 @@ def _resolved(recipe: Recipe, fmt: str) -> Recipe:
     """The recipe as it runs: the detected format, and absolute data and model paths, so that
     recipe.yaml reruns the same run from any folder (and the adapter names its base so)."""
     from peftkit.loading import is_local
+    from peftkit.recipes.chat_templates import is_template_file
 
     def absolute(path: str) -> str:
         return str(Path(path).expanduser().resolve())
 
     data = recipe.data
+    template = data.chat_template
     section = data.model_copy(
         update={
             "format": fmt,
             "train_path": absolute(data.train_path or ""),
             "eval_path": None if data.eval_path is None else absolute(data.eval_path),
+            "chat_template": absolute(template) if is_template_file(template) else template,
         }
     )
     name = recipe.model.name
@@ -344,6 +347,10 @@ def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, outp
         "model_init_kwargs": None,
         "disable_tqdm": False,  # one bar for training, whatever transformers' log level
     }
+    if recipe.data.chat_template is not None or recipe.data.special_tokens.eos_token:
+        # The EOS the template or the recipe chose: the trainer tells the model, so that
+        # generation stops at the end of an answer.
+        overrides["eos_token"] = tokenizer.eos_token
     with _tracker_logs(recipe, output / LOGS):
         trainer = _trainer_class()(
             model=model,

@@ -120,5 +120,7 @@ def check(recipe: Recipe) -> Audit:
 
         raise RecipeError("no data to check. Fix: pass --data FILE (or set data.train_path).")
     splits = prepare(recipe, data, recipe.data.eval_path)
+    found = recipe.data.model_copy(update={"format": splits.format})  # as `peftkit train` runs
+    recipe = recipe.model_copy(update={"data": found})
     config = load_config(recipe.model.name, recipe.model.trust_remote_code)
     return audit(recipe, splits, load_tokenizer(recipe), config.to_dict())
