@@ -93,6 +93,11 @@ class DataSection(Section):
         default_factory=SpecialTokens, description=(SpecialTokens.__doc__ or "").strip()
     )
 
+    @property
+    def chooses_eos(self) -> bool:
+        """Whether the recipe sets the EOS token (a template's end of turn, or the token)."""
+        return self.chat_template is not None or self.special_tokens.eos_token is not None
+
     @model_validator(mode="after")
     def _check_chat(self) -> DataSection:
         errors = []
