@@ -258,6 +258,32 @@ def test_peftkit_train_uses_the_recipe_s_template_and_system_prompt(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["audit"]["errors"] == 0
     assert load_recipe(out / "recipe.yaml", []).data.system_prompt == SYSTEM
+    # and the adapter is scored and tried with what it trained with
+    code, shown, err = run_main(
+        monkeypatch, "evaluate", str(out / "adapter"), "--data", str(data), "--json"
+    )
+    assert code == 0, err
+    found = json.loads(shown)
+    assert found["data"]["format"] == "messages" and "json_valid_rate" in found["after"]
+    args = ["generate", str(out / "adapter"), "HTTP 200?", "--max-new-tokens", "8"]
+    code, answer, err = run_main(monkeypatch, *args)
+    assert code == 0, err
+    asked = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "HTTP 200?"}]
+    assert answer == _answer(no_template_dir, out / "adapter", asked) + "\n"
+
+
+def _answer(base: Path, adapter: Path, turns: list[dict[str, str]]) -> str:
+    """The greedy 8-token answer of ``base`` with ``adapter`` to ``turns``, through the
+    adapter's tokenizer (its template), stopping at its EOS as training set it."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from peftkit.evaluation import generate_answers
+
+    tokenizer = _tokenizer(adapter)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return generate_answers(model, tokenizer, [turns], max_new_tokens=8).texts[0]
 
 
 def test_peftkit_train_refuses_a_system_prompt_for_plain_prompts(monkeypatch, tmp_path):
