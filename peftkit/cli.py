@@ -467,6 +467,54 @@ def merge(
         typer.echo(f"pushed to {push_to_hub}")
 
 
+AdapterArg = Annotated[str, typer.Argument(help="The adapter folder (OUTPUT/adapter).")]
+AdapterRecipe = Annotated[
+    str | None,
+    typer.Option(
+        "--recipe",
+        help="The recipe it trained with (default: the recipe.yaml peftkit train wrote with it).",
+    ),
+]
+
+
+@app.command("evaluate")
+def evaluate_command(
+    adapter: AdapterArg,
+    data: Annotated[str, typer.Option("--data", help="Evaluation data (as --data of train).")],
+    recipe: AdapterRecipe = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score ADAPTER on --data without training: its base model, then with the adapter (loss,
+    perplexity; for json-output the JSON and schema rates and the content scores)."""
+    from peftkit.adapters import evaluate_adapter
+
+    chosen = None if recipe is None else str(_path(recipe, "--recipe"))
+    found = evaluate_adapter(_path(adapter, "ADAPTER"), _path(data, "--data"), chosen)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, default=str))
+    else:
+        from peftkit.report import print_evaluation
+
+        print_evaluation(found)
+
+
+@app.command()
+def generate(
+    adapter: AdapterArg,
+    prompt: Annotated[str, typer.Argument(help="The prompt, in quotes.")],
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Tokens to generate at most.")
+    ] = 256,
+    recipe: AdapterRecipe = None,
+) -> None:
+    """Answer PROMPT with ADAPTER on its base model (greedy), through the chat template when it
+    trained on chat data."""
+    from peftkit.adapters import generate as answer
+
+    chosen = None if recipe is None else str(_path(recipe, "--recipe"))
+    typer.echo(answer(_path(adapter, "ADAPTER"), prompt, max_new_tokens, chosen))
+
+
 def _path(value: str, option: str) -> Path:
     """A path as typed: never empty (an unset shell variable gives ''), with ~ expanded."""
     if not value.strip():

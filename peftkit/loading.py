@@ -105,7 +105,21 @@ def load_tokenizer(recipe: Recipe) -> Any:
         raise _not_loadable(name, "tokenizer", error) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return _with_chat_settings(tokenizer, recipe)
+
+
+def _with_chat_settings(tokenizer: Any, recipe: Recipe) -> Any:
+    """The recipe's chat template and special tokens on the tokenizer; on chat data with
+    assistant-only loss, a template that marks the assistant's turns (:mod:`peftkit.data.chat`)."""
+    from peftkit.data.chat import use_chat_template
+
+    data = recipe.data
+    return use_chat_template(
+        tokenizer,
+        data.chat_template,
+        special_tokens=data.special_tokens.given(),
+        assistant_only_loss=data.format == "messages" and bool(data.completion_only_loss),
+    )
 
 
 def load_config(name: str, trust_remote_code: bool = False, field: str = "model.name") -> Any:

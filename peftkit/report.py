@@ -57,13 +57,9 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
 def print_training(metrics: dict, output: Path, console: Console | None = None) -> None:
     """Before/after, why training stopped, and where the outputs are."""
     console = console or Console()
-    before, after = metrics["before"], metrics["after"]
-    table = Table("held-out", "before", "after", title=f"{metrics['recipe']}: {metrics['model']}")
-    for key, label in RESULT_ROWS.items():
-        if key in before or key in after:
-            rate = key.endswith("_rate")
-            table.add_row(label, formatted(before.get(key), rate), formatted(after.get(key), rate))
-    console.print(table)
+    after = metrics["after"]
+    title = f"{metrics['recipe']}: {metrics['model']}"
+    console.print(results_table(metrics["before"], after, title))
     stop = metrics["stop_reason"] or "finished the planned steps"
     console.print(
         f"{metrics['global_step']} steps in {metrics['train_time_s']:.0f} s "
@@ -87,6 +83,30 @@ def print_training(metrics: dict, output: Path, console: Console | None = None) 
             console.print(f"  {output / name}")
     if metrics.get("pushed_to"):
         console.print(f"pushed the adapter to {metrics['pushed_to']}")
+
+
+def results_table(before: dict, after: dict, title: str) -> Table:
+    """The scores before and after, one row each (training's and an adapter's evaluation)."""
+    table = Table("held-out", "before", "after", title=title)
+    for key, label in RESULT_ROWS.items():
+        if key in before or key in after:
+            rate = key.endswith("_rate")
+            table.add_row(label, formatted(before.get(key), rate), formatted(after.get(key), rate))
+    return table
+
+
+def print_evaluation(found: dict, console: Console | None = None) -> None:
+    """`peftkit evaluate`: the base model's scores, then with the adapter, on the given data."""
+    console = console or Console()
+    title = f"{found['recipe']}: {found['model']} + {found['adapter']}"
+    console.print(results_table(found["before"], found["after"], title))
+    data = found["data"]
+    console.print(
+        f"{data['rows']} rows of {data['path']} ({data['format']}); before: the base model, "
+        "after: with the adapter"
+    )
+    for note in found["after"].get("notes", []):
+        console.print(f"note: {note}")
 
 
 RESOLVED_SHOWN = ("training.learning_rate", "training.precision", "model.dtype")

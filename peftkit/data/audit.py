@@ -124,8 +124,10 @@ def check(recipe: Recipe) -> Audit:
     from peftkit.recipes.resolution import learning_rate_for
 
     splits = prepare(recipe, data, recipe.data.eval_path)
+    found = recipe.data.model_copy(update={"format": splits.format})  # as `peftkit train` runs
+    recipe = recipe.model_copy(update={"data": found})
     config = load_config(recipe.model.name, recipe.model.trust_remote_code).to_dict()
-    found = audit(recipe, splits, load_tokenizer(recipe), config)
+    audited = audit(recipe, splits, load_tokenizer(recipe), config)
     rate = learning_rate_for(recipe, config)
-    found.stats["learning_rate"] = {"value": rate.value, "why": rate.why}
-    return found
+    audited.stats["learning_rate"] = {"value": rate.value, "why": rate.why}
+    return audited

@@ -9,10 +9,11 @@ Only current HF field names are passed (``activation_checkpointing``, ``eval_str
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import require
+from peftkit.errors import RecipeError, require, with_type
 from peftkit.recipes.resolution import Resolved, learning_rate, model_name, resolve
 
 if TYPE_CHECKING:
@@ -185,18 +186,28 @@ def sft_config(
     recipe: Recipe, output_dir: str | Path, model: Any = None, **overrides: Any
 ) -> SFTConfig:
     """The SFTConfig as the recipe resolves on this machine for ``model`` (default: the recipe's
-    model, read from a local folder or the Hugging Face cache)."""
+    model, read from a local folder or the Hugging Face cache). A loaded model gets no
+    ``model_init_kwargs``: SFTTrainer would only warn that it ignores them."""
     from trl import SFTConfig
 
     resolved = resolve(recipe, model)
     for line in resolved.lines():
         log.info("%s", line)
     kwargs = sft_config_kwargs(recipe, output_dir, resolved, model_name(recipe, model))
+    if hasattr(model, "config") and hasattr(model, "forward"):
+        kwargs["model_init_kwargs"] = None
     return SFTConfig(**{**kwargs, **overrides})
 
 
 def callbacks(recipe: Recipe, best_adapter_dir: str | Path | None = None) -> list[TrainerCallback]:
     from peftkit.callbacks import EarlyStopping, GradientCheck, OverfitDetector
+
+    if best_adapter_dir is not None and not isinstance(best_adapter_dir, str | os.PathLike):
+        raise RecipeError(
+            f"build_callbacks(best_adapter_dir=...): got {with_type(best_adapter_dir)}; it is "
+            "the folder where early stopping saves the best adapter. Fix: pass a path, e.g. "
+            "build_callbacks('out/best-adapter'), or nothing."
+        )
 
     settings = recipe.callbacks
     built: list[TrainerCallback] = []

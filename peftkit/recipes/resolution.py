@@ -198,7 +198,7 @@ def _warn_emulated(precision: ResolvedPrecision, dtype: Choice, machine: Machine
             "emulated, about 10x slower per step (docs/benchmarks.md). Set them to auto, which "
             "picks what this machine computes in.",
             PeftkitWarning,
-            stacklevel=3,
+            stacklevel=1,  # one place: shown once, however often a run resolves the recipe
         )
 
 
