@@ -327,8 +327,8 @@ def check(
 ) -> None:
     """Audit --data as the trainer will see it (lengths, labels, template, duplicates, JSON
     answers, run length) without loading weights; exit 2 when training would be meaningless."""
-    from peftkit.data.audit import check as audit_data
     from peftkit.report import print_audit
+    from peftkit.train import audit_data
 
     found = audit_data(_with_inputs(recipe, overrides, model, data, eval_data))
     if as_json:
@@ -357,10 +357,18 @@ def train_command(
         typer.Option(
             "--resume",
             metavar="auto|PATH",
-            help="Continue from a checkpoint: the last one of this --output (auto), or a "
-            "checkpoint folder.",
+            help="Continue from a checkpoint of this --output's run: its last one (auto), or a "
+            "checkpoint folder. Never replaces another output (see --fork).",
         ),
     ] = None,
+    fork: Annotated[
+        bool,
+        typer.Option(
+            "--fork",
+            help="With --resume PATH: start a new run in --output from a checkpoint of "
+            "another run.",
+        ),
+    ] = False,
     push_to_hub: PushToHub = None,
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Skip the data audit before training.")
@@ -378,7 +386,7 @@ def train_command(
     sources = {"the recipe file": recipe} if Path(recipe).is_file() else {}
     target = _path(output, "--output")
     metrics = train(
-        loaded, target, overwrite, sources, resume, push_to_hub, not no_check, print_audit
+        loaded, target, overwrite, sources, resume, push_to_hub, not no_check, print_audit, fork
     )
     if is_main_process():
         _report(metrics, target, as_json)

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.checkpoints import BEST_ADAPTER, CHECKPOINTS, check_unfinished, find_checkpoint
+from peftkit.checkpoints import BEST_ADAPTER, CHECKPOINTS, Resume, check_checkpoint, plan_resume
 from peftkit.errors import RecipeError
 from peftkit.hub import check_repo, push
 from peftkit.outputs import (
@@ -35,6 +35,7 @@ from peftkit.outputs import (
     OutputFolder,
     check_other_output,
     check_output,
+    output_path,
     staging_of,
 )
 from peftkit.processes import is_main_process, world_size
@@ -128,39 +129,42 @@ def train(
     push_to_hub: str | None = None,
     check: bool = True,
     on_audit: Callable[[Audit], None] | None = None,
+    fork: bool = False,
 ) -> dict[str, Any]:
     """Train ``recipe`` on its data (``data.train_path``, and ``data.eval_path`` or a held-out
     share) and write the outputs to ``output``; return the metrics.
 
     ``sources`` names other files the run read (the recipe file), which the output must not
     touch. ``resume`` continues from a checkpoint (:func:`peftkit.checkpoints.find_checkpoint`:
-    ``"auto"`` or a path) and replaces the output it continues. ``push_to_hub`` uploads the
-    adapter to that Hub repository at the end. ``check`` audits the data as the trainer will see
-    it (:mod:`peftkit.data.audit`) before the model loads, stops on its errors, hands the audit
-    to ``on_audit`` and keeps it in ``metrics["audit"]``. ``metrics["output"]`` is the folder
-    written, or None when an interrupted run was discarded to keep an earlier one.
+    ``"auto"`` or a path) of this output's run, and replaces the output it continues; with
+    ``fork``, a checkpoint of another run starts a new run in ``output``. ``push_to_hub``
+    uploads the adapter to that Hub repository at the end. ``check`` audits the data as the
+    trainer will see it (:mod:`peftkit.data.audit`) before the model loads, stops on its
+    errors, hands the audit to ``on_audit`` and keeps it in ``metrics["audit"]``.
+    ``metrics["output"]`` is the folder written, or None when an interrupted run was discarded
+    to keep an earlier one.
     """
     from peftkit import data as data_module
-    from peftkit.loading import check_model, load_model, load_tokenizer
+    from peftkit.loading import load_model
 
     data, eval_data = recipe.data.train_path, recipe.data.eval_path
     if data is None:
         raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
     inputs = {"--data": data, "--eval-data": eval_data, "--model": recipe.model.name}
-    target = check_output(output, {**inputs, **(sources or {})}, overwrite or bool(resume))
-    checkpoint = _checkpoint(target, resume, overwrite)
+    named = output_path(output)
+    resumed = plan_resume(resume, named, staging_of(named), overwrite, fork)
+    if resumed is not None:
+        check_checkpoint(resumed.checkpoint, recipe)
+    own = resumed is not None and resumed.own
+    target = check_output(output, {**inputs, **(sources or {})}, overwrite or own)
     _check_run_settings(recipe, target, inputs, push_to_hub)
-    splits = data_module.prepare(recipe, data, eval_data)
-    recipe = _resolved(recipe, splits.format)
-    _check_monitored_metric(recipe)
-    recipe = _fitted_length(recipe)
-    check_model(recipe, recipe.training.max_length)
-    tokenizer = load_tokenizer(recipe)
+    recipe, splits, tokenizer = _prepared(recipe)
     data_module.check_chat(splits, tokenizer)
     audited = _audit(recipe, splits, tokenizer, on_audit) if check else None
     model = load_model(recipe)
-    continues = checkpoint is not None and staging_of(target) in checkpoint.parents
+    continues = resumed is not None and staging_of(target) in resumed.checkpoint.parents
     with OutputFolder(target, "train", is_main_process(), resume=continues) as folder:
+        checkpoint = _continued(folder, resumed, recipe)
         trainer = _build_trainer(recipe, model, tokenizer, splits, folder.staging)
         metrics = _fit(trainer, recipe, splits, tokenizer, checkpoint)
         if audited is not None:
@@ -176,6 +180,34 @@ def train(
     if push_to_hub is not None and is_main_process():
         metrics["pushed_to"] = push(target / ADAPTER, push_to_hub)
     return metrics
+
+
+def _prepared(recipe: Recipe) -> tuple[Recipe, Any, Any]:
+    """The recipe as it runs, its data split as the trainer gets it, and the tokenizer, after
+    every check that needs no weights (the model's context, its LoRA targets): the one
+    preparation of `peftkit train` and `peftkit check`, so that the two never disagree."""
+    from peftkit import data as data_module
+    from peftkit.loading import check_model, load_tokenizer
+
+    splits = data_module.prepare(recipe, recipe.data.train_path, recipe.data.eval_path)
+    recipe = _resolved(recipe, splits.format)
+    _check_monitored_metric(recipe)
+    recipe = _fitted_length(recipe)
+    check_model(recipe, recipe.training.max_length)
+    return recipe, splits, load_tokenizer(recipe)
+
+
+def audit_data(recipe: Recipe) -> Audit:
+    """`peftkit check`: the audit that `peftkit train` runs before training, of the same data,
+    recipe and model as train prepares them, without loading weights or training."""
+    from peftkit.data.audit import audit
+    from peftkit.loading import load_config
+
+    if recipe.data.train_path is None:
+        raise RecipeError("no data to check. Fix: pass --data FILE (or set data.train_path).")
+    recipe, splits, tokenizer = _prepared(recipe)
+    config = load_config(recipe.model.name, recipe.model.trust_remote_code)
+    return audit(recipe, splits, tokenizer, config.to_dict(), world_size())
 
 
 def _fit(
@@ -215,14 +247,21 @@ def _audit(
     return found
 
 
-def _checkpoint(target: Path, resume: str | Path | None, overwrite: bool) -> Path | None:
-    """The checkpoint ``--resume`` names; without it, a killed run's checkpoints are refused to
-    be thrown away unless ``--overwrite`` says so."""
-    staging = staging_of(target)
-    if resume is not None:
-        return find_checkpoint(resume, target, staging)
-    check_unfinished(target, staging, overwrite)
-    return None
+def _continued(folder: OutputFolder, resumed: Resume | None, recipe: Recipe) -> Path | None:
+    """The checkpoint to resume from, once the staging folder is open. The recipe goes into
+    the staging folder first, so that a resume of a killed run can compare with it. A resume
+    of a finished (or interrupted) output copies its checkpoints and tracker logs into the
+    staging folder and continues from the copy: the earlier part of the run stays in the
+    output, and the output is replaced only when the resumed run succeeds."""
+    if folder.main_process:
+        (folder.staging / RECIPE).write_text(recipe.to_yaml())
+    if resumed is None:
+        return None
+    checkpoint = resumed.checkpoint
+    if not resumed.own or folder.staging in checkpoint.parents:
+        return checkpoint
+    folder.carry_over(folder.target, CHECKPOINTS, LOGS)
+    return folder.staging / CHECKPOINTS / checkpoint.name if folder.main_process else checkpoint
 
 
 def _check_run_settings(
