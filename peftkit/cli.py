@@ -453,6 +453,40 @@ def _path(value: str, option: str) -> Path:
     return Path(value).expanduser()
 
 
+def _check_repeated_options(args: list[str]) -> None:
+    """Refuse an option given twice with different values: the parser would keep the last
+    without a word (``--data a.jsonl --data b.jsonl`` trained on b alone)."""
+    command = typer.main.get_command(app)
+    chosen = getattr(command, "commands", {}).get(args[0]) if args else None
+    flags = {
+        name
+        for param in getattr(chosen, "params", [])
+        if getattr(param, "is_flag", False)
+        for name in (*param.opts, *param.secondary_opts)
+    }
+    seen: dict[str, str] = {}
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        name, sep, value = arg.partition("=")
+        if not name.startswith("--"):
+            continue
+        taken = value if sep else "" if name in flags else " ".join(args[index + 1 : index + 2])
+        given = f"{name} {taken}".strip()
+        if name in seen and seen[name] != given:
+            fix = (
+                "peftkit trains on one file: join them into one (cat a.jsonl b.jsonl > "
+                "all.jsonl) and pass --data all.jsonl"
+                if name in ("--data", "--eval-data")
+                else f"keep one {name}"
+            )
+            raise RecipeError(
+                f"{name} is given twice ({seen[name]}, {given}); peftkit does not pick one. "
+                f"Fix: {fix}."
+            )
+        seen[name] = given
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
     """Print peftkit's warnings as one plain line each; others the usual way."""
     if issubclass(category, PeftkitWarning):
@@ -473,6 +507,7 @@ def main() -> None:
     args = [a for a in args if a not in (DEBUG_FLAG, VERBOSE_FLAG)] or ["--help"]
     warnings.showwarning = _show_warning
     try:
+        _check_repeated_options(args)
         code = app(args=args, standalone_mode=False)
     except USER_ERRORS as error:
         _fail(f"error: {describe(error)}", EXIT_USER_ERROR, debug)

@@ -32,8 +32,7 @@ def load(source: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     exactly like the file's own values.
     """
     data = read(source)
-    for override in overrides:
-        apply_override(data, override)
+    apply_overrides(data, overrides)
     return from_dict(data)
 
 
@@ -105,6 +104,41 @@ def create_file(path: Path, text: str) -> Path:
     with open(path, "x", encoding="utf-8") as handle:  # "x": fails rather than replace
         handle.write(text)
     return path
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> None:
+    """Apply ``overrides`` in order, after refusing what would be silently resolved: a field
+    given twice with different values (under either of its names; the last would win) and an
+    empty value (which YAML reads as null, the field's default, as an unset shell variable
+    gives it)."""
+    overrides = list(overrides)
+    seen: dict[tuple[str, ...], str] = {}
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        name = key.strip()
+        if sep and not raw.strip() and name:
+            raise RecipeError(
+                f"override '{override}': {name} has an empty value (an unset shell variable?). "
+                f"Fix: give it a value, e.g. {name}=VALUE, or {name}=null for its default."
+            )
+        field = field_key(name)
+        if sep and field in seen and seen[field].partition("=")[2].strip() != raw.strip():
+            raise RecipeError(
+                f"override '{override}': {name} is set twice ('{seen[field]}' and "
+                f"'{override}'); peftkit does not pick one. Fix: keep one of them."
+            )
+        seen[field] = override
+    for override in overrides:
+        apply_override(data, override)
+
+
+def field_key(name: str) -> tuple[str, ...]:
+    """A dotted field as one spelling: a section's old name for a key is its current one."""
+    parts = [part.strip() for part in name.split(".")]
+    section, depth = Recipe.walk(parts[:-1])
+    if depth == len(parts) - 1:
+        parts[-1] = section.RENAMED.get(parts[-1], parts[-1])
+    return tuple(parts)
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from corpus import Case, run_case, snapshot, write_files
-from train_helpers import SHORT_GENERATION, SHORT_RUN, load_recipe, run_main, with_data
+from train_helpers import SHORT_GENERATION, SHORT_RUN, load_recipe, merged, run_main, with_data
 
 from peftkit.outputs import MARKER, STAGING
 from peftkit.testing import prompt_completion_rows
@@ -28,8 +28,8 @@ SAVING = ("training.max_steps=4", "training.save_steps=2", "callbacks.early_stop
 
 
 def train_args(*extra: str) -> tuple[str, ...]:
-    return ("train", "json-output", "--model", "{model}", "--data", "t.jsonl", *SHORT_RUN,
-            *SHORT_GENERATION, *extra)  # fmt: skip
+    return tuple(merged("train", "json-output", "--model", "{model}", "--data", "t.jsonl",
+                        *SHORT_RUN, *SHORT_GENERATION, *extra))  # fmt: skip
 
 
 def earlier_run(folder: Path, output: str, *overrides: str) -> Path:
@@ -40,8 +40,8 @@ def earlier_run(folder: Path, output: str, *overrides: str) -> Path:
     write_files(folder, {"t.jsonl": ROWS})
     recipe = load_recipe(
         "json-output",
-        [f"model.name={json.dumps(str(folder / 'model'))}", *SHORT_RUN, *SHORT_GENERATION,
-         *overrides],
+        merged(f"model.name={json.dumps(str(folder / 'model'))}", *SHORT_RUN, *SHORT_GENERATION,
+               *overrides),
     )  # fmt: skip
     train(with_data(recipe, folder / "t.jsonl"), folder / output)
     return folder / output
@@ -134,9 +134,9 @@ RESUMES = [
     Case("resume-with-another-rank", resume_out("training.max_steps=6", "lora.r=8"),
          ("lora.r", "got 8", "lora.r=16"), setup=OUT, model=True),
     Case("resume-with-another-model",
-         ("train", "json-output", "--model", "model2", "--data", "t.jsonl", *SHORT_RUN,
-          *SHORT_GENERATION, "--output", "out", "--resume", "auto", *SAVING,
-          "training.max_steps=6"),
+         tuple(merged("train", "json-output", "--model", "model2", "--data", "t.jsonl",
+                      *SHORT_RUN, *SHORT_GENERATION, "--output", "out", "--resume", "auto",
+                      *SAVING, "training.max_steps=6")),
          ("model.name", "model2", "model.name="),
          setup=runs(OUT, lambda f: shutil.copytree(f / "model", f / "model2")), model=True),
     Case("resume-with-another-learning-rate",
@@ -191,9 +191,9 @@ def test_resume_of_an_outputs_own_checkpoint_still_replaces_it(
     shutil.copytree(tiny_model_dir, tmp_path / "model")
     earlier_run(tmp_path, "first", *SAVING)
     monkeypatch.chdir(tmp_path)
-    args = [a.replace("{model}", str(tmp_path / "model")) for a in train_args()]
-    more = (*SAVING, "training.max_steps=6")
-    code, _, err = run_main(monkeypatch, *args, "--output", "first", "--resume", CKPT, *more)
+    more = train_args("--output", "first", "--resume", CKPT, *SAVING, "training.max_steps=6")
+    args = [a.replace("{model}", str(tmp_path / "model")) for a in more]
+    code, _, err = run_main(monkeypatch, *args)
     assert code == 0, err
     metrics = json.loads((tmp_path / "first" / "metrics.json").read_text())
     assert metrics["global_step"] == 6
@@ -213,8 +213,9 @@ def test_an_interrupted_run_resumed_keeps_the_logs_of_its_first_part(
     shutil.copytree(tiny_model_dir, tmp_path / "model")
     write_files(tmp_path, {"t.jsonl": ROWS})
     monkeypatch.chdir(tmp_path)
-    args = [a.replace("{model}", str(tmp_path / "model")) for a in train_args()]
-    args += ["--output", "out", *SAVING, "training.max_steps=6", "training.report_to=tensorboard"]
+    more = train_args("--output", "out", *SAVING, "training.max_steps=6",
+                      "training.report_to=tensorboard")  # fmt: skip
+    args = [a.replace("{model}", str(tmp_path / "model")) for a in more]
     complete = tmp_path / f".out{STAGING}" / "checkpoints" / "checkpoint-4" / "trainer_state.json"
 
     def interrupt(module, inputs, output):
