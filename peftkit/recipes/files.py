@@ -150,7 +150,12 @@ def apply_override(data: dict[str, Any], override: str) -> None:
             f"override '{override}': expected section.field=value, e.g. training.learning_rate=1e-4"
         )
     try:
-        value = parse_yaml(raw, f"override '{override}'")
+        shown = (
+            override
+            if len(override) <= 80
+            else f"{override[:60]}... ({len(override):,} characters)"
+        )
+        value = parse_yaml(raw, f"override '{shown}'")
     except yaml.YAMLError:
         raise RecipeError(
             f"override '{override}': the value is not valid YAML. Fix: quote it, e.g. "
