@@ -227,8 +227,13 @@ def estimate(
     ] = "lora",
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences per micro-batch.")] = 1,
     seq_len: Annotated[
-        int, typer.Option(min=16, help="Tokens per sequence, at most the model's context.")
-    ] = 1024,
+        int | None,
+        typer.Option(
+            min=16,
+            help="Tokens per sequence, at most the model's context (default: 1024, or the "
+            "model's context when shorter).",
+        ),
+    ] = None,
     r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
     targets: Annotated[
         str, typer.Option(help="all-linear, or comma-separated module names (q_proj,v_proj).")
@@ -250,23 +255,15 @@ def estimate(
     as_json: JsonFlag = False,
 ) -> None:
     """Peak GPU memory of a one-off setting, without a recipe file."""
-    from typing import get_args
-
     from peftkit import memory
-    from peftkit.memory.estimate import OPTIMIZER_STATE_BYTES, Method, auto_dtype
+    from peftkit.memory.estimate import auto_dtype
+    from peftkit.memory.plan import default_seq_len
     from peftkit.targets import ALL_LINEAR, parse_target_list
 
-    choices = {
-        "--method": (method, get_args(Method)),
-        "--optimizer": (optimizer, tuple(OPTIMIZER_STATE_BYTES)),
-    }
-    for option, (value, allowed) in choices.items():
-        if value not in allowed:
-            listed = ", ".join(repr(name) for name in allowed)
-            message = f"{value!r} is not one of {listed}."
-            raise typer.BadParameter(message, ctx, param_hint=f"'{option}'")
+    _check_choices(ctx, method, optimizer)
     target_list = ALL_LINEAR if targets.strip() == ALL_LINEAR else parse_target_list(targets)
     shape = memory.load_shape(model)
+    seq_len, note = (seq_len, None) if seq_len is not None else default_seq_len(shape)
     setup = memory.Setup(
         method=method,
         bits=4 if method == "qlora" else None,
@@ -278,7 +275,26 @@ def estimate(
         optimizer=optimizer,
         weights_dtype=auto_dtype(shape.checkpoint_dtype),
     )
-    _show(memory.judge(shape, setup, gpu_memory), as_json)
+    judged = memory.judge(shape, setup, gpu_memory)
+    judged.reasons[:0] = [note] if note else []
+    _show(judged, as_json)
+
+
+def _check_choices(ctx: typer.Context, method: str, optimizer: str) -> None:
+    """`peftkit estimate`'s --method and --optimizer, refused as the parser refuses options."""
+    from typing import get_args
+
+    from peftkit.memory.estimate import OPTIMIZER_STATE_BYTES, Method
+
+    choices = {
+        "--method": (method, get_args(Method)),
+        "--optimizer": (optimizer, tuple(OPTIMIZER_STATE_BYTES)),
+    }
+    for option, (value, allowed) in choices.items():
+        if value not in allowed:
+            listed = ", ".join(repr(name) for name in allowed)
+            message = f"{value!r} is not one of {listed}."
+            raise typer.BadParameter(message, ctx, param_hint=f"'{option}'")
 
 
 def _show(chosen: Plan, as_json: bool) -> None:

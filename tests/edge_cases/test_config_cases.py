@@ -300,6 +300,7 @@ OPTION_CASES = [
         "--seq-len: got 1024",
         "256 tokens (n_positions in its config)",
         "--seq-len 256",
+        args=("--seq-len", "1024"),  # the default is the context when that is shorter
     ),
     estimate_case(
         "context-shorter-than-any-sequence",
@@ -596,19 +597,20 @@ def test_every_fix_for_a_run_that_does_not_fit_works_as_written(
 
 @pytest.mark.parametrize(
     ("budget", "memory_fix"),
-    [(("--gpu-memory", "8"), "--gpu-memory"), (("budget.gpu=T4",), "budget.gpu_memory_gb")],
+    [(("--gpu-memory", "8"), "--gpu-memory"), (("budget.gpu=T4",), "budget.gpu")],
 )
 def test_every_fix_when_nothing_fits_works_as_written(
     budget: tuple[str, ...], memory_fix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A --gpu-memory outranks budget.gpu_memory_gb, so the fix names the one in use; FSDP on a
+    """A --gpu-memory outranks budget.gpu_memory_gb, so the fix names the one in use; with a
+    GPU named, the fix names a larger GPU (more memory on a T4 would contradict it); FSDP on a
     4-bit base needs the storage dtype that the recipe's rules ask for."""
     _in(tmp_path, monkeypatch, llama=LLAMA_70B)
     args = ("plan", "qlora-budget", "--model", "llama.json", *budget)
     code, _, err = run_main(monkeypatch, *args)
     assert code == 2 and "nothing fits" in err, err
     assert "gpu_memory_gb=24" not in err and "(gpu_memory_gb" not in err
-    memory = _found(rf"\(({re.escape(memory_fix)}[ =]\d+)\)", err)
+    memory = _found(rf"\(({re.escape(memory_fix)}[ =][\w.-]+)\)", err)
     sharded = _found(r"\((--gpus \d+ distributed\.strategy=fsdp [^)]*)\)", err)
     assert "quantization.storage_dtype=bfloat16" in sharded
     for applied in (memory, sharded):
