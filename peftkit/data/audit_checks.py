@@ -123,22 +123,25 @@ def check_lengths(found: Audit, recipe: Recipe, rows: list[Row], model_config: A
     cut = [r for r in rows if r.total > limit]
     answers_cut = [r for r in cut if r.trained_kept < r.trained]
     wanted = math.ceil(percentile(totals, KEEP_WHOLE) / LENGTH_STEP) * LENGTH_STEP
+    if wanted <= limit:  # the cut rows are the last 1%: keep them whole too
+        wanted = math.ceil(max(totals) / LENGTH_STEP) * LENGTH_STEP
     longest, why = longest_length(recipe, model_config)
-    suggested = min(wanted, longest)
+    suggested = max(min(wanted, longest), limit)
     found.stats["truncated_share"] = len(cut) / len(rows)
     found.stats["completion_truncated_share"] = len(answers_cut) / len(rows)
     found.stats["suggested_max_length"] = suggested
     memory = _memory(recipe, model_config, suggested)
     if memory:
         found.stats["memory_gb"] = memory
-    if suggested <= limit:  # no longer length is possible: the rows must be shorter
-        over = len([r for r in rows if r.total > limit])
-        fix = f"shorten or split the {over} row(s) longer than {limit} tokens ({why})"
+    over = len([r for r in rows if r.total > suggested])
+    shorten = f"shorten or split the {over} row(s) longer than {suggested} tokens"
+    if suggested == limit:  # no longer length is possible: the rows must be shorter
+        fix = f"{shorten} ({suggested} is the most {why})"
     else:
         cost = f" (estimated peak {memory['suggested']:.1f} GB)" if memory else ""
         share = len([r for r in rows if r.total <= suggested]) / len(rows)
         fix = f"set training.max_length={suggested}, which keeps {share:.0%} of the rows whole"
-        fix += cost if suggested == wanted else f", the most {why}"
+        fix += cost if suggested == wanted else f" ({suggested} is the most {why}), and {shorten}"
     if answers_cut and len(answers_cut) == len([r for r in rows if r.trained]):
         found.add(
             "error",
@@ -170,7 +173,7 @@ def longest_length(recipe: Recipe, model_config: Any) -> tuple[int, str]:
     config = model_config if isinstance(model_config, dict) else {}
     context, key = usable_context(config)
     if context is not None and context < bound:
-        return context, f"the model takes ({key})"
+        return context, f"the model takes: {key}"
     return bound, "training.max_length takes"
 
 
