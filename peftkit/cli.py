@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -93,7 +93,10 @@ def list_recipes() -> None:
     Console().print(table)
 
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+JSON_FLAG = "--json"
+JsonFlag = Annotated[
+    bool, typer.Option(JSON_FLAG, help="Print the result as JSON (an error too, on stdout).")
+]
 
 
 @app.command()
@@ -116,9 +119,10 @@ def new(
     """Copy a built-in recipe to FILE for editing. Never overwrites an existing file."""
     import shlex
 
-    from peftkit.recipes.files import write_new
+    from peftkit.recipes.files import new_file_path, write_new
 
-    path = write_new(_path(file, "FILE"), from_)
+    _path(file, "FILE")  # never empty
+    path = write_new(new_file_path(file, from_), from_)
     shown = f"./{path}" if str(path).startswith("-") else str(path)
     typer.echo(
         f"wrote {path} (a copy of '{from_}'); check it with: peftkit validate {shlex.quote(shown)}"
@@ -160,7 +164,10 @@ def validate(recipe: RecipeArg, overrides: Overrides = None, as_json: JsonFlag =
         try:
             loaded = recipes.load(recipe, overrides or [])
         except USER_ERRORS as error:
-            typer.echo(json.dumps({"valid": False, "errors": problems_of(error)}, indent=2))
+            found = problems_of(error)
+            details = {"message": describe(error), "exit_code": EXIT_USER_ERROR, "problems": found}
+            typer.echo(json.dumps({"valid": False, "errors": found, "error": details}, indent=2))
+            print(f"error: {describe(error)}", file=sys.stderr)
             raise typer.Exit(EXIT_USER_ERROR) from None
     doubts = [str(w.message) for w in caught if issubclass(w.category, PeftkitWarning)]
     found = {"valid": True, "recipe": loaded.recipe, "method": loaded.method, "warnings": doubts}
@@ -390,7 +397,10 @@ def train_command(
         bool, typer.Option("--no-check", help="Skip the data audit before training.")
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the final summary (the metrics) as JSON.")
+        bool,
+        typer.Option(
+            JSON_FLAG, help="Print the final summary (the metrics), or the error, as JSON."
+        ),
     ] = False,
 ) -> None:
     """Fine-tune with RECIPE on --data and write adapter, recipe, metrics and plot to --output."""
@@ -417,7 +427,13 @@ def _report(metrics: dict, output: Path, as_json: bool = False) -> None:
     else:
         print_training(metrics, output)
     if metrics["stop_reason"] == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        kept = (
+            f"the earlier results in {output} are kept; this run was discarded"
+            if metrics.get("output") is None
+            else f"the results so far are in {output}"
+        )
+        print(f"interrupted after step {metrics['global_step']}: {kept}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)  # not typer.Exit: main() reads a returned 130 as unreported
 
 
 @app.command()
@@ -515,29 +531,54 @@ _default_showwarning = warnings.showwarning
 
 
 def main() -> None:
-    """Console-script entry point: one message and exit 2 for user errors, 130 for Ctrl-C."""
+    """Console-script entry point: one message and exit 2 for user errors, 130 for Ctrl-C.
+    With ``--json``, an error is also a JSON object on stdout, ``{"error": {...}}``, so that a
+    script reading stdout always has something to parse."""
     args = sys.argv[1:]
     debug = DEBUG_FLAG in args or os.environ.get("PEFTKIT_DEBUG") == "1"
     if VERBOSE_FLAG not in args:
         quiet()
     args = [a for a in args if a not in (DEBUG_FLAG, VERBOSE_FLAG)] or ["--help"]
     warnings.showwarning = _show_warning
+    as_json = _takes_json(args)
     try:
         _check_repeated_options(args)
         code = app(args=args, standalone_mode=False)
     except USER_ERRORS as error:
-        _fail(f"error: {describe(error)}", EXIT_USER_ERROR, debug)
+        found = problems_of(error) if as_json else None
+        _fail(f"error: {describe(error)}", EXIT_USER_ERROR, debug, found)
     except typer.TyperException as error:  # a bad option or argument, found by the parser
         context = getattr(error, "ctx", None)
         hint = "" if context is None else f"\n{context.get_usage()}"
-        _fail(f"error: {error.format_message()}{hint}", EXIT_USER_ERROR, debug)
+        found = [{"message": error.format_message()}] if as_json else None
+        _fail(f"error: {error.format_message()}{hint}", EXIT_USER_ERROR, debug, found)
     except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", EXIT_INTERRUPTED, debug)
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into a silent return of 130
+        found = [{"message": "interrupted"}] if as_json else None
+        _fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED, debug, found)
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _fail(message: str, code: int, debug: bool) -> None:
-    if debug:
+def _takes_json(args: list[str]) -> bool:
+    """Whether the command line asks a command that has ``--json`` for JSON."""
+    given = args[: args.index("--")] if "--" in args else args
+    if JSON_FLAG not in given:
+        return False
+    command = getattr(typer.main.get_command(app), "commands", {}).get(args[0])
+    return any(JSON_FLAG in getattr(param, "opts", ()) for param in getattr(command, "params", []))
+
+
+def _fail(
+    message: str, code: int, debug: bool, problems: list[dict[str, Any]] | None = None
+) -> None:
+    """Print ``message`` (and under ``--json``, the error object with ``problems`` on stdout)
+    and exit with ``code``."""
+    if debug and sys.exc_info()[0] is not None:
         traceback.print_exc()
+    if problems is not None:
+        summary = message.removeprefix("error: ").split("\nUsage:")[0]
+        found = {"message": summary, "exit_code": code, "problems": problems}
+        print(json.dumps({"error": found}, indent=2, default=str))
     print(message, file=sys.stderr)
     sys.exit(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -74,20 +75,31 @@ def read(source: str | Path) -> dict[str, Any]:
     return data
 
 
+def new_file_path(given: str, source: str) -> Path:
+    """The file `peftkit new FILE` writes: FILE, or for a name ending with a slash (a folder),
+    the source recipe's name with .yaml inside it (``newdir/`` used to write a file named
+    ``newdir``)."""
+    path = Path(given).expanduser()
+    if given.endswith(("/", os.sep)):
+        return path / f"{Path(source).stem}.yaml"
+    return path
+
+
 def write_new(path: Path, source: str) -> Path:
     """Write the recipe ``source`` (a built-in name or a file) to ``path`` as YAML, creating the
     file: an existing file, a link (even a dangling one) or a folder there is never replaced."""
-    check_new_file(path)
+    check_new_file(path, folder=True)  # `peftkit new d/` writes inside d
     return create_file(path, load(source).to_yaml())
 
 
-def check_new_file(path: Path) -> None:
+def check_new_file(path: Path, folder: bool = False) -> None:
     """Refuse ``path`` for a new file unless nothing is there and its folder can be made: what
     a user made is never replaced. Checked before any work, so that a refusal costs nothing."""
     if path.exists() or path.is_symlink():
+        inside = f", or {path}/ to write inside the folder" if folder and path.is_dir() else ""
         raise RecipeError(
             f"{path} already exists; peftkit never overwrites a file you made. Fix: choose "
-            "another name, or move the file away first."
+            f"another name{inside}, or move the file away first."
         )
     parent = path.parent
     while not parent.exists():
