@@ -17,6 +17,7 @@ from fix_reader import fix_of, overrides
 from train_helpers import load_recipe, merged, run_main, with_data
 
 from peftkit.data.audit import Audit
+from peftkit.data.audit_checks import FEW_STEPS
 from peftkit.testing import prompt_completion_rows
 
 ROWS = prompt_completion_rows(40)
@@ -93,6 +94,8 @@ def test_every_fix_is_one_train_takes_and_none_calls_for_its_opposite(
             again, _ = _audit(applied, tmp_path / "t.jsonl", tiny_model_dir)
             codes = {f.code for f in again.findings}
             assert OPPOSITE.get(finding.code) not in codes, (finding.code, alternative)
+            if finding.code == "few-steps":  # the fix gives the steps it promises
+                assert again.stats["budget"]["optimizer_steps"] >= FEW_STEPS, alternative
             left = [f for f in again.findings if f.code == finding.code]
             # gone, or only the data can still change (no setting left to suggest)
             assert all(not overrides(f.fix) for f in left), (finding.code, alternative, left)
