@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -93,7 +93,10 @@ def list_recipes() -> None:
     Console().print(table)
 
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+JSON_FLAG = "--json"
+JsonFlag = Annotated[
+    bool, typer.Option(JSON_FLAG, help="Print the result as JSON (an error too, on stdout).")
+]
 
 
 @app.command()
@@ -140,9 +143,10 @@ def new(
     """Copy a built-in recipe to FILE for editing. Never overwrites an existing file."""
     import shlex
 
-    from peftkit.recipes.files import write_new
+    from peftkit.recipes.files import new_file_path, write_new
 
-    path = write_new(_path(file, "FILE"), from_)
+    _path(file, "FILE")  # never empty
+    path = write_new(new_file_path(file, from_), from_)
     shown = f"./{path}" if str(path).startswith("-") else str(path)
     typer.echo(
         f"wrote {path} (a copy of '{from_}'); check it with: peftkit validate {shlex.quote(shown)}"
@@ -184,7 +188,10 @@ def validate(recipe: RecipeArg, overrides: Overrides = None, as_json: JsonFlag =
         try:
             loaded = recipes.load(recipe, overrides or [])
         except USER_ERRORS as error:
-            typer.echo(json.dumps({"valid": False, "errors": problems_of(error)}, indent=2))
+            found = problems_of(error)
+            details = {"message": describe(error), "exit_code": EXIT_USER_ERROR, "problems": found}
+            typer.echo(json.dumps({"valid": False, "errors": found, "error": details}, indent=2))
+            print(f"error: {describe(error)}", file=sys.stderr)
             raise typer.Exit(EXIT_USER_ERROR) from None
     doubts = [str(w.message) for w in caught if issubclass(w.category, PeftkitWarning)]
     found = {"valid": True, "recipe": loaded.recipe, "method": loaded.method, "warnings": doubts}
@@ -253,8 +260,13 @@ def estimate(
     ] = "lora",
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences per micro-batch.")] = 1,
     seq_len: Annotated[
-        int, typer.Option(min=16, help="Tokens per sequence, at most the model's context.")
-    ] = 1024,
+        int | None,
+        typer.Option(
+            min=16,
+            help="Tokens per sequence, at most the model's context (default: 1024, or the "
+            "model's context when shorter).",
+        ),
+    ] = None,
     r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
     targets: Annotated[
         str, typer.Option(help="all-linear, or comma-separated module names (q_proj,v_proj).")
@@ -276,23 +288,15 @@ def estimate(
     as_json: JsonFlag = False,
 ) -> None:
     """Peak GPU memory of a one-off setting, without a recipe file."""
-    from typing import get_args
-
     from peftkit import memory
-    from peftkit.memory.estimate import OPTIMIZER_STATE_BYTES, Method, auto_dtype
+    from peftkit.memory.estimate import auto_dtype
+    from peftkit.memory.plan import default_seq_len
     from peftkit.targets import ALL_LINEAR, parse_target_list
 
-    choices = {
-        "--method": (method, get_args(Method)),
-        "--optimizer": (optimizer, tuple(OPTIMIZER_STATE_BYTES)),
-    }
-    for option, (value, allowed) in choices.items():
-        if value not in allowed:
-            listed = ", ".join(repr(name) for name in allowed)
-            message = f"{value!r} is not one of {listed}."
-            raise typer.BadParameter(message, ctx, param_hint=f"'{option}'")
+    _check_choices(ctx, method, optimizer)
     target_list = ALL_LINEAR if targets.strip() == ALL_LINEAR else parse_target_list(targets)
     shape = memory.load_shape(model)
+    seq_len, note = (seq_len, None) if seq_len is not None else default_seq_len(shape)
     setup = memory.Setup(
         method=method,
         bits=4 if method == "qlora" else None,
@@ -304,7 +308,26 @@ def estimate(
         optimizer=optimizer,
         weights_dtype=auto_dtype(shape.checkpoint_dtype),
     )
-    _show(memory.judge(shape, setup, gpu_memory), as_json)
+    judged = memory.judge(shape, setup, gpu_memory)
+    judged.reasons[:0] = [note] if note else []
+    _show(judged, as_json)
+
+
+def _check_choices(ctx: typer.Context, method: str, optimizer: str) -> None:
+    """`peftkit estimate`'s --method and --optimizer, refused as the parser refuses options."""
+    from typing import get_args
+
+    from peftkit.memory.estimate import OPTIMIZER_STATE_BYTES, Method
+
+    choices = {
+        "--method": (method, get_args(Method)),
+        "--optimizer": (optimizer, tuple(OPTIMIZER_STATE_BYTES)),
+    }
+    for option, (value, allowed) in choices.items():
+        if value not in allowed:
+            listed = ", ".join(repr(name) for name in allowed)
+            message = f"{value!r} is not one of {listed}."
+            raise typer.BadParameter(message, ctx, param_hint=f"'{option}'")
 
 
 def _show(chosen: Plan, as_json: bool, extra: dict | None = None) -> None:
@@ -356,8 +379,8 @@ def check(
 ) -> None:
     """Audit --data as the trainer will see it (lengths, labels, template, duplicates, JSON
     answers, run length) without loading weights; exit 2 when training would be meaningless."""
-    from peftkit.data.audit import check as audit_data
     from peftkit.report import print_audit
+    from peftkit.train import audit_data
 
     found = audit_data(_with_inputs(recipe, overrides, model, data, eval_data))
     if as_json:
@@ -386,16 +409,27 @@ def train_command(
         typer.Option(
             "--resume",
             metavar="auto|PATH",
-            help="Continue from a checkpoint: the last one of this --output (auto), or a "
-            "checkpoint folder.",
+            help="Continue from a checkpoint of this --output's run: its last one (auto), or a "
+            "checkpoint folder. Never replaces another output (see --fork).",
         ),
     ] = None,
+    fork: Annotated[
+        bool,
+        typer.Option(
+            "--fork",
+            help="With --resume PATH: start a new run in --output from a checkpoint of "
+            "another run.",
+        ),
+    ] = False,
     push_to_hub: PushToHub = None,
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Skip the data audit before training.")
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the final summary (the metrics) as JSON.")
+        bool,
+        typer.Option(
+            JSON_FLAG, help="Print the final summary (the metrics), or the error, as JSON."
+        ),
     ] = False,
 ) -> None:
     """Fine-tune with RECIPE on --data and write adapter, recipe, metrics and plot to --output."""
@@ -407,7 +441,7 @@ def train_command(
     sources = {"the recipe file": recipe} if Path(recipe).is_file() else {}
     target = _path(output, "--output")
     metrics = train(
-        loaded, target, overwrite, sources, resume, push_to_hub, not no_check, print_audit
+        loaded, target, overwrite, sources, resume, push_to_hub, not no_check, print_audit, fork
     )
     if is_main_process():
         _report(metrics, target, as_json)
@@ -422,7 +456,13 @@ def _report(metrics: dict, output: Path, as_json: bool = False) -> None:
     else:
         print_training(metrics, output)
     if metrics["stop_reason"] == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        kept = (
+            f"the earlier results in {output} are kept; this run was discarded"
+            if metrics.get("output") is None
+            else f"the results so far are in {output}"
+        )
+        print(f"interrupted after step {metrics['global_step']}: {kept}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)  # not typer.Exit: main() reads a returned 130 as unreported
 
 
 @app.command()
@@ -522,6 +562,40 @@ def _path(value: str, option: str) -> Path:
     return Path(value).expanduser()
 
 
+def _check_repeated_options(args: list[str]) -> None:
+    """Refuse an option given twice with different values: the parser would keep the last
+    without a word (``--data a.jsonl --data b.jsonl`` trained on b alone)."""
+    command = typer.main.get_command(app)
+    chosen = getattr(command, "commands", {}).get(args[0]) if args else None
+    flags = {
+        name
+        for param in getattr(chosen, "params", [])
+        if getattr(param, "is_flag", False)
+        for name in (*param.opts, *param.secondary_opts)
+    }
+    seen: dict[str, str] = {}
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        name, sep, value = arg.partition("=")
+        if not name.startswith("--"):
+            continue
+        taken = value if sep else "" if name in flags else " ".join(args[index + 1 : index + 2])
+        given = f"{name} {taken}".strip()
+        if name in seen and seen[name] != given:
+            fix = (
+                "peftkit trains on one file: join them into one (cat a.jsonl b.jsonl > "
+                "all.jsonl) and pass --data all.jsonl"
+                if name in ("--data", "--eval-data")
+                else f"keep one {name}"
+            )
+            raise RecipeError(
+                f"{name} is given twice ({seen[name]}, {given}); peftkit does not pick one. "
+                f"Fix: {fix}."
+            )
+        seen[name] = given
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
     """Print peftkit's warnings as one plain line each; others the usual way."""
     if issubclass(category, PeftkitWarning):
@@ -534,28 +608,54 @@ _default_showwarning = warnings.showwarning
 
 
 def main() -> None:
-    """Console-script entry point: one message and exit 2 for user errors, 130 for Ctrl-C."""
+    """Console-script entry point: one message and exit 2 for user errors, 130 for Ctrl-C.
+    With ``--json``, an error is also a JSON object on stdout, ``{"error": {...}}``, so that a
+    script reading stdout always has something to parse."""
     args = sys.argv[1:]
     debug = DEBUG_FLAG in args or os.environ.get("PEFTKIT_DEBUG") == "1"
     if VERBOSE_FLAG not in args:
         quiet()
     args = [a for a in args if a not in (DEBUG_FLAG, VERBOSE_FLAG)] or ["--help"]
     warnings.showwarning = _show_warning
+    as_json = _takes_json(args)
     try:
+        _check_repeated_options(args)
         code = app(args=args, standalone_mode=False)
     except USER_ERRORS as error:
-        _fail(f"error: {describe(error)}", EXIT_USER_ERROR, debug)
+        found = problems_of(error) if as_json else None
+        _fail(f"error: {describe(error)}", EXIT_USER_ERROR, debug, found)
     except typer.TyperException as error:  # a bad option or argument, found by the parser
         context = getattr(error, "ctx", None)
         hint = "" if context is None else f"\n{context.get_usage()}"
-        _fail(f"error: {error.format_message()}{hint}", EXIT_USER_ERROR, debug)
+        found = [{"message": error.format_message()}] if as_json else None
+        _fail(f"error: {error.format_message()}{hint}", EXIT_USER_ERROR, debug, found)
     except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", EXIT_INTERRUPTED, debug)
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into a silent return of 130
+        found = [{"message": "interrupted"}] if as_json else None
+        _fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED, debug, found)
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _fail(message: str, code: int, debug: bool) -> None:
-    if debug:
+def _takes_json(args: list[str]) -> bool:
+    """Whether the command line asks a command that has ``--json`` for JSON."""
+    given = args[: args.index("--")] if "--" in args else args
+    if JSON_FLAG not in given:
+        return False
+    command = getattr(typer.main.get_command(app), "commands", {}).get(args[0])
+    return any(JSON_FLAG in getattr(param, "opts", ()) for param in getattr(command, "params", []))
+
+
+def _fail(
+    message: str, code: int, debug: bool, problems: list[dict[str, Any]] | None = None
+) -> None:
+    """Print ``message`` (and under ``--json``, the error object with ``problems`` on stdout)
+    and exit with ``code``."""
+    if debug and sys.exc_info()[0] is not None:
         traceback.print_exc()
+    if problems is not None:
+        summary = message.removeprefix("error: ").split("\nUsage:")[0]
+        found = {"message": summary, "exit_code": code, "problems": problems}
+        print(json.dumps({"error": found}, indent=2, default=str))
     print(message, file=sys.stderr)
     sys.exit(code)

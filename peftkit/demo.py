@@ -21,7 +21,6 @@ from peftkit.pretrained import cache_dir, smollm2
 # fp32 weights with bf16 autocast (bf16 generation on CPU is slower than fp32).
 CPU_BUDGET = [
     "model.dtype=float32",
-    "training.batch_size=8",
     "training.gradient_accumulation_steps=1",
     "training.learning_rate=5e-4",
     "training.lr_scheduler=linear",
@@ -36,6 +35,7 @@ TASKS = {
         "json-output",
         [
             *CPU_BUDGET,
+            "training.batch_size=8",
             "training.max_length=128",
             "training.max_steps=16",
             "training.eval_steps=8",

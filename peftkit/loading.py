@@ -8,10 +8,13 @@ which costs no memory), so that a bad model fails in seconds, before anything is
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftkit.errors import MISSING, Problem, ProblemsError, RecipeError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
@@ -160,10 +163,21 @@ def check_model(recipe: Recipe, max_length: int) -> Any:
     config = load_config(name, recipe.model.trust_remote_code)
     context = getattr(config, "max_position_embeddings", None)
     if context is not None and max_length > context:
-        raise RecipeError(
-            f"training.max_length: got {max_length}, but {name} handles at most {context} "
-            f"tokens. Fix: set training.max_length={context} (or less)."
-        )
+        from peftkit.memory.shapes import rope_scaled
+
+        scaled, how = rope_scaled(config.to_dict(), context)
+        if scaled is None or max_length > scaled:
+            stretched = f" ({context}, {scaled} with its {how})" if scaled else ""
+            raise RecipeError(
+                f"training.max_length: got {max_length}, but {name} handles at most "
+                f"{scaled or context} tokens{stretched}. Fix: set "
+                f"training.max_length={scaled or context} (or less)."
+            )
+        log.warning(
+            "training.max_length %d is beyond max_position_embeddings (%d) of %s: positions "
+            "past it rely on the config's %s, which reaches %d tokens.",
+            max_length, context, name, how, scaled,
+        )  # fmt: skip
     lora = recipe.lora
     if recipe.method != "full" and (lora.target_modules != "all-linear" or lora.modules_to_save):
         modules = adaptable_modules(config, recipe.model.trust_remote_code)

@@ -61,7 +61,7 @@ def merge(
                 f"mismatch, by naming it: --base {base}"
             )
         quantization = None  # the user chose the 16-bit base
-    _check_fits(adapter, base, trained_on)
+    _check_fits(adapter, adapter_config, base, trained_on)
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -130,16 +130,21 @@ def _read_adapter(adapter: Path) -> dict[str, Any]:
     return config
 
 
-def _check_fits(adapter: Path, base: str, trained_on: Any) -> None:
-    """Every adapter tensor must sit on a module of ``base`` with the matching size."""
+def _check_fits(adapter: Path, adapter_config: dict[str, Any], base: str, trained_on: Any) -> None:
+    """The adapter must fit ``base``: every adapter tensor on a module of the matching size,
+    every module its targets name covered (a base with more layers would keep layers the
+    adapter never trained), and the same architecture and layer count as the model it was
+    trained on (when that one's config can be read)."""
     from peftkit.loading import adaptable_modules, load_config
 
-    modules = adaptable_modules(load_config(base, field="--base"))
+    config = load_config(base, field="--base")
     if isinstance(trained_on, str) and trained_on:
         expected, fix = f"'{trained_on}'", f"pass --base {trained_on}"
     else:
         expected, fix = "another model", "pass the base the adapter was trained on with --base"
-    for key, shape in _adapter_shapes(adapter).items():
+    modules = adaptable_modules(config)
+    shapes = _adapter_shapes(adapter)
+    for key, shape in shapes.items():
         place, _, kind = key.removeprefix("base_model.model.").partition(".lora_")
         module = modules.get(place)
         if module is None or _features(module, kind) != _adapter_features(shape, kind):
@@ -149,6 +154,53 @@ def _check_fits(adapter: Path, base: str, trained_on: Any) -> None:
                 f"belongs on {place}, and the base has {found}. The adapter was trained on "
                 f"{expected}. Fix: {fix}."
             )
+    uncovered = _uncovered(adapter_config, modules, shapes)
+    if uncovered:
+        raise RecipeError(
+            f"--base {base}: the adapter does not fit it: the base has {len(uncovered)} "
+            f"module(s) the adapter's targets name and it has no weights for (first: "
+            f"{uncovered[0]}): the base has more layers than the model the adapter was trained "
+            f"on, {expected}. Fix: {fix}."
+        )
+    if isinstance(trained_on, str) and trained_on and trained_on != base:
+        _check_architecture(base, config, trained_on, fix)
+
+
+ARCHITECTURE_KEYS = ("model_type", "num_hidden_layers", "hidden_size", "intermediate_size")
+"""What two bases must share for an adapter of one to merge into the other (a fine-tuned
+variant of the same model does; another model of the same sizes does not)."""
+
+
+def _check_architecture(base: str, config: Any, trained_on: str, fix: str) -> None:
+    """``base`` against the model the adapter names, when that model's config is at hand (a
+    local folder, or a Hub model in the cache); nothing to compare otherwise."""
+    from peftkit.loading import load_config
+
+    try:
+        theirs = load_config(trained_on, field="the adapter's base_model_name_or_path")
+    except (RecipeError, OSError):
+        return
+    for key in ARCHITECTURE_KEYS:
+        mine, expected = getattr(config, key, None), getattr(theirs, key, None)
+        if mine != expected:
+            raise RecipeError(
+                f"--base {base}: the adapter was trained on '{trained_on}', whose {key} is "
+                f"{expected!r}, and this base's is {mine!r}: another architecture, whatever "
+                f"the shapes. Fix: {fix}."
+            )
+
+
+def _uncovered(
+    adapter_config: dict[str, Any], modules: dict[str, Any], shapes: dict[str, Any]
+) -> list[str]:
+    """The modules of the base that the adapter's target names match and that it has no
+    tensor for; none when the adapter chose its layers (layers_to_transform) or names its
+    targets by pattern."""
+    targets = adapter_config.get("target_modules")
+    if not shapes or not isinstance(targets, list) or adapter_config.get("layers_to_transform"):
+        return []
+    adapted = {key.removeprefix("base_model.model.").partition(".lora_")[0] for key in shapes}
+    return [name for name in modules if name.rsplit(".", 1)[-1] in targets and name not in adapted]
 
 
 def _adapter_shapes(adapter: Path) -> dict[str, tuple[int, ...]]:

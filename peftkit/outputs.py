@@ -7,11 +7,14 @@ beside the output, and swaps that folder in only when it has succeeded
 (:meth:`OutputFolder.commit`). A run refused for bad data, a crash or Ctrl-C therefore leaves an
 existing output exactly as it was, and no half-written folder is left to block a retry.
 
-``--overwrite`` replaces only what peftkit wrote: every output folder carries :data:`MARKER`,
-which lists every file peftkit wrote there with its size and modification time, and a folder
-holding anything else (a file added anywhere in it, or one of peftkit's files edited since) is
-refused even with ``--overwrite``. An output that equals, holds or lies inside an input (the
-data, the model, the adapter) is refused too, as is the folder the command runs in.
+One rule decides whether a folder may be replaced (:func:`check_replaceable`), for output
+folders and for every other folder peftkit writes (early stopping's ``save_best_to``): the
+folder carries :data:`MARKER`, which lists every file peftkit wrote there with its size and
+modification time, and a folder holding anything else (a file added anywhere in it, or one of
+peftkit's files edited since) is refused, even with ``--overwrite``. An earlier output is
+replaced only with ``--overwrite``, or by a ``--resume`` that continues that output's own run.
+An output that equals, holds or lies inside an input (the data, the model, the adapter) is
+refused too, as is the folder the command runs in.
 """
 
 from __future__ import annotations
@@ -46,6 +49,19 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
+def output_path(output: str | Path) -> Path:
+    """The absolute folder ``--output`` names, after refusing a name no folder can have."""
+    if not str(output).strip():
+        raise RecipeError("--output: empty. Fix: pass a folder name, e.g. --output runs/first.")
+    named = Path(output).expanduser()
+    if any(len(part.encode()) > NAME_MAX for part in named.parts):
+        raise RecipeError(
+            f"--output: a folder name longer than {NAME_MAX} bytes; the file system cannot hold "
+            "it (with the staging folder beside it). Fix: choose a shorter name."
+        )
+    return named.resolve()
+
+
 def check_output(
     output: str | Path, inputs: Mapping[str, str | Path | None], overwrite: bool
 ) -> Path:
@@ -55,15 +71,7 @@ def check_output(
     (a hub id, None) are skipped.
     """
     flag = f"--output {output}"
-    if not str(output).strip():
-        raise RecipeError("--output: empty. Fix: pass a folder name, e.g. --output runs/first.")
-    named = Path(output).expanduser()
-    if any(len(part.encode()) > NAME_MAX for part in named.parts):
-        raise RecipeError(
-            f"--output: a folder name longer than {NAME_MAX} bytes; the file system cannot hold "
-            "it (with the staging folder beside it). Fix: choose a shorter name."
-        )
-    target = named.resolve()
+    target = output_path(output)
     here = Path.cwd().resolve()
     if target == here or target in here.parents:
         which = "is" if target == here else "holds"
@@ -80,10 +88,23 @@ def check_output(
                 "your inputs, e.g. --output runs/first."
             )
     _check_parent(target, flag)
+    if check_replaceable(target, flag) and not overwrite:
+        raise RecipeError(
+            f"{flag}: the folder holds an earlier peftkit output. Fix: choose a new folder, or "
+            "pass --overwrite to replace it."
+        )
+    return target
+
+
+def check_replaceable(target: Path, flag: str) -> bool:
+    """The one rule for replacing a folder peftkit writes (an output, early stopping's
+    ``save_best_to``): refuse a file, and a folder holding anything its marker does not list
+    as peftkit wrote it. True when ``target`` holds an earlier peftkit folder, False when
+    there is nothing to replace."""
     if target.exists() and not target.is_dir():
         raise RecipeError(f"{flag}: a file, not a folder. Fix: choose a folder name.")
     if not target.is_dir() or not any(target.iterdir()):
-        return target
+        return False
     foreign = _not_written_by_peftkit(target)
     if foreign:
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
@@ -92,12 +113,7 @@ def check_output(
             "write (or which changed since); peftkit never replaces what you made, even with "
             "--overwrite. Fix: choose a new folder, or move those files away first."
         )
-    if not overwrite:
-        raise RecipeError(
-            f"{flag}: the folder holds an earlier peftkit output. Fix: choose a new folder, or "
-            "pass --overwrite to replace it."
-        )
-    return target
+    return True
 
 
 def check_other_output(
@@ -245,12 +261,18 @@ class OutputFolder:
         """Swap the finished results in, replacing an earlier output; return the output."""
         if not self.main_process:
             return self.target
-        fsync_tree(self.staging)
-        marker = {"command": self.command, **(details or {}), "files": inventory(self.staging)}
-        (self.staging / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-        fsync_tree(self.staging)
+        write_marker(self.staging, self.command, details)
         swap_in(self.staging, self.target)
         return self.target
+
+    def carry_over(self, earlier: Path, *names: str) -> None:
+        """Copy ``names`` (checkpoints, tracker logs) of the ``earlier`` output that this run
+        continues into the staging folder, so that the finished output still holds them."""
+        if not self.main_process:
+            return
+        for name in names:
+            if (earlier / name).is_dir() and not (self.staging / name).exists():
+                shutil.copytree(earlier / name, self.staging / name, symlinks=True)
 
     def discard(self) -> None:
         """Remove the staging folder and any folder made for it; the target stays as it was."""
@@ -261,6 +283,15 @@ class OutputFolder:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         self._made = []
+
+
+def write_marker(folder: Path, command: str, details: dict[str, Any] | None = None) -> None:
+    """Flush ``folder`` and write :data:`MARKER` into it: the command and every file it holds,
+    which is what lets a later command replace the folder (:func:`check_replaceable`)."""
+    fsync_tree(folder)
+    marker = {"command": command, **(details or {}), "files": inventory(folder)}
+    (folder / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    fsync_tree(folder)
 
 
 def swap_in(staging: Path, target: Path) -> None:

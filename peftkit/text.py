@@ -11,6 +11,13 @@ from peftkit.errors import Problem, ProblemsError, RecipeError
 
 GUESS_BYTES = 1 << 20
 """Bytes looked at to guess an encoding: enough to tell, fast on a huge file."""
+MAX_DEPTH = 100
+"""Levels of nesting a value read from a user's JSON or YAML may have: a recipe needs 3, chat
+turns 3, a JSON answer a few more; thousands are a broken or hostile file, which would end in
+Python's recursion limit."""
+MAX_DIGITS = 100
+"""Digits a number read from a user's JSON or YAML may have: Python refuses to read one of
+more than 4,300, and nothing peftkit reads holds one of more than 20."""
 
 
 def read_text(path: Path, what: str) -> str:

@@ -19,10 +19,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.checkpoints import BEST_ADAPTER, CHECKPOINTS, check_unfinished, find_checkpoint
+from peftkit.checkpoints import BEST_ADAPTER, CHECKPOINTS, Resume, check_checkpoint, plan_resume
 from peftkit.errors import RecipeError
 from peftkit.evaluation.held_out import evaluate, held_out_prompts
 from peftkit.hub import check_repo, push
@@ -35,11 +36,12 @@ from peftkit.outputs import (
     OutputFolder,
     check_other_output,
     check_output,
+    output_path,
     staging_of,
 )
 from peftkit.processes import is_main_process, world_size
 from peftkit.recipes.base import Recipe
-from peftkit.recipes.resolution import for_model
+from peftkit.recipes.resolution import Resolved, for_model
 
 if TYPE_CHECKING:
     from peftkit.data.audit import Audit
@@ -83,43 +85,48 @@ def train(
     push_to_hub: str | None = None,
     check: bool = True,
     on_audit: Callable[[Audit], None] | None = None,
+    fork: bool = False,
 ) -> dict[str, Any]:
     """Train ``recipe`` on its data (``data.train_path``, and ``data.eval_path`` or a held-out
     share) and write the outputs to ``output``; return the metrics.
 
     ``sources`` names other files the run read (the recipe file), which the output must not
     touch. ``resume`` continues from a checkpoint (:func:`peftkit.checkpoints.find_checkpoint`:
-    ``"auto"`` or a path) and replaces the output it continues. ``push_to_hub`` uploads the
-    adapter to that Hub repository at the end. ``check`` audits the data as the trainer will see
-    it (:mod:`peftkit.data.audit`) before the model loads, stops on its errors, hands the audit
-    to ``on_audit`` and keeps it in ``metrics["audit"]``. ``metrics["output"]`` is the folder
-    written, or None when an interrupted run was discarded to keep an earlier one.
+    ``"auto"`` or a path) of this output's run, and replaces the output it continues; with
+    ``fork``, a checkpoint of another run starts a new run in ``output``. ``push_to_hub``
+    uploads the adapter to that Hub repository at the end. ``check`` audits the data as the
+    trainer will see it (:mod:`peftkit.data.audit`) before the model loads, stops on its
+    errors, hands the audit to ``on_audit`` and keeps it in ``metrics["audit"]``.
+    ``metrics["output"]`` is the folder written, or None when an interrupted run was discarded
+    to keep an earlier one.
     """
     from peftkit import data as data_module
-    from peftkit.loading import check_model, load_model, load_tokenizer
+    from peftkit.loading import load_model
 
     data, eval_data = recipe.data.train_path, recipe.data.eval_path
     if data is None:
         raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
     inputs = {"--data": data, "--eval-data": eval_data, "--model": recipe.model.name}
-    target = check_output(output, {**inputs, **(sources or {})}, overwrite or bool(resume))
-    checkpoint = _checkpoint(target, resume, overwrite)
+    named = output_path(output)
+    resumed = plan_resume(resume, named, staging_of(named), overwrite, fork)
+    if resumed is not None:
+        check_checkpoint(resumed.checkpoint, recipe)
+    own = resumed is not None and resumed.own
+    target = check_output(output, {**inputs, **(sources or {})}, overwrite or own)
     _check_run_settings(recipe, target, inputs, push_to_hub)
-    splits = data_module.prepare(recipe, data, eval_data)
-    recipe = _resolved(recipe, splits.format)
-    _check_monitored_metric(recipe)
-    recipe = _fitted_length(recipe)
-    config = check_model(recipe, recipe.training.max_length)
-    resolved, recipe = for_model(recipe, config)
-    tokenizer = load_tokenizer(recipe)
+    prepared = _prepared(recipe)
+    recipe, splits, tokenizer = prepared.recipe, prepared.splits, prepared.tokenizer
+    if resumed is not None:
+        check_checkpoint(resumed.checkpoint, recipe)  # with the learning rate auto gave
     data_module.check_chat(splits, tokenizer)
-    audited = _audit(recipe, splits, tokenizer, on_audit) if check else None
-    model = load_model(recipe, config)
-    continues = checkpoint is not None and staging_of(target) in checkpoint.parents
+    audited = _audit(recipe, splits, tokenizer, on_audit, prepared.config) if check else None
+    model = load_model(recipe, prepared.config)
+    continues = resumed is not None and staging_of(target) in resumed.checkpoint.parents
     with OutputFolder(target, "train", is_main_process(), resume=continues) as folder:
+        checkpoint = _continued(folder, resumed, recipe)
         trainer = _build_trainer(recipe, model, tokenizer, splits, folder.staging)
         metrics = _fit(trainer, recipe, splits, checkpoint)
-        metrics["resolved"] = resolved.as_dict()
+        metrics["resolved"] = prepared.resolved.as_dict()
         if audited is not None:
             metrics["audit"] = audited.as_dict()
         if metrics["stop_reason"] == "interrupted" and folder.replaces:
@@ -128,12 +135,64 @@ def train(
         metrics["output"] = str(target)
         if is_main_process():
             adapter_name = push_to_hub or str(target / ADAPTER)
-            notes = resolved.notes()
+            notes = prepared.resolved.notes()
             _write_outputs(recipe, trainer, tokenizer, metrics, folder.staging, adapter_name, notes)
         folder.commit()
     if push_to_hub is not None and is_main_process():
         metrics["pushed_to"] = push(target / ADAPTER, push_to_hub)
     return metrics
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What `peftkit train` and `peftkit check` prepare before any weight loads."""
+
+    recipe: Recipe
+    """The recipe as it runs: format detected, paths absolute, length fitted, the learning
+    rate ``auto`` gave."""
+    splits: Any
+    tokenizer: Any
+    config: Any
+    """The model's config (transformers'), checked against the recipe."""
+    resolved: Resolved
+
+
+def _prepared(recipe: Recipe) -> Prepared:
+    """The recipe as it runs, its data split as the trainer gets it, the tokenizer and what the
+    recipe's ``auto`` settings resolve to, after every check that needs no weights (the model's
+    context, its LoRA targets): the one preparation of `peftkit train` and `peftkit check`, so
+    that the two never disagree."""
+    from peftkit import data as data_module
+    from peftkit.loading import check_model, load_tokenizer
+
+    splits = data_module.prepare(recipe, recipe.data.train_path, recipe.data.eval_path)
+    recipe = _resolved(recipe, splits.format)
+    _check_monitored_metric(recipe)
+    recipe = _fitted_length(recipe)
+    config = check_model(recipe, recipe.training.max_length)
+    resolved, recipe = for_model(recipe, config)
+    return Prepared(recipe, splits, load_tokenizer(recipe), config, resolved)
+
+
+def audit_data(recipe: Recipe) -> Audit:
+    """`peftkit check`: the audit that `peftkit train` runs before training, of the same data,
+    recipe and model as train prepares them, without loading weights or training; its stats
+    name the learning rate the run would use."""
+    from peftkit.data.audit import audit
+
+    if recipe.data.train_path is None:
+        raise RecipeError("no data to check. Fix: pass --data FILE (or set data.train_path).")
+    prepared = _prepared(recipe)
+    found = audit(
+        prepared.recipe,
+        prepared.splits,
+        prepared.tokenizer,
+        prepared.config.to_dict(),
+        world_size(),
+    )
+    rate = prepared.resolved.learning_rate
+    found.stats["learning_rate"] = {"value": rate.value, "why": rate.why}
+    return found
 
 
 def _fit(trainer: Any, recipe: Recipe, splits: Any, checkpoint: Path | None) -> dict[str, Any]:
@@ -158,12 +217,14 @@ def _fit(trainer: Any, recipe: Recipe, splits: Any, checkpoint: Path | None) -> 
 
 
 def _audit(
-    recipe: Recipe, splits: Any, tokenizer: Any, on_audit: Callable[[Audit], None] | None
+    recipe: Recipe,
+    splits: Any,
+    tokenizer: Any,
+    on_audit: Callable[[Audit], None] | None,
+    config: Any,
 ) -> Audit:
     from peftkit.data.audit import audit, refuse_errors
-    from peftkit.loading import load_config
 
-    config = load_config(recipe.model.name, recipe.model.trust_remote_code)
     found = audit(recipe, splits, tokenizer, config.to_dict(), world_size())
     if on_audit is not None and is_main_process():
         on_audit(found)
@@ -171,14 +232,21 @@ def _audit(
     return found
 
 
-def _checkpoint(target: Path, resume: str | Path | None, overwrite: bool) -> Path | None:
-    """The checkpoint ``--resume`` names; without it, a killed run's checkpoints are refused to
-    be thrown away unless ``--overwrite`` says so."""
-    staging = staging_of(target)
-    if resume is not None:
-        return find_checkpoint(resume, target, staging)
-    check_unfinished(target, staging, overwrite)
-    return None
+def _continued(folder: OutputFolder, resumed: Resume | None, recipe: Recipe) -> Path | None:
+    """The checkpoint to resume from, once the staging folder is open. The recipe goes into
+    the staging folder first, so that a resume of a killed run can compare with it. A resume
+    of a finished (or interrupted) output copies its checkpoints and tracker logs into the
+    staging folder and continues from the copy: the earlier part of the run stays in the
+    output, and the output is replaced only when the resumed run succeeds."""
+    if folder.main_process:
+        (folder.staging / RECIPE).write_text(recipe.to_yaml())
+    if resumed is None:
+        return None
+    checkpoint = resumed.checkpoint
+    if not resumed.own or folder.staging in checkpoint.parents:
+        return checkpoint
+    folder.carry_over(folder.target, CHECKPOINTS, LOGS)
+    return folder.staging / CHECKPOINTS / checkpoint.name if folder.main_process else checkpoint
 
 
 def _check_run_settings(

@@ -56,3 +56,30 @@ def _flags() -> set[str]:
         if getattr(param, "is_flag", False)
         for name in param.opts
     }
+
+
+def applied(args: list[str] | tuple[str, ...], extra: list[str]) -> list[str]:
+    """``args`` with the fix ``extra`` applied as a user would: an override of a field already
+    given, or an option already given, has its value replaced (peftkit refuses a setting given
+    twice); the rest is added."""
+    result = list(args)
+    index = 0
+    while index < len(extra):
+        item = extra[index]
+        key, sep, _ = item.partition("=")
+        if sep and not item.startswith("--"):
+            at = next((i for i, a in enumerate(result) if a.partition("=")[0] == key), None)
+            if at is None:
+                result.append(item)
+            else:
+                result[at] = item
+            index += 1
+            continue
+        value = extra[index + 1 : index + 2]
+        takes_value = bool(value) and not value[0].startswith("--") and "=" not in value[0]
+        if item in result and takes_value:
+            result[result.index(item) + 1] = value[0]
+        elif item not in result:
+            result += [item, *value] if takes_value else [item]
+        index += 2 if takes_value else 1
+    return result

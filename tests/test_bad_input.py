@@ -31,7 +31,7 @@ def no_chat_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFac
 
 
 def _train(monkeypatch, model: Path, data: Path | None, out: Path, *extra: str):
-    args = ["train", "json-output", *short(model), *extra, "--output", str(out)]
+    args = ["train", "json-output", *short(model, *extra), "--output", str(out)]
     args += ["--data", str(data)] if data is not None else []
     return run_main(monkeypatch, *args)
 

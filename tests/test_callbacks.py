@@ -200,7 +200,7 @@ def test_refuses_to_replace_a_folder_it_did_not_write(tiny_model_dir, tmp_path):
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
     run = trainer(tiny_model_dir, tmp_path / "out", [EarlyStopping(save_best_to=mine)])
-    with pytest.raises(RecipeError, match="not written by peftkit"):
+    with pytest.raises(RecipeError, match=r"notes\.txt, which peftkit did not write"):
         run.train()
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 

@@ -44,7 +44,9 @@ from peftkit.demo_tasks import json_task
 
 quick, eval_size = json.loads(sys.argv[1]), int(sys.argv[2])
 name, overrides = demo.TASKS["json"]
-demo.TASKS["json"] = (name, [*overrides, *quick])  # later overrides win
+given = {item.partition("=")[0] for item in quick}  # quick replaces the task's own values
+kept = [item for item in overrides if item.partition("=")[0] not in given]
+demo.TASKS["json"] = (name, [*kept, *quick])
 demo.json_task = lambda: json_task(eval_size=eval_size)
 
 from peftkit.cli import main

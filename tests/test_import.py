@@ -24,7 +24,7 @@ from test_fixes import apply, edits, found
 from train_helpers import assert_user_error, peftkit_cli, run_main
 
 from peftkit import PeftkitWarning, recipes
-from peftkit.errors import Problem, RecipeError, problems
+from peftkit.errors import Problem, ProblemsError, RecipeError, problems
 from peftkit.recipes.foreign_keys import FOREIGN_KEYS, field_at, unknown_key_error
 from peftkit.recipes.importing import convert, import_file
 from peftkit.recipes.registry import ALL
@@ -229,6 +229,11 @@ def test_the_axolotl_qlora_example_becomes_a_qlora_recipe(tmp_path: Path) -> Non
     ``val_set_size: 0``, ``lora_target_linear``) are converted; empty keys are named once."""
     write(tmp_path, "qlora.yml", AXOLOTL_QLORA)
     run = peftkit_cli("import", "qlora.yml", "--output", "out/llama.yaml", cwd=tmp_path)
+    assert run.returncode == 2 and "saves_per_epoch" in run.stderr  # steps per epoch: data's
+    run = peftkit_cli(
+        "import", "qlora.yml", "training.save_steps=100", "--output", "out/llama.yaml",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "axolotl config" in run.stdout
     with warnings.catch_warnings():
@@ -254,7 +259,8 @@ def test_the_axolotl_qlora_example_becomes_a_qlora_recipe(tmp_path: Path) -> Non
     assert recipe.lora.target_modules == "all-linear"
     assert recipe.data.special_tokens.pad_token == "<|end_of_text|>"
     listed = run.stdout.split("not mapped")[1]
-    for key in ("flash_attention", "pad_to_sequence_len", "datasets", "strict"):
+    for key in ("flash_attention", "pad_to_sequence_len", "datasets", "strict",
+                "evals_per_epoch", "saves_per_epoch"):  # fmt: skip
         assert f"\n  {key}: " in listed, key
     assert "alpaca" in listed  # the dataset type needs converting
     assert "wandb_project" in run.stdout.split("empty, nothing to map:")[1]
@@ -312,7 +318,6 @@ def test_values_peftkit_cannot_take_and_contradictions_are_listed_not_written(
     one set explicitly by another: each is listed (or yields), and the recipe still validates."""
     text = (
         "model_name_or_path: Qwen/Qwen2.5-0.5B\n"
-        "lr_scheduler_type: cosine_with_min_lr\n"
         "optim: adamw_bnb_8bit\n"
         "bf16: true\n"
         "fp16: true\n"
@@ -323,19 +328,22 @@ def test_values_peftkit_cannot_take_and_contradictions_are_listed_not_written(
     path = write(tmp_path, "config.yaml", text)
     imported = quiet_convert(path)
     skipped = {s.key: s.reason for s in imported.conversion.skipped}
-    assert "training.lr_scheduler does not take" in skipped["lr_scheduler_type"]
     assert "bf16 sets training.precision" in skipped["fp16"]
     assert "not set" in skipped["max_steps"]
     t = imported.recipe.training
     assert (t.lr_scheduler, t.optimizer, t.precision) == ("cosine", "adamw_8bit", "bf16")
     assert (t.save, t.save_total_limit) == ("best", 2)  # the limit implies steps; best is explicit
+    with pytest.raises(ProblemsError, match=r"training\.lr_scheduler does not take"):
+        quiet_convert(
+            write(tmp_path, "lacking.yaml", text + "lr_scheduler_type: cosine_with_min_lr\n")
+        )
 
 
 def test_the_written_file_loads_back_equal_and_says_what_was_left_out(tmp_path: Path) -> None:
     path = write(tmp_path, "qlora.yml", AXOLOTL_QLORA)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PeftkitWarning)
-        imported = import_file(path)
+        imported = import_file(path, overrides=["training.save_steps=100"])
         again = recipes.load(imported.output)
     assert imported.output == tmp_path / "qlora.peftkit.yaml"
     assert again == imported.recipe
@@ -374,6 +382,8 @@ SAMPLES: dict[str, Any] = {
     "lr_scheduler": "linear",
     "warmup_ratio": 0.1,
     "warmup_steps": 10,
+    "evals_per_epoch": 4,
+    "saves_per_epoch": 1,
     "max_grad_norm": 0.3,
     "weight_decay": 0.01,
     "gradient_checkpointing": True,
@@ -569,7 +579,16 @@ def test_a_whole_foreign_file_given_as_a_recipe_points_to_import(tmp_path: Path)
 def test_import_imports_nothing_heavy(tmp_path: Path) -> None:
     write(tmp_path, "qlora.yml", AXOLOTL_QLORA)
     run = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "peftkit", "import", "qlora.yml"],
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "peftkit",
+            "import",
+            "qlora.yml",
+            "training.save_steps=100",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

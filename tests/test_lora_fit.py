@@ -9,19 +9,19 @@ import warnings
 from pathlib import Path
 
 import pytest
-from train_helpers import load_recipe, with_data
+from train_helpers import load_recipe, merged, with_data
 
 from peftkit import recipes
-from peftkit.data.audit import check
 from peftkit.errors import PeftkitWarning
 from peftkit.recipes.capacity import BATCH_WARN
 from peftkit.testing import prompt_completion_rows, text_rows, write_data
+from peftkit.train import audit_data
 
 
 def _checked(tmp_path: Path, model: Path, rows: list[dict], recipe: str, *overrides: str):
     data = write_data(tmp_path / "train.jsonl", rows)
-    loaded = load_recipe(recipe, [f"model.name={json.dumps(str(model))}", *overrides])
-    return check(with_data(loaded, data))
+    loaded = load_recipe(recipe, merged(f"model.name={json.dumps(str(model))}", *overrides))
+    return audit_data(with_data(loaded, data))
 
 
 def _finding(found, code: str):

@@ -25,6 +25,7 @@ from train_helpers import (
     earlier_output,
     load_recipe,
     logits,
+    merged,
     peftkit_cli,
     short,
     with_adapter,
@@ -321,7 +322,7 @@ def test_chat_data_trains_through_the_cli_with_eval_data_and_overwrite(tiny_mode
     rate = metrics["resolved"]["training.learning_rate"]["value"]
     expected = load_recipe(
         "json-output",
-        [*overrides, f"data.train_path={json.dumps(str(data))}", "data.format=messages"]
+        merged(*overrides, f"data.train_path={json.dumps(str(data))}", "data.format=messages")
         + [f"data.eval_path={json.dumps(str(held_out))}", f"training.learning_rate={rate}"],
     )
     assert saved == expected  # detected format, data paths and resolved learning rate recorded
@@ -456,8 +457,8 @@ def test_overfit_detector_stops_an_overfitting_run(tiny_model_dir: Path, tmp_pat
     held_out = write_data(tmp_path / "held-out.jsonl", rows[100:116])
     recipe = load_recipe(
         "domain-adaptation",
-        short(tiny_model_dir, json_output=False)
-        + [
+        merged(
+            *short(tiny_model_dir, json_output=False),
             "training.max_steps=60",
             "training.eval_steps=3",
             "training.logging_steps=3",
@@ -469,7 +470,7 @@ def test_overfit_detector_stops_an_overfitting_run(tiny_model_dir: Path, tmp_pat
             "training.precision=fp32",
             "callbacks.overfit.action=stop",
             "callbacks.early_stopping.enabled=false",
-        ],
+        ),
     )
     metrics = train(with_data(recipe, data, held_out), tmp_path / "out")
     _stopped(metrics, "overfitting", "OverfitDetector")
@@ -482,8 +483,8 @@ def test_gradient_check_stops_on_a_non_finite_gradient(tiny_model_dir: Path, tmp
     data = write_data(tmp_path / "d.jsonl", prompt_completion_rows(40))
     recipe = load_recipe(
         "json-output",
-        short(tiny_model_dir)
-        + [
+        merged(
+            *short(tiny_model_dir),
             "model.dtype=float16",
             "training.precision=fp32",
             "training.learning_rate=0.9",
@@ -492,7 +493,7 @@ def test_gradient_check_stops_on_a_non_finite_gradient(tiny_model_dir: Path, tmp
             "training.max_steps=20",
             "training.eval_steps=10",
             "training.gradient_accumulation_steps=1",
-        ],
+        ),
     )
     metrics = train(with_data(recipe, data), tmp_path / "out")
     _stopped(metrics, "non_finite_gradient", "GradientCheck")
@@ -665,14 +666,14 @@ def test_json_answers_during_training_adds_the_rate_to_the_metrics(tiny_model_di
     data = write_data(tmp_path / "d.jsonl", prompt_completion_rows(40))
     recipe = load_recipe(
         "json-output",
-        short(tiny_model_dir)
-        + [
+        merged(
+            *short(tiny_model_dir),
             "training.max_steps=20",
             "generation.during_training=2",
             "callbacks.early_stopping.metric=eval_json_valid_rate",
             "callbacks.early_stopping.mode=max",
             "callbacks.early_stopping.stopping_threshold=0",
-        ],
+        ),
     )
     metrics = train(with_data(recipe, data), tmp_path / "out")
     _stopped(metrics, "stopping_threshold", "EarlyStopping")

@@ -369,7 +369,7 @@ def test_planner_fits_with_headroom_and_keeps_the_effective_batch(config, memory
     assert chosen.fits and chosen.breakdown.total <= 0.9 * memory * 1e9
     assert chosen.setup.batch_size * chosen.gradient_accumulation_steps == 16
     assert chosen.reasons and "fits" in chosen.reasons[0]
-    applied = recipes.load("qlora-budget", ["training.max_length=2048", *chosen.overrides()])
+    applied = recipes.load("qlora-budget", chosen.overrides())  # they set max_length too
     assert recipes.load("qlora-budget").training.effective_batch_size == (
         applied.training.effective_batch_size
     )

@@ -253,11 +253,12 @@ def test_resume_without_a_checkpoint_says_so(tiny_model_dir, data, tmp_path, res
 
 
 def test_resume_takes_a_checkpoint_folder(tiny_model_dir, data, tmp_path):
-    """An explicit path: continue a finished run's last checkpoint with more steps."""
+    """An explicit path: continue a finished run's last checkpoint with more steps, in a new
+    output (``fork``: a checkpoint of another run is never resumed into an output unasked)."""
     first = _run(tiny_model_dir, data, tmp_path / "first", *LONGER)
     checkpoint = tmp_path / "first" / "checkpoints" / "checkpoint-8"
     more = (*LONGER, "training.max_steps=10")
-    again = _run(tiny_model_dir, data, tmp_path / "again", *more, resume=checkpoint)
+    again = _run(tiny_model_dir, data, tmp_path / "again", *more, resume=checkpoint, fork=True)
     assert (first["global_step"], again["global_step"]) == (8, 10)
 
 

@@ -42,7 +42,7 @@ rename = os.rename
 if point == "marker":  # the new weights are written, the marker file is not
     saving.json = type("json", (), {"dumps": staticmethod(crash)})  # the marker's json.dumps
 elif point == "fsync":  # every file written, not yet flushed to disk
-    saving.fsync_tree = crash
+    outputs.fsync_tree = crash  # inside outputs.write_marker, which save_atomically calls
 elif point == "swap":  # written and flushed; the swap into place has not happened
     outputs.exchange = crash  # inside outputs.swap_in, which save_atomically calls
     os.rename = lambda a, b: crash() if ".staging-" in str(a) else rename(a, b)

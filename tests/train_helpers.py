@@ -37,10 +37,31 @@ SHORT_GENERATION = ["generation.samples=4", "generation.max_new_tokens=8"]
 """For json-output: answer 4 held-out prompts with at most 8 tokens, before and after."""
 
 
+def merged(*args: str) -> list[str]:
+    """``args`` with each dotted override kept once, at its first place with its last value:
+    what a user who changes a setting writes (peftkit refuses a field given twice)."""
+    last = {arg.partition("=")[0]: arg for arg in args if _is_override(arg)}
+    found, seen = [], set()
+    for arg in args:
+        key = arg.partition("=")[0]
+        if _is_override(arg):
+            if key in seen:
+                continue
+            seen.add(key)
+            arg = last[key]
+        found.append(arg)
+    return found
+
+
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
+
+
 def short(model_dir: Path, *extra: str, json_output: bool = True) -> list[str]:
-    """Overrides for a short run of the tiny model, then ``extra``."""
+    """Overrides for a short run of the tiny model, then ``extra`` (which replace those of the
+    same field)."""
     generation = SHORT_GENERATION if json_output else []
-    return [f"model.name={json.dumps(str(model_dir))}", *SHORT_RUN, *generation, *extra]
+    return merged(f"model.name={json.dumps(str(model_dir))}", *SHORT_RUN, *generation, *extra)
 
 
 def load_recipe(name: str | Path, overrides: list[str]) -> recipes.Recipe:

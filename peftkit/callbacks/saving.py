@@ -2,8 +2,10 @@
 never a half-written one, even if the process is killed mid-write.
 
 The new folder is written and fsynced beside the target, then swapped in the way
-:mod:`peftkit.outputs` swaps every output folder. A marker file records what was saved, and a
-folder without it is never replaced: peftkit does not overwrite what a user made.
+:mod:`peftkit.outputs` swaps every output folder, under the same rule: the folder carries the
+outputs' marker, which lists every file peftkit wrote, and a folder holding anything else (a
+file a user added, or one edited since) is never replaced. ``peftkit_best.json`` says what was
+saved (the metric, its value, the step).
 """
 
 from __future__ import annotations
@@ -15,19 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from peftkit.errors import RecipeError
-from peftkit.outputs import fsync_tree, swap_in
+from peftkit.outputs import check_replaceable, swap_in, write_marker
 
 MARKER = "peftkit_best.json"
 
 
 def check_target(target: Path, field: str = "save_best_to") -> None:
-    """Refuse a target that exists and was not written by peftkit."""
-    if target.exists() and not (target / MARKER).is_file():
-        raise RecipeError(
-            f"{field}: {str(target)!r} exists and was not written by peftkit; refusing to "
-            f"replace it. Fix: set {field} to a new folder, or move this one away."
-        )
+    """Refuse a target that holds anything peftkit did not write (the outputs' rule)."""
+    check_replaceable(target, f"{field}: {target}")
 
 
 def save_atomically(model: Any, target: str | Path, info: dict[str, Any]) -> Path:
@@ -42,7 +39,7 @@ def save_atomically(model: Any, target: str | Path, info: dict[str, Any]) -> Pat
     try:
         model.save_pretrained(staging)
         (staging / MARKER).write_text(json.dumps(info, indent=2))
-        fsync_tree(staging)
+        write_marker(staging, "save_best", info)
         swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,7 +1,8 @@
 """The data audit: what the trainer would silently do to the data, found before training.
 
-`peftkit check` and the start of every `peftkit train` tokenize the rows as ``SFTTrainer``
-will (:mod:`peftkit.data.tokens`) and report what goes wrong there and nowhere else: answers cut
+`peftkit check` and the start of every `peftkit train` (one preparation for both,
+:func:`peftkit.train.audit_data`) tokenize the rows as ``SFTTrainer`` will
+(:mod:`peftkit.data.tokens`) and report what goes wrong there and nowhere else: answers cut
 by ``max_length`` (a JSON answer cut in half teaches broken JSON), rows left with no trained
 token (the trainer drops them without a word), trained rows that do not end with a trained EOS
 (a model that never learns to stop), a chat template that cannot mark the assistant's turns,
@@ -108,26 +109,3 @@ def refuse_errors(found: Audit) -> None:
             "--no-check skips it)",
             [Problem(f.code, list(f.rows) or "-", f.message, f.fix or "-") for f in found.errors],
         )
-
-
-def check(recipe: Recipe) -> Audit:
-    """`peftkit check`: the audit of the recipe's data on its model's tokenizer and config,
-    without loading weights or training."""
-    from peftkit.data.splits import prepare
-    from peftkit.loading import load_config, load_tokenizer
-
-    data = recipe.data.train_path
-    if data is None:
-        from peftkit.errors import RecipeError
-
-        raise RecipeError("no data to check. Fix: pass --data FILE (or set data.train_path).")
-    from peftkit.recipes.resolution import learning_rate_for
-
-    splits = prepare(recipe, data, recipe.data.eval_path)
-    found = recipe.data.model_copy(update={"format": splits.format})  # as `peftkit train` runs
-    recipe = recipe.model_copy(update={"data": found})
-    config = load_config(recipe.model.name, recipe.model.trust_remote_code).to_dict()
-    audited = audit(recipe, splits, load_tokenizer(recipe), config)
-    rate = learning_rate_for(recipe, config)
-    audited.stats["learning_rate"] = {"value": rate.value, "why": rate.why}
-    return audited

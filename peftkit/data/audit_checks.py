@@ -122,34 +122,59 @@ def check_lengths(found: Audit, recipe: Recipe, rows: list[Row], model_config: A
         return
     cut = [r for r in rows if r.total > limit]
     answers_cut = [r for r in cut if r.trained_kept < r.trained]
-    suggested = math.ceil(percentile(totals, KEEP_WHOLE) / LENGTH_STEP) * LENGTH_STEP
+    wanted = math.ceil(percentile(totals, KEEP_WHOLE) / LENGTH_STEP) * LENGTH_STEP
+    if wanted <= limit:  # the cut rows are the last 1%: keep them whole too
+        wanted = math.ceil(max(totals) / LENGTH_STEP) * LENGTH_STEP
+    longest, why = longest_length(recipe, model_config)
+    suggested = max(min(wanted, longest), limit)
     found.stats["truncated_share"] = len(cut) / len(rows)
     found.stats["completion_truncated_share"] = len(answers_cut) / len(rows)
     found.stats["suggested_max_length"] = suggested
     memory = _memory(recipe, model_config, suggested)
     if memory:
         found.stats["memory_gb"] = memory
+    over = len([r for r in rows if r.total > suggested])
+    shorten = f"shorten or split the {over} row(s) longer than {suggested} tokens"
+    if suggested == limit:  # no longer length is possible: the rows must be shorter
+        fix = f"{shorten} ({suggested} is the most {why})"
+    else:
+        cost = f" (estimated peak {memory['suggested']:.1f} GB)" if memory else ""
+        share = len([r for r in rows if r.total <= suggested]) / len(rows)
+        fix = f"set training.max_length={suggested}, which keeps {share:.0%} of the rows whole"
+        fix += cost if suggested == wanted else f" ({suggested} is the most {why}), and {shorten}"
     if answers_cut and len(answers_cut) == len([r for r in rows if r.trained]):
         found.add(
             "error",
             "every-completion-truncated",
             f"max_length={limit} cuts the trained part of every row: the model would learn "
             "only beginnings",
-            f"set training.max_length={suggested}",
+            fix,
             [r.place for r in answers_cut],
         )
     elif len(answers_cut) > TRUNCATED_WARN * len(rows):
-        cost = f" (estimated peak {memory['suggested']:.1f} GB)" if memory else ""
         found.add(
             "warning",
             "completions-truncated",
             f"{len(answers_cut)} of {len(rows)} rows ({len(answers_cut) / len(rows):.0%}) lose "
             f"trained tokens to max_length={limit}"
             + ("" if recipe.data.format == "text" else ": cut answers teach cut answers"),
-            f"set training.max_length={suggested}, which keeps {KEEP_WHOLE:.0%} of the rows "
-            f"whole{cost}",
+            fix,
             [r.place for r in answers_cut],
         )
+
+
+def longest_length(recipe: Recipe, model_config: Any) -> tuple[int, str]:
+    """The longest training.max_length that `peftkit train` takes with this model, and why: the
+    field's own bound, or the model's context (stretched by its rope scaling)."""
+    from peftkit.memory.shapes import usable_context
+
+    info = type(recipe.training).model_fields["max_length"]
+    bound = min(int(m.le) for m in info.metadata if getattr(m, "le", None) is not None)
+    config = model_config if isinstance(model_config, dict) else {}
+    context, key = usable_context(config)
+    if context is not None and context < bound:
+        return context, f"the model takes: {key}"
+    return bound, "training.max_length takes"
 
 
 def _memory(recipe: Recipe, model_config: Any, length: int) -> dict[str, float] | None:
@@ -326,17 +351,18 @@ def check_budget(found: Audit, recipe: Recipe, rows: list[Row], world_size: int 
 
     t = recipe.training
     kept = [r for r in rows if r.trained_kept]
-    batches = math.ceil(len(kept) / (t.batch_size * world_size)) if kept else 0
-    per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
+    per_epoch = _steps_per_epoch(len(kept), t.batch_size, t.gradient_accumulation_steps, world_size)
     steps = t.max_steps or math.ceil(t.epochs * per_epoch)
-    passes = steps / per_epoch
+    passes = steps / per_epoch if per_epoch else 0.0
     tokens = sum(min(r.total, t.max_length) for r in kept)
     found.stats["budget"] = {
         "rows": len(kept),
         "tokens_per_epoch": tokens,
-        "optimizer_steps": steps,
+        "optimizer_steps": steps if kept else 0,
         "epochs": round(passes, 3),
     }
+    if not kept:  # nothing to train: check_labels has said so
+        return
     if t.max_steps is None and steps < FEW_STEPS:
         found.add(
             "warning",
@@ -344,7 +370,7 @@ def check_budget(found: Audit, recipe: Recipe, rows: list[Row], world_size: int 
             f"{len(kept)} rows make {steps} optimizer step(s) at an effective batch of "
             f"{t.batch_size * t.gradient_accumulation_steps}: too few to warm up, evaluate and "
             "stop early",
-            f"set training.max_steps={FEW_STEPS * 3}, or add data",
+            _more_steps(len(kept), t, world_size),
         )
     for doubt in cadences_longer_than(t, steps):
         found.add("warning", "cadence-longer-than-run", doubt)
@@ -356,6 +382,35 @@ def check_budget(found: Audit, recipe: Recipe, rows: list[Row], world_size: int 
             f"times, more than the usual {MAX_USUAL_EPOCHS}: it is likely to overfit",
             f"set training.max_steps={MAX_USUAL_EPOCHS * per_epoch} or less, or add data",
         )
+
+
+def _steps_per_epoch(rows: int, batch_size: int, accumulation: int, world_size: int) -> int:
+    """Optimizer steps in one pass over ``rows`` (0 for no rows)."""
+    return math.ceil(math.ceil(rows / (batch_size * world_size)) / accumulation) if rows else 0
+
+
+def _more_steps(rows: int, t: Any, world_size: int) -> str:
+    """The fix for a run of too few steps that keeps within MAX_USUAL_EPOCHS passes (so that
+    it does not call for the many-passes fix): more steps where the data has them, else a
+    smaller batch (more steps per pass), else more data."""
+    from peftkit.recipes.rules import MAX_USUAL_EPOCHS
+
+    for accumulation in range(t.gradient_accumulation_steps, 0, -1):
+        for batch in range(t.batch_size, 0, -1):
+            per_epoch = _steps_per_epoch(rows, batch, accumulation, world_size)
+            if MAX_USUAL_EPOCHS * per_epoch < FEW_STEPS:
+                continue
+            steps = min(FEW_STEPS * 3, MAX_USUAL_EPOCHS * per_epoch)
+            settings = [] if batch == t.batch_size else [f"training.batch_size={batch}"]
+            if accumulation != t.gradient_accumulation_steps:
+                settings.append(f"training.gradient_accumulation_steps={accumulation}")
+            if math.ceil(t.epochs * per_epoch) < FEW_STEPS:
+                settings.append(f"training.max_steps={steps}")
+            return f"set {' '.join(settings)}, or add data"
+    return (
+        f"add data: {rows} row(s) give at most {MAX_USUAL_EPOCHS * rows} steps in "
+        f"{MAX_USUAL_EPOCHS} passes, even one row at a time"
+    )
 
 
 # --- what LoRA tolerates -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from peftkit.errors import MISSING, Problem, ProblemsError, RecipeError
-from peftkit.text import read_text
+from peftkit.text import MAX_DEPTH, MAX_DIGITS, read_text
 
 JSON_ROW_EXAMPLE = '{"prompt": "...", "completion": "..."}'
 TRAIN_SPLIT = "train"
@@ -28,6 +28,98 @@ ones trained on."""
 
 Found = tuple[int, Problem]
 """A problem and the line or row it is at, so that problems are reported in file order."""
+
+
+class OddValue(ValueError):
+    """A value JSON allows and a row cannot hold (a key given twice in one object, a number
+    too long, nesting too deep): its rule and fix, and where in the text it starts."""
+
+    def __init__(self, value: Any, rule: str, fix: str) -> None:
+        super().__init__(rule)
+        self.value, self.rule, self.fix = value, rule, fix
+        self.position: int | None = None
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members, refusing a key given twice (json keeps the last without a word)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise OddValue(
+                key,
+                f"the key '{key}' appears twice in one object; a JSON reader keeps only the "
+                "last value",
+                f"keep one '{key}' (or rename one of them)",
+            )
+        seen.add(key)
+    return dict(pairs)
+
+
+def _integer(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise OddValue(
+            f"{text[:12]}... ({digits:,} digits)",
+            f"a number of {digits:,} digits; a row's numbers have at most {MAX_DIGITS}",
+            "write it as a string (in quotes), or remove it",
+        )
+    return int(text)
+
+
+def _deep(value: Any) -> int:
+    """How deeply ``value`` nests, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` for rows: a key given twice, a number too long or nesting too deep is
+    an :class:`OddValue` rather than a silent choice, a ValueError or a RecursionError."""
+    try:
+        value = json.loads(text, object_pairs_hook=_pairs, parse_int=_integer)
+    except RecursionError:
+        value = None
+    else:
+        if _deep(value) <= MAX_DEPTH:
+            return value
+    raise OddValue(
+        f"{text[:20]}...",
+        f"a value nested more than {MAX_DEPTH} levels deep",
+        "flatten the value, or write it as a JSON string",
+    )
+
+
+def _locate(text: str, odd: OddValue) -> int:
+    """The line where the object holding ``odd`` starts, found again by a parser that keeps
+    its place (slower, so used only once something odd was found); 1 if it cannot tell."""
+    from json.decoder import JSONObject
+    from json.scanner import py_make_scanner  # type: ignore[attr-defined]
+
+    decoder = json.JSONDecoder(object_pairs_hook=_pairs, parse_int=_integer)
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any) -> Any:
+        try:
+            return JSONObject(s_and_end, *args)
+        except OddValue as found:
+            found.position = s_and_end[1] if found.position is None else found.position
+            raise
+
+    decoder.parse_object = parse_object  # type: ignore[attr-defined]
+    decoder.scan_once = py_make_scanner(decoder)  # type: ignore[attr-defined]
+    try:
+        decoder.decode(text)
+    except OddValue as found:
+        return text.count("\n", 0, found.position or 0) + 1
+    except (ValueError, RecursionError):
+        pass
+    return 1
 
 
 @dataclass(frozen=True)
@@ -116,11 +208,15 @@ def _jsonl(path: Path) -> Source:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads(line)
         except json.JSONDecodeError as error:
             rule = f"not valid JSON: {error.msg} (at character {error.colno})"
             fix = f"correct the line's JSON: one object per line, e.g. {JSON_ROW_EXAMPLE}"
             problems.append((number, Problem(f"{path}, line {number}", line, rule, fix)))
+            continue
+        except OddValue as odd:
+            problem = Problem(f"{path}, line {number}", odd.value, odd.rule, odd.fix)
+            problems.append((number, problem))
             continue
         if isinstance(row, dict):
             rows.append(row)
@@ -133,7 +229,11 @@ def _jsonl(path: Path) -> Source:
 def _json(path: Path) -> Source:
     text = _text(path)
     try:
-        data = json.loads(text)
+        data = loads(text)
+    except OddValue as odd:
+        where = f"{path}, line {_locate(text, odd)}"
+        problem = Problem(where, odd.value, odd.rule, odd.fix)
+        raise ProblemsError(subject(str(path)), [problem]) from None
     except json.JSONDecodeError as error:
         raise ProblemsError(
             subject(str(path)),
@@ -173,7 +273,7 @@ def _csv(path: Path) -> Source:
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     rows, places, problems = [], [], []
-    start = 1
+    start = line = 1
     try:
         for cells in reader:
             line, start = start, reader.line_num + 1
@@ -181,6 +281,7 @@ def _csv(path: Path) -> Source:
                 continue
             if header is None:
                 header = [name.strip() for name in cells]
+                problems += _repeated_columns(f"{path}, line {line}", header, line)
             elif len(cells) == len(header):
                 rows.append(dict(zip(header, cells, strict=True)))
                 places.append(line)
@@ -190,12 +291,53 @@ def _csv(path: Path) -> Source:
         fix = 'quote cells that hold commas, quotes or line breaks: "a, ""b"""'
         rule = f"not valid CSV: {error}"
         problems.append((start, Problem(f"{path}, line {start}", MISSING, rule, fix)))
+    else:
+        unclosed = _unclosed_quote(text, line)
+        if unclosed is not None:  # the last row ran to the end of the file: it is not a row
+            problems = [(n, p) for n, p in problems if n != line]
+            if places and places[-1] == line:
+                rows, places = rows[:-1], places[:-1]
+            problems.append((line, Problem(f"{path}, line {line}", unclosed, *UNCLOSED)))
     if header is not None and not rows and not problems:
         raise RecipeError(
             f"data '{path}': the file has a header (columns {', '.join(header)}) but no rows. "
             "Fix: add rows under the header, one line per row with a cell for each column."
         )
     return Source(str(path), rows, places, "line", problems)
+
+
+UNCLOSED = (
+    "a quoted cell is never closed: its opening quote runs to the end of the file, taking "
+    "every line after it into one cell",
+    'close the quote, and double a quote that belongs inside a cell: "say ""hi"""',
+)
+
+
+def _unclosed_quote(text: str, line: int) -> str | None:
+    """The start of the last row (at ``line``) when it opens a quote it never closes; a CSV
+    reader takes the rest of the file into that cell without a word."""
+    rest = "\n".join(text.split("\n")[line - 1 :])  # lines as the CSV reader counts them
+    if rest.count('"') % 2 == 0:
+        return None
+    return rest.split("\n", 1)[0]
+
+
+def _repeated_columns(where: str, header: list[str], line: int) -> list[Found]:
+    """A column named twice in the header: each row would keep only one of its two cells."""
+    twice = sorted({name for name in header if header.count(name) > 1})
+    return [
+        (
+            line,
+            Problem(
+                f"{where}, column '{name}'",
+                name,
+                f"the header names the column '{name}' {header.count(name)} times; a row keeps "
+                "only one of its cells",
+                "give each column its own name, or remove the repeated one",
+            ),
+        )
+        for name in twice
+    ]
 
 
 def _cell_count(where: str, header: list[str], cells: list[str]) -> Problem:

@@ -47,6 +47,28 @@ NOT_A_STRING_FIXES = {
 }
 
 
+TOOL_CALLS = (
+    "a turn with tool_calls: peftkit trains on the turns' text, and a chat template renders "
+    "tool calls its own way or drops them, so the model would learn the answer without its call",
+    "write the call into the turn's content as text, or leave the tool-calling rows out",
+)
+IMAGES = (
+    "an image: peftkit trains text-only models, so the image would be dropped and the text "
+    "learned without it",
+    "remove the images (keep the text, as a string), or leave the row out",
+)
+IMAGE_COLUMNS = ("images", "image")
+"""Columns of TRL's vision datasets."""
+IMAGE_PARTS = ("image", "image_url", "input_image")
+"""Content parts that carry an image (TRL's and OpenAI's)."""
+
+
+def _has_image(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(part, dict) and part.get("type") in IMAGE_PARTS for part in content
+    )
+
+
 @dataclass(frozen=True)
 class Checked:
     """A file's rows ready for ``Dataset.from_list`` (the format's columns only), what is wrong
@@ -137,7 +159,10 @@ class _Rows:
         ]
         good = []
         for index, row in enumerate(self.source.rows):
-            if all(column in row for column in needed):
+            images = [column for column in IMAGE_COLUMNS if row.get(column)]
+            if images:
+                self._problem(index, (f"column '{images[0]}'",), row[images[0]], *IMAGES)
+            elif all(column in row for column in needed):
                 before, self.row_converted = len(self.problems), False
                 checked = check(index, {column: row[column] for column in needed})
                 if len(self.problems) == before:
@@ -292,7 +317,11 @@ class _Rows:
             if role not in ROLES:
                 self._problem(index, (*where, "'role'"), role, *_role_rule_and_fix(role))
             content = turn.get("content", MISSING)
-            if content is MISSING:
+            if turn.get("tool_calls"):
+                self._problem(index, (*where, "'tool_calls'"), turn["tool_calls"], *TOOL_CALLS)
+            elif _has_image(content):
+                self._problem(index, (*where, "'content'"), content, *IMAGES)
+            elif content is MISSING:
                 rule, fix = "the turn has no content", 'add "content": "..." to the turn'
                 self._problem(index, (*where, "'content'"), MISSING, rule, fix)
             elif role == "assistant":

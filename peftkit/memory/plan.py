@@ -22,6 +22,7 @@ These are assumptions, printed with every cost estimate.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from typing import Any
@@ -164,6 +165,22 @@ def fits_in(breakdown: Breakdown, memory: float) -> bool:
     return breakdown.total <= HEADROOM * memory * GB
 
 
+DEFAULT_SEQ_LEN = 1024
+"""`peftkit estimate`'s sequence length, unless the model's context is shorter."""
+
+
+def default_seq_len(shape: ModelShape) -> tuple[int, str | None]:
+    """The sequence length to estimate when none is given: DEFAULT_SEQ_LEN, or the model's
+    context when that is shorter (with the notice that says so)."""
+    context = shape.context
+    if context is None or context >= DEFAULT_SEQ_LEN:
+        return DEFAULT_SEQ_LEN, None
+    return context, (
+        f"--seq-len {context}: the model's context ({shape.context_key}), shorter than the "
+        f"default of {DEFAULT_SEQ_LEN}"
+    )
+
+
 def judge(shape: ModelShape, setup: Setup, gpu_memory_gb: float | None = None) -> Plan:
     """The memory of ``setup`` and, given a GPU's memory, whether it fits, without a recipe.
 
@@ -171,31 +188,71 @@ def judge(shape: ModelShape, setup: Setup, gpu_memory_gb: float | None = None) -
     `peftkit estimate`, which builds its setup from them.
     """
     check_budget(gpu_memory_gb, None)
-    check_context(shape, setup.seq_len, "--seq-len", "--seq-len {}")
-    return _checked(shape, setup, gpu_memory_gb, None)
+    setup, notes = as_stored(shape, setup)
+    notice = check_context(shape, setup.seq_len, "--seq-len", "--seq-len {}")
+    chosen = _checked(shape, setup, gpu_memory_gb, None)
+    chosen.reasons.extend([*notes, *([notice] if notice else [])])
+    return chosen
+
+
+def as_stored(shape: ModelShape, setup: Setup) -> tuple[Setup, list[str]]:
+    """``setup`` as the checkpoint is stored, with notes on what the config left to defaults:
+    a bitsandbytes checkpoint is costed at its bits (it loads quantized whatever the method
+    says); any other pre-quantized checkpoint (GPTQ, AWQ, ...) is refused, since peftkit
+    trains on 16-bit weights that bitsandbytes quantizes as they load."""
+    notes = [f"{default}: the config leaves it out" for default in shape.defaults]
+    if not shape.quantized:
+        return setup, notes
+    bits = shape.quantized_bits
+    stored = f"{shape.quantized}, {bits}-bit" if bits else shape.quantized
+    if shape.quantized == "bitsandbytes" and bits in (4, 8) and setup.method != "full":
+        notes.append(f"the checkpoint is stored quantized ({stored}): costed at {bits} bits")
+        method = "qlora" if bits == 4 else setup.method
+        return replace(setup, bits=bits, method=method), notes  # type: ignore[arg-type]
+    why = (
+        "full fine-tuning cannot train quantized weights"
+        if setup.method == "full"
+        else "peftkit trains 16-bit checkpoints, which bitsandbytes quantizes as they load "
+        "(method qlora), and estimates no other quantization"
+    )
+    raise ProblemsError(
+        "in the model config",
+        [
+            Problem(
+                "quantization_config",
+                stored,
+                f"the checkpoint is stored quantized already; {why}",
+                "pass the config of the 16-bit model it was quantized from (its model card "
+                "names it); for a 4-bit run, use method qlora",
+            )
+        ],
+    )
 
 
 def plan(shape: ModelShape, request: Request, budget: Budget) -> Plan:
     """Check (or, with ``request.search``, choose) the settings for ``budget``; add the cost."""
     check_budget(budget.gpu_memory_gb, budget.gpus)
     gpu = CATALOG.get(budget.gpu) if budget.gpu else None
+    _check_gpu_facts(budget)
     memory = budget.gpu_memory_gb or (gpu and gpu.memory_gb)
     accumulation = request.gradient_accumulation_steps
-    base = request.setup
+    base, notes = as_stored(shape, request.setup)
     effective = base.batch_size * accumulation
-    check_context(shape, base.seq_len, "training.max_length", "training.max_length={}")
+    notice = check_context(shape, base.seq_len, "training.max_length", "training.max_length={}")
     if memory is None or not request.search:
-        chosen = _checked(shape, base, memory, accumulation)
+        chosen = _checked(shape, base, memory, accumulation, _more_memory(budget))
     else:
         found = _search(shape, base, effective, memory)
         if found is None:
-            raise _nothing_fits(request, shape, effective, memory, budget.memory_fix)
+            stored = replace(request, setup=base)
+            raise _nothing_fits(stored, shape, effective, memory, _more_memory(budget))
         chosen = found
     if gpu is not None and not gpu.bf16:
         chosen.reasons.append(
             f"{budget.gpu} has no bfloat16: precision auto trains in fp16 there, with "
             "model.dtype and quantization.compute_dtype auto following it (float16)"
         )
+    chosen.reasons.extend([*notes, *([notice] if notice else [])])
     if request.uncounted:
         chosen.reasons.append(
             f"lora.modules_to_save ({', '.join(request.uncounted)}) is not counted: "
@@ -209,6 +266,30 @@ def plan(shape: ModelShape, request: Request, budget: Budget) -> Plan:
     elif cost is not None and cost.usd is not None and budget.usd and cost.usd > budget.usd:
         chosen.reasons.append(_over_budget(request, cost.usd, budget.usd))
     return replace(chosen, cost=cost)
+
+
+def _check_gpu_facts(budget: Budget) -> None:
+    """A named GPU and a memory it does not have contradict each other: a plan for either
+    would be for a GPU that is not there (49 GB planned on a 16 GB T4). Less memory than the
+    GPU has is a share of it, and fine."""
+    gpu = CATALOG.get(budget.gpu) if budget.gpu else None
+    memory = budget.gpu_memory_gb
+    if gpu is None or memory is None or memory <= gpu.memory_gb:
+        return
+    larger = [name for name, other in CATALOG.items() if other.memory_gb >= memory]
+    other = f", or budget.gpu={larger[0]} (a GPU with that memory)" if larger else ""
+    raise ProblemsError(
+        "in the GPU budget",
+        [
+            Problem(
+                f"budget.gpu and {budget.memory_fix.format('').strip()}",
+                f"{budget.gpu}, {memory:g} GB",
+                f"a {budget.gpu} has {gpu.memory_gb:g} GB, not {memory:g}",
+                f"{budget.memory_fix.format(f'{gpu.memory_gb:g}')} (or less: a share of the "
+                f"{budget.gpu}){other}",
+            )
+        ],
+    )
 
 
 def check_budget(gpu_memory_gb: float | None, gpus: int | None) -> None:
@@ -245,20 +326,30 @@ def check_budget(gpu_memory_gb: float | None, gpus: int | None) -> None:
         raise ProblemsError("in the GPU budget", found)
 
 
-def check_context(shape: ModelShape, length: int, name: str, spelled: str) -> None:
+def check_context(shape: ModelShape, length: int, name: str, spelled: str) -> str | None:
     """Refuse sequences longer than the model's context: the positions past it do not exist
     (a learned position table ends; rotary positions were never trained), so such a run fails
-    or trains on garbage, however well its memory fits. ``name`` is the setting as the caller
-    gives it, ``spelled`` how to set it ("{}" for the value)."""
+    or trains on garbage, however well its memory fits. Within what the config's rope scaling
+    stretches the context to, the length is taken, and the notice to show is returned.
+    ``name`` is the setting as the caller gives it, ``spelled`` how to set it ("{}" for the
+    value)."""
     context = shape.context
     if context is None or length <= context:
-        return
+        return None
+    scaled = shape.scaled_context
+    if scaled is not None and length <= scaled:
+        return (
+            f"{name} {length} is beyond {shape.context_key} ({context}): positions past it "
+            f"rely on the config's {shape.scaling}, which reaches {scaled} tokens"
+        )
+    longest = scaled or context
     fix = (
-        spelled.format(context)
-        if context >= SHORTEST_SEQUENCE
+        spelled.format(longest)
+        if longest >= SHORTEST_SEQUENCE
         else f"a model with a context of at least {SHORTEST_SEQUENCE} tokens, the shortest "
         f"{name} peftkit takes"
     )
+    stretched = f", {scaled} with its {shape.scaling}" if scaled else ""
     raise ProblemsError(
         "with the model's context",
         [
@@ -266,15 +357,33 @@ def check_context(shape: ModelShape, length: int, name: str, spelled: str) -> No
                 name,
                 length,
                 f"{name} is at most the model's context, {context} tokens ({shape.context_key} "
-                "in its config)",
+                f"in its config{stretched})",
                 fix,
             )
         ],
     )
 
 
+def _more_memory(budget: Budget) -> Callable[[int], str]:
+    """How a fix asks for a GPU of at least so many GB: the memory, spelled as the user set
+    it, or with a GPU named (budget.gpu), the smallest such GPU of the catalog: more memory
+    on the same GPU would contradict it."""
+    if budget.gpu is None:
+        return lambda size: budget.memory_fix.format(size)
+
+    def named(size: int) -> str:
+        larger = sorted((g.memory_gb, n) for n, g in CATALOG.items() if g.memory_gb >= size)
+        return f"budget.gpu={larger[0][1]}" if larger else "none in the catalog"
+
+    return named
+
+
 def _checked(
-    shape: ModelShape, setup: Setup, memory: float | None, accumulation: int | None
+    shape: ModelShape,
+    setup: Setup,
+    memory: float | None,
+    accumulation: int | None,
+    more_memory: Callable[[int], str] = "--gpu-memory {}".format,
 ) -> Plan:
     """``setup`` as given, with the verdict for ``memory``. ``accumulation`` None spells the
     fixes as `peftkit estimate`'s options (it has no gradient accumulation); a number, as recipe
@@ -286,7 +395,7 @@ def _checked(
     fits = fits_in(breakdown, memory)
     reasons = [_verdict(breakdown, memory, fits), *_unfused_logits(breakdown, setup)]
     if not fits:
-        reasons.append(_fit_fix(shape, setup, breakdown, memory, accumulation))
+        reasons.append(_fit_fix(shape, setup, breakdown, memory, accumulation, more_memory))
     return Plan(setup, breakdown, memory, fits, steps, reasons)
 
 
@@ -296,6 +405,7 @@ def _fit_fix(
     breakdown: Breakdown,
     memory: float,
     accumulation: int | None,
+    more_memory: Callable[[int], str],
 ) -> str:
     """The settings that make ``setup`` fit, each checked against the estimate: activation
     checkpointing, then also micro-batch 1, and the GPU memory it needs unchanged."""
@@ -323,7 +433,7 @@ def _fit_fix(
         )
         fixes.append(" ".join([*checkpointing, *batch]))
     size = math.ceil(breakdown.total / HEADROOM / GB)
-    fixes.append(f"a GPU with at least {size} GB (--gpu-memory {size})")
+    fixes.append(f"a GPU with at least {size} GB ({more_memory(size)})")
     return f"Fix: {', or '.join(fixes)}"
 
 
@@ -374,7 +484,11 @@ def _search(shape: ModelShape, base: Setup, effective: int, memory: float) -> Pl
 
 
 def _nothing_fits(
-    request: Request, shape: ModelShape, effective: int, memory: float, memory_fix: str
+    request: Request,
+    shape: ModelShape,
+    effective: int,
+    memory: float,
+    more_memory: Callable[[int], str],
 ) -> PlanError:
     """The error for a budget no setting fits, with the GPU memory and the number of GPUs
     (sharded with FSDP) that would fit the smallest setting, the memory spelled as the user set
@@ -384,7 +498,7 @@ def _nothing_fits(
     total, s = min(((estimate(shape, c).total, c) for c in candidates), key=lambda item: item[0])
     need = total / HEADROOM / GB
     size = math.ceil(need)
-    fixes = [f"a GPU with at least {size} GB ({memory_fix.format(size)})"]
+    fixes = [f"a GPU with at least {size} GB ({more_memory(size)})"]
     count = _sharded_count(shape, s, memory)
     if count is not None:
         sharding = " ".join([f"--gpus {count}", *request.to_shard])

@@ -83,6 +83,19 @@ class ModelShape:
     to go to. None when the config does not say, and for BLOOM, whose ALiBi sets no limit."""
     context_key: str = ""
     """The config key ``context`` comes from (GPT-2 calls it n_positions), for messages."""
+    scaled_context: int | None = None
+    """Tokens the model takes with the rope scaling its config carries, when that stretches
+    ``context`` (Llama-2 with linear scaling, factor 4: 16,384); None without such scaling."""
+    scaling: str = ""
+    """How ``scaled_context`` comes about, for notices: "rope_scaling linear, factor 4"."""
+    defaults: tuple[str, ...] = ()
+    """Fields the config leaves out, each with the default of the family's transformers
+    config class that stands in for it ("intermediate_size=11008 (LlamaConfig)")."""
+    quantized: str = ""
+    """The quantization a pre-quantized checkpoint is stored in ("gptq", "bitsandbytes"), from
+    its quantization_config; "" for a 16/32-bit checkpoint."""
+    quantized_bits: int | None = None
+    """The bits per weight of that quantization, when the config says."""
 
     @property
     def all_linears(self) -> list[Linear]:
@@ -114,6 +127,42 @@ class ModelShape:
         return [linear for linear in self.all_linears if linear.name in wanted]
 
 
+ROPE_KEYS = ("rope_scaling", "rope_parameters")
+"""Where a config keeps its rotary scaling (transformers 5 writes rope_parameters)."""
+
+
+def rope_scaled(config: Mapping[str, Any], context: int | None) -> tuple[int | None, str]:
+    """The tokens a rope-scaled model takes (the original context times the factor, never
+    less than ``context``) and how, when the config's rope scaling has a factor above 1;
+    (None, "") otherwise. Published long-context runs rely on it (Llama-2-7B at 8k and 16k
+    with linear scaling, Qwen2.5 at 128k with YaRN)."""
+    if context is None:
+        return None, ""
+    for key in ROPE_KEYS:
+        rope = config.get(key)
+        factor = rope.get("factor") if isinstance(rope, Mapping) else None
+        if isinstance(factor, bool) or not isinstance(factor, int | float):
+            continue
+        if not 1 < factor < MAX_POSITIONS:
+            continue
+        original = rope.get("original_max_position_embeddings")  # type: ignore[union-attr]
+        base = original if isinstance(original, int) and 0 < original <= context else context
+        kind = rope.get("rope_type") or rope.get("type") or "scaling"  # type: ignore[union-attr]
+        return max(context, int(base * factor)), f"{key} {kind}, factor {factor:g}"
+    return None, ""
+
+
+def usable_context(config: Mapping[str, Any]) -> tuple[int | None, str]:
+    """The longest sequence a model config allows, and the key that says so (with its rope
+    scaling, when that stretches it); (None, "") when the config sets no limit."""
+    key = next((name for name in _POSITIONS if isinstance(config.get(name), int)), "")
+    context = config.get(key) if key else None
+    scaled, how = rope_scaled(config, context)
+    if scaled is not None and scaled > context:  # type: ignore[operator]
+        return scaled, f"{key} {context} with {how}"
+    return context, key
+
+
 _LLAMA_LIKE = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "smollm3"}
 _FAMILIES = sorted(_LLAMA_LIKE | {"phi", "gpt2", "gpt_bigcode", "opt", "bloom"})
 _TIED_BY_DEFAULT = {"gemma", "gemma2", "gpt2", "gpt_bigcode", "opt", "bloom"}
@@ -125,6 +174,95 @@ _HEADS = ("num_attention_heads", "n_head")
 _INTERMEDIATE = ("intermediate_size", "n_inner", "ffn_dim")
 _POSITIONS = ("max_position_embeddings", "n_positions", "seq_length")
 _DTYPE = ("torch_dtype", "dtype")
+
+
+ARCHITECTURE_DEFAULTS: dict[str, dict[str, int]] = {
+    "llama": {"intermediate_size": 11008, "max_position_embeddings": 2048},
+    "mistral": {
+        "intermediate_size": 14336,
+        "max_position_embeddings": 131072,
+        "num_key_value_heads": 8,
+    },
+    "qwen2": {
+        "intermediate_size": 22016,
+        "max_position_embeddings": 32768,
+        "num_key_value_heads": 32,
+    },
+    "qwen3": {
+        "intermediate_size": 22016,
+        "max_position_embeddings": 32768,
+        "num_key_value_heads": 32,
+        "head_dim": 128,
+    },
+    "gemma": {
+        "intermediate_size": 24576,
+        "max_position_embeddings": 8192,
+        "num_key_value_heads": 16,
+        "head_dim": 256,
+    },
+    "gemma2": {
+        "intermediate_size": 9216,
+        "max_position_embeddings": 8192,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+    },
+    "phi3": {"intermediate_size": 8192, "max_position_embeddings": 4096},
+    "smollm3": {
+        "intermediate_size": 11008,
+        "max_position_embeddings": 32768,
+        "num_key_value_heads": 4,
+    },
+    "phi": {"intermediate_size": 8192, "max_position_embeddings": 2048},
+    "gpt2": {"n_positions": 1024},
+    "gpt_bigcode": {"n_positions": 1024},
+    "opt": {"ffn_dim": 3072, "max_position_embeddings": 2048},
+    "bloom": {},
+}
+"""What each family's transformers config class (``AutoConfig.for_model(family)``) takes for
+a field its config.json leaves out, so that the estimate sizes the model transformers builds
+(tests/test_memory.py compares the table with the classes). GPT-2's and GPT-BigCode's MLP is 4x
+the hidden size when n_inner is unset, as the arithmetic assumes; BLOOM's always is."""
+_FILLED = {
+    "intermediate_size": _INTERMEDIATE,
+    "ffn_dim": _INTERMEDIATE,
+    "max_position_embeddings": _POSITIONS,
+    "n_positions": _POSITIONS,
+}
+"""Width and context: a null counts as missing (an unset field); the alternatives each key
+has in other families."""
+
+
+def _with_defaults(config: Mapping[str, Any], family: str) -> tuple[dict[str, Any], list[str]]:
+    """``config`` with the family's defaults for the fields it leaves out, and which they are.
+    A null width or context is left out too; a null head count or width keeps its meaning
+    (the number of heads, hidden / heads), as in transformers."""
+    filled, used = dict(config), []
+    kind = _config_class_name(family)
+    for key, value in ARCHITECTURE_DEFAULTS[family].items():
+        names = _FILLED.get(key, (key,))
+        given = any(config.get(name) is not None for name in names)
+        if given or (key not in _FILLED and key in config):
+            continue
+        filled[key] = value
+        used.append(f"{key}={value} ({kind}'s default)")
+    return filled, used
+
+
+def _config_class_name(family: str) -> str:
+    names = {"gpt2": "GPT2", "gpt_bigcode": "GPTBigCode", "opt": "OPT", "smollm3": "SmolLM3"}
+    return names.get(family, family.title().replace("_", "")) + "Config"
+
+
+def _quantization(config: Mapping[str, Any]) -> tuple[str, int | None]:
+    """The method and bits of a pre-quantized checkpoint's quantization_config."""
+    found = config.get("quantization_config")
+    if not isinstance(found, Mapping):
+        return "", None
+    method = str(found.get("quant_method") or "unknown")
+    bits = found.get("bits")
+    if method == "bitsandbytes":
+        bits = 4 if found.get("load_in_4bit") else 8 if found.get("load_in_8bit") else None
+    return method, bits if isinstance(bits, int) and not isinstance(bits, bool) else None
 
 
 def _flag_defaults(family: str) -> dict[str, bool]:
@@ -196,6 +334,7 @@ def shape_of(config: Mapping[str, Any], name: str = "the model config") -> Model
     family = config.get("model_type")
     if family not in _FAMILIES:
         raise ProblemsError(subject, [family_problem(config, _FAMILIES)])
+    config, defaults = _with_defaults(config, family)
     f = _read_fields(config, family, subject)
     kv_heads = 1 if family == "gpt_bigcode" and f.flags["multi_query"] else f.kv_heads or f.heads
     head_dim = f.head_dim or f.hidden // f.heads
@@ -207,10 +346,12 @@ def shape_of(config: Mapping[str, Any], name: str = "the model config") -> Model
         head_dim=head_dim,
         intermediate=f.intermediate or 4 * f.hidden,
         vocab=f.vocab,
-        positions=f.positions or DEFAULT_POSITIONS,
+        positions=f.positions or DEFAULT_POSITIONS,  # BLOOM, which has no position table
         projection=f.projection or f.hidden,
         flags=f.flags,
     )
+    scaled, how = rope_scaled(config, f.positions or None)
+    quantized, bits = _quantization(config)
     builder = _llama_like if family in _LLAMA_LIKE else _BUILDERS[family]
     linears, other, outer, outer_linears = builder(dims)
     lm_head = 0 if f.flags["tie_word_embeddings"] else f.vocab * dims.projection
@@ -234,6 +375,11 @@ def shape_of(config: Mapping[str, Any], name: str = "the model config") -> Model
         checkpoint_dtype=f.dtype or "float32",
         context=f.positions or None,
         context_key=f.context_key,
+        scaled_context=scaled,
+        scaling=how,
+        defaults=tuple(defaults),
+        quantized=quantized,
+        quantized_bits=bits,
     )
 
 

@@ -35,8 +35,7 @@ def load(source: str | os.PathLike[str], overrides: Iterable[str] | None = ()) -
     """
     checked = _checked_overrides(overrides)
     data = read(_checked_source(source))
-    for override in checked:
-        apply_override(data, override)
+    apply_overrides(data, checked)
     return from_dict(data)
 
 
@@ -125,20 +124,31 @@ def read(source: str | Path) -> dict[str, Any]:
     return data
 
 
+def new_file_path(given: str, source: str) -> Path:
+    """The file `peftkit new FILE` writes: FILE, or for a name ending with a slash (a folder),
+    the source recipe's name with .yaml inside it (``newdir/`` used to write a file named
+    ``newdir``)."""
+    path = Path(given).expanduser()
+    if given.endswith(("/", os.sep)):
+        return path / f"{Path(source).stem}.yaml"
+    return path
+
+
 def write_new(path: Path, source: str) -> Path:
     """Write the recipe ``source`` (a built-in name or a file) to ``path`` as YAML, creating the
     file: an existing file, a link (even a dangling one) or a folder there is never replaced."""
-    check_new_file(path)
+    check_new_file(path, folder=True)  # `peftkit new d/` writes inside d
     return create_file(path, load(source).to_yaml())
 
 
-def check_new_file(path: Path) -> None:
+def check_new_file(path: Path, folder: bool = False) -> None:
     """Refuse ``path`` for a new file unless nothing is there and its folder can be made: what
     a user made is never replaced. Checked before any work, so that a refusal costs nothing."""
     if path.exists() or path.is_symlink():
+        inside = f", or {path}/ to write inside the folder" if folder and path.is_dir() else ""
         raise RecipeError(
             f"{path} already exists; peftkit never overwrites a file you made. Fix: choose "
-            "another name, or move the file away first."
+            f"another name{inside}, or move the file away first."
         )
     parent = path.parent
     while not parent.exists():
@@ -157,6 +167,41 @@ def create_file(path: Path, text: str) -> Path:
     return path
 
 
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> None:
+    """Apply ``overrides`` in order, after refusing what would be silently resolved: a field
+    given twice with different values (under either of its names; the last would win) and an
+    empty value (which YAML reads as null, the field's default, as an unset shell variable
+    gives it)."""
+    overrides = list(overrides)
+    seen: dict[tuple[str, ...], str] = {}
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        name = key.strip()
+        if sep and not raw.strip() and name:
+            raise RecipeError(
+                f"override '{override}': {name} has an empty value (an unset shell variable?). "
+                f"Fix: give it a value, e.g. {name}=VALUE, or {name}=null for its default."
+            )
+        field = field_key(name)
+        if sep and field in seen and seen[field].partition("=")[2].strip() != raw.strip():
+            raise RecipeError(
+                f"override '{override}': {name} is set twice ('{seen[field]}' and "
+                f"'{override}'); peftkit does not pick one. Fix: keep one of them."
+            )
+        seen[field] = override
+    for override in overrides:
+        apply_override(data, override)
+
+
+def field_key(name: str) -> tuple[str, ...]:
+    """A dotted field as one spelling: a section's old name for a key is its current one."""
+    parts = [part.strip() for part in name.split(".")]
+    section, depth = Recipe.walk(parts[:-1])
+    if depth == len(parts) - 1:
+        parts[-1] = section.RENAMED.get(parts[-1], parts[-1])
+    return tuple(parts)
+
+
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Set ``section.field=value`` in a raw recipe mapping, in place."""
     key, sep, raw = override.partition("=")
@@ -166,7 +211,12 @@ def apply_override(data: dict[str, Any], override: str) -> None:
             f"override '{override}': expected section.field=value, e.g. training.learning_rate=1e-4"
         )
     try:
-        value = parse_yaml(raw, f"override '{override}'")
+        shown = (
+            override
+            if len(override) <= 80
+            else f"{override[:60]}... ({len(override):,} characters)"
+        )
+        value = parse_yaml(raw, f"override '{shown}'")
     except yaml.YAMLError:
         raise RecipeError(
             f"override '{override}': the value is not valid YAML. Fix: quote it, e.g. "

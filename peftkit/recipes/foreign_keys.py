@@ -50,6 +50,10 @@ class Translation:
 
     settings: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    refused: str = ""
+    """Why the value has no faithful translation (a cadence per epoch, a warmup ratio that
+    peftkit would read as steps); the import then stops with ``fix``, never guesses."""
+    fix: str = ""
 
 
 Convert = Callable[[Any], Translation]
@@ -119,6 +123,47 @@ def _max_steps(value: Any) -> Translation:
     if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
         return Translation(note=f"{value} means 'not set' in TRL; training.epochs decides")
     return Translation({"training.max_steps": value})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _warmup_ratio(value: Any) -> Translation:
+    """A share of the run's steps: training.warmup_steps below 1 is one, but 1 or more is a
+    number of steps there, so such a ratio has no faithful translation."""
+    if _is_number(value) and value >= 1:
+        return Translation(
+            refused=f"a warmup ratio of {value:g} warms up over the whole run, and "
+            "training.warmup_steps reads 1 or more as a number of steps (it takes a ratio "
+            "below 1)",
+            fix="set the warmup as an override, a ratio below 1 or a number of steps, e.g. "
+            "training.warmup_steps=0.1",
+        )
+    return Translation({"training.warmup_steps": value})
+
+
+def _per_epoch(home: str, noun: str, verb: str) -> Convert:
+    """axolotl's ``evals_per_epoch`` / ``saves_per_epoch``: peftkit counts steps, and the
+    steps of an epoch depend on the data, so the import asks rather than guesses."""
+
+    def convert(value: Any) -> Translation:
+        steps = "rows / (micro_batch_size x gradient_accumulation_steps x GPUs)"
+        every = max(1, 200 // value) if _is_number(value) and value >= 1 else 50
+        return Translation(
+            refused=f"{_short_value(value)} {noun} per epoch; peftkit {verb} every {home} "
+            f"optimizer steps, and the steps of an epoch depend on your data ({steps})",
+            fix=f"set {home} as an override: the steps of an epoch divided by "
+            f"{_short_value(value)}, e.g. {home}={every} for an epoch of 200 steps "
+            "(`peftkit check` prints the optimizer steps of a run)",
+        )
+
+    return convert
+
+
+def _short_value(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _targets(value: Any) -> Translation:
@@ -274,7 +319,12 @@ def _datasets(value: Any) -> Translation:
     """axolotl's (and TRL's) ``datasets: [{path, type}]``; peftkit trains on one dataset."""
     entries = value if isinstance(value, list) else [value]
     if len(entries) != 1:
-        return Translation(note="peftkit trains on one dataset: merge them and give it with --data")
+        paths = [e.get("path") if isinstance(e, dict) else e for e in entries]
+        named = ", ".join(str(path) for path in paths) or "none"
+        return Translation(
+            note=f"{len(entries)} datasets ({named}): peftkit trains on one dataset, so this "
+            "recipe names none; join them into one file and give it with --data"
+        )
     entry = entries[0] if isinstance(entries[0], dict) else {"path": entries[0]}
     kind = entry.get("type")
     fmt = DATASET_TYPES.get(kind) if isinstance(kind, str) else None
@@ -347,7 +397,6 @@ LOADING = "peftkit loads every model with AutoModelForCausalLM and its AutoToken
 TOKENS = "peftkit adds no token to the vocabulary (a new token starts untrained)"
 PADDING = "TRL pads each batch to its longest row"
 RESUME = "resuming is a choice of the run: peftkit train --resume (auto, or a checkpoint)"
-CADENCE = "peftkit evaluates and saves every so many steps (training.eval_steps, save_steps)"
 PREPARED = "peftkit tokenizes the data itself on every run"
 LAUNCH = "peftkit runs DDP or FSDP (distributed.strategy) under torchrun"
 AXOLOTL_ONLY = "an axolotl setting that peftkit has no use for"
@@ -367,7 +416,6 @@ _COPIED: list[tuple[str, str, str]] = [
     ("sample_packing", AXOLOTL, "training.packing"),
     ("lr_scheduler_type", TRL, "training.lr_scheduler"),
     ("lr_scheduler", AXOLOTL, "training.lr_scheduler"),
-    ("warmup_ratio", TRL, "training.warmup_steps"),
     ("warmup_steps", BOTH, "training.warmup_steps"),
     ("max_grad_norm", BOTH, "training.max_grad_norm"),
     ("weight_decay", BOTH, "training.weight_decay"),
@@ -411,6 +459,19 @@ _CONVERTED: list[tuple[str, str, str, Convert]] = [
     ("optim", TRL, "training.optimizer", _spelled("training.optimizer", _OPTIMIZERS)),
     ("optimizer", AXOLOTL, "training.optimizer", _spelled("training.optimizer", _OPTIMIZERS)),
     ("max_steps", BOTH, "training.max_steps", _max_steps),
+    ("warmup_ratio", TRL, "training.warmup_steps", _warmup_ratio),
+    (
+        "evals_per_epoch",
+        AXOLOTL,
+        "training.eval_steps",
+        _per_epoch("training.eval_steps", "evaluations", "evaluates"),
+    ),
+    (
+        "saves_per_epoch",
+        AXOLOTL,
+        "training.save_steps",
+        _per_epoch("training.save_steps", "checkpoints", "saves"),
+    ),
     ("bf16", BOTH, "training.precision", _precision("bf16")),
     ("fp16", BOTH, "training.precision", _precision("fp16")),
     ("eval_strategy", TRL, "training.eval_strategy", _eval_strategy),
@@ -500,8 +561,6 @@ _UNMAPPED: list[tuple[str, str, str]] = [
     ("pad_to_sequence_len", AXOLOTL, PADDING),
     ("group_by_length", BOTH, PADDING),
     ("eval_sample_packing", AXOLOTL, "evaluation packs as training.packing says"),
-    ("evals_per_epoch", AXOLOTL, CADENCE),
-    ("saves_per_epoch", AXOLOTL, CADENCE),
     ("eval_table_size", AXOLOTL, AXOLOTL_ONLY),
     ("strict", AXOLOTL, AXOLOTL_ONLY),
     ("debug", AXOLOTL, AXOLOTL_ONLY),
@@ -610,6 +669,8 @@ def advice(recipe: type[Section], foreign: ForeignKey, value: Any) -> tuple[str,
     """The rule and the fix for ``foreign`` with ``value`` at the top of ``recipe``."""
     start = f"unknown key '{foreign.name}' (a {foreign.source} setting)"
     translation = foreign.translate(value)
+    if translation.refused:
+        return f"{start}; did you mean '{foreign.home}'? {translation.refused}", translation.fix
     if foreign.home is None or field_at(recipe, foreign.home) is None:
         return f"{start}; {translation.note or NO_SETTING}", "remove it"
     rule = f"{start}; did you mean '{foreign.home}'?"

@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from peftkit.errors import ProblemsError, RecipeError, did_you_mean, problems
+from peftkit.errors import Problem, ProblemsError, RecipeError, did_you_mean, problems
 from peftkit.recipes.base import Recipe
-from peftkit.recipes.files import apply_override, check_new_file, create_file
+from peftkit.recipes.files import apply_overrides, check_new_file, create_file, field_key
 from peftkit.recipes.foreign_keys import (
     AXOLOTL,
     FOREIGN_KEYS,
@@ -32,7 +32,9 @@ from peftkit.recipes.foreign_keys import (
     Translation,
     assignments,
     default_at,
+    field_at,
     misfit,
+    token,
 )
 from peftkit.recipes.registry import ALL, from_dict
 from peftkit.recipes.yaml_loading import parse_yaml_file
@@ -70,6 +72,12 @@ class Conversion:
     mapped: list[Mapped] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
+    invalid: list[Problem] = field(default_factory=list)
+    """Keys whose value has no faithful place in the recipe: the import stops on them."""
+    overridden: set[str] = field(default_factory=set)
+    """The recipe paths the user's overrides set: the file's keys for them give way."""
+    added: list[str] = field(default_factory=list)
+    """What the recipe does that the file did not ask for (early stopping, a hold-out)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,9 @@ class Imported:
         if left_out:
             lines.append("# Not mapped:")
             lines += [f"#   {s.key}: {_short(s.value)}: {s.reason}" for s in left_out]
+        if self.conversion.added:
+            lines.append(f"# Added by the recipe ({self.flavour} would not do it):")
+            lines += [f"#   {added}" for added in self.conversion.added]
         return "\n".join(_one_line(line) for line in lines) + "\n" + self.recipe.to_yaml()
 
     def summary(self) -> str:
@@ -109,6 +120,12 @@ class Imported:
             lines += [f"  {s.key}: {_short(s.value)}: {s.reason}" for s in c.skipped]
         if c.empty:
             lines.append(f"empty, nothing to map: {', '.join(c.empty)}")
+        if c.added:
+            lines.append(
+                f"added by the {self.recipe.recipe} recipe ({len(c.added)}; set one "
+                "to false with an override to leave it out):"
+            )
+            lines += [f"  {added}" for added in c.added]
         shown = shlex.quote(
             f"./{self.output}" if str(self.output).startswith("-") else str(self.output)
         )
@@ -143,7 +160,9 @@ def convert(
 ) -> Imported:
     """The validated recipe that ``source`` stands for, not yet written (see import_file)."""
     data = read_config(source)
-    translated, conversion = _translate(data)
+    overrides = list(overrides)
+    overridden = {".".join(field_key(o.partition("=")[0])) for o in overrides}
+    translated, conversion = _translate(data, Conversion(overridden=overridden))
     if not translated:
         raise RecipeError(
             f"{source}: none of its keys is a TRL or axolotl setting that peftkit knows. Fix: "
@@ -154,8 +173,19 @@ def convert(
     kind = ALL[name]
     _merge(kind, translated, conversion)
     _drop_contradictions(kind, conversion)
+    if conversion.invalid:
+        raise ProblemsError(_subject(source), conversion.invalid)
     built = _validated(source, name, conversion.settings, overrides)
+    conversion.added = _added(built, conversion)
     return Imported(source, output, _flavour(translated), built, why, conversion)
+
+
+def _subject(source: Path) -> str:
+    quoted = shlex.quote(str(source))
+    return (
+        f"in the recipe imported from {source} (apply a fix as an override: peftkit import "
+        f"{quoted} section.field=value)"
+    )
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -182,9 +212,11 @@ def read_config(path: Path) -> dict[str, Any]:
 Translated = list[tuple[ForeignKey, Any, Translation]]
 
 
-def _translate(data: dict[Any, Any]) -> tuple[Translated, Conversion]:
+def _translate(
+    data: dict[Any, Any], conversion: Conversion | None = None
+) -> tuple[Translated, Conversion]:
     """Each known key with its value and translation; what sets nothing goes to the lists."""
-    conversion = Conversion()
+    conversion = conversion or Conversion()
     translated: Translated = []
     for key, value in data.items():
         foreign = FOREIGN_KEYS.get(key) if isinstance(key, str) else None
@@ -193,12 +225,39 @@ def _translate(data: dict[Any, Any]) -> tuple[Translated, Conversion]:
             continue
         translation = foreign.translate(value)
         translated.append((foreign, value, translation))
+        if translation.refused:
+            continue  # below, once every key is known
         if value is None:
             conversion.empty.append(foreign.name)
         elif not translation.settings:
             reason = translation.note if foreign.home else f"no peftkit setting: {translation.note}"
             conversion.skipped.append(Skipped(foreign.name, value, reason))
+    evaluates = all(t.settings.get("training.eval_strategy") != "no" for _, _, t in translated)
+    for foreign, value, translation in translated:
+        if translation.refused:
+            _refused(foreign, value, translation, conversion, evaluates)
     return translated, conversion
+
+
+def _refused(
+    foreign: ForeignKey,
+    value: Any,
+    translation: Translation,
+    conversion: Conversion,
+    evaluates: bool,
+) -> None:
+    """A value with no faithful translation stops the import, unless an override sets what
+    it would have set, or the file switches off what it is about (an evaluation cadence in a
+    file that never evaluates)."""
+    reason = ""
+    if foreign.home in conversion.overridden:
+        reason = f"your override of {foreign.home} replaces it"
+    elif foreign.home == "training.eval_steps" and not evaluates:
+        reason = "the file switches evaluation off, so there is no cadence to set"
+    if reason:
+        conversion.skipped.append(Skipped(foreign.name, value, reason))
+        return
+    conversion.invalid.append(Problem(foreign.name, value, translation.refused, translation.fix))
 
 
 def choose_recipe(translated: Translated) -> tuple[str, str]:
@@ -240,6 +299,14 @@ def _merge(kind: type[Recipe], translated: Translated, conversion: Conversion) -
         if not translation.settings:
             continue
         (path, wanted), *_ = translation.settings.items()
+        if path in conversion.overridden:
+            reason = f"your override of {path} replaces it"
+            conversion.skipped.append(Skipped(foreign.name, value, reason))
+            continue
+        why = misfit(kind, path, wanted)
+        if why is not None and field_at(kind, path) is not None:
+            conversion.invalid.append(_invalid(kind, foreign, value, path, wanted, why))
+            continue
         reason = _refusal(kind, conversion, path, wanted)
         if reason is not None:
             conversion.skipped.append(Skipped(foreign.name, value, reason))
@@ -257,6 +324,59 @@ def _merge(kind: type[Recipe], translated: Translated, conversion: Conversion) -
         conversion.mapped.append(Mapped(foreign.name, value, kept, translation.note))
 
 
+def _invalid(
+    kind: type[Recipe], foreign: ForeignKey, value: Any, path: str, wanted: Any, why: str
+) -> Problem:
+    """A value the recipe's field refuses: the import stops rather than take the default."""
+    shown = "" if wanted == value else f" (as {path}={_short(wanted)})"
+    return Problem(
+        foreign.name,
+        value,
+        f"{path} does not take it{shown}: {why}",
+        f"correct {foreign.name} in the file, or set {path} as an override, e.g. "
+        f"{path}={token(default_at(kind, path))} (the recipe's default)",
+    )
+
+
+ADDED = {
+    "callbacks.early_stopping.enabled": "early stopping: stops when {metric} has not improved "
+    "for {patience} evaluations and puts the best adapter back",
+    "callbacks.overfit.enabled": "overfit detection: {action}s when the evaluation loss rises "
+    "while the training loss falls",
+    "callbacks.gradient_checks.enabled": "gradient checks: report clipping and spikes, "
+    "{on_nonfinite} on a non-finite loss",
+    "training.eval_fraction": "a hold-out: without --eval-data, {share:.0%} of the training rows "
+    "are set aside to evaluate on",
+}
+"""What a recipe does that TRL and axolotl do not by default, each said in the summary when the
+file did not ask for it."""
+
+
+def _added(recipe: Recipe, conversion: Conversion) -> list[str]:
+    """The behaviours of ``recipe`` that the imported file did not set (nor an override)."""
+    callbacks, training = recipe.callbacks, recipe.training
+    evaluates = training.eval_strategy != "no"
+    shown = {
+        "callbacks.early_stopping.enabled": evaluates and callbacks.early_stopping.enabled,
+        "callbacks.overfit.enabled": evaluates and callbacks.overfit.enabled,
+        "callbacks.gradient_checks.enabled": callbacks.gradient_checks.enabled,
+        "training.eval_fraction": evaluates and training.eval_fraction > 0,
+    }
+    setting = {path: True for path in shown} | {"training.eval_fraction": training.eval_fraction}
+    values = {
+        **callbacks.early_stopping.model_dump(),
+        **callbacks.overfit.model_dump(exclude={"metric", "patience"}),
+        **callbacks.gradient_checks.model_dump(),
+        "share": training.eval_fraction,
+    }
+    told = set(conversion.settings) | conversion.overridden
+    return [
+        f"{path}={token(setting[path])}: {text.format(**values)}"
+        for path, text in ADDED.items()
+        if shown[path] and path not in told
+    ]
+
+
 def _refusal(kind: type[Recipe], conversion: Conversion, path: str, wanted: Any) -> str | None:
     """Why ``path`` cannot be ``wanted``: the recipe refuses the value, or an earlier key of
     the file set it to something else; None when it can."""
@@ -271,13 +391,23 @@ def _refusal(kind: type[Recipe], conversion: Conversion, path: str, wanted: Any)
 
 def _drop_contradictions(kind: type[Recipe], conversion: Conversion) -> None:
     """Settings that are right in the source but contradict another one in a recipe: raw text
-    has no inputs to leave out of the loss (axolotl ignores ``train_on_inputs`` there)."""
+    has no inputs to leave out of the loss (axolotl ignores ``train_on_inputs`` there), and
+    with ``save_strategy: no`` there are no checkpoints to limit (in a recipe, a limit would
+    turn saving on)."""
     fmt = conversion.settings.get("data.format", default_at(kind, "data.format"))
-    path = "data.completion_only_loss"
-    if fmt != "text" or conversion.settings.get(path) is not True:
+    if fmt == "text" and conversion.settings.get("data.completion_only_loss") is True:
+        reason = "raw text (data.format text) has no inputs to leave out of the loss"
+        _drop(conversion, "data.completion_only_loss", reason)
+    if conversion.settings.get("training.save") == "none":
+        reason = "save_strategy no saves no checkpoints, so there are none to limit"
+        _drop(conversion, "training.save_total_limit", reason)
+
+
+def _drop(conversion: Conversion, path: str, reason: str) -> None:
+    """Take ``path`` out of the settings; the key that set it is listed as not mapped."""
+    if path not in conversion.settings:
         return
     del conversion.settings[path]
-    reason = "raw text (data.format text) has no inputs to leave out of the loss"
     for mapped in [m for m in conversion.mapped if path in m.settings]:
         conversion.mapped.remove(mapped)
         rest = {p: v for p, v in mapped.settings.items() if p != path}
@@ -297,17 +427,11 @@ def _validated(
         for part in sections:
             node = node.setdefault(part, {})
         node[key] = list(value) if isinstance(value, tuple) else value
-    for override in overrides:
-        apply_override(data, override)
+    apply_overrides(data, overrides)
     try:
         return from_dict(data)
     except ValidationError as error:
-        quoted = shlex.quote(str(source))
-        raise ProblemsError(
-            f"in the recipe imported from {source} (apply a fix as an override: peftkit import "
-            f"{quoted} section.field=value)",
-            problems(error),
-        ) from None
+        raise ProblemsError(_subject(source), problems(error)) from None
 
 
 def _flavour(translated: Translated) -> str:

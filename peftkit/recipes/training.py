@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
+from pydantic_core import InitErrorDetails
 
 from peftkit.errors import raise_all, rule_error
 from peftkit.memory.plan import SHORTEST_SEQUENCE
@@ -169,6 +170,26 @@ class TrainingSection(Section):
         None, ge=1, description="Checkpoints kept; older ones are deleted (default: all)."
     )
 
+    @classmethod
+    def _prepare(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[InitErrorDetails]]:
+        """``warmup_ratio`` (the old name) is a share of the run, which ``warmup_steps`` is only
+        below 1: a ratio of 1 or more would silently become a number of steps."""
+        ratio = data.get("warmup_ratio")
+        data, found = super()._prepare(data)
+        if isinstance(ratio, int | float) and not isinstance(ratio, bool) and ratio >= 1:
+            data = {key: value for key, value in data.items() if key != "warmup_steps"}
+            found.append(
+                rule_error(
+                    ["warmup_ratio"],
+                    ratio,
+                    "a warmup ratio is a share of the run's steps, and warmup_steps reads 1 or "
+                    "more as a number of steps",
+                    "set training.warmup_steps to a ratio below 1 (e.g. 0.1) or to a number "
+                    "of steps",
+                )
+            )
+        return data, found
+
     @model_validator(mode="before")
     @classmethod
     def _one_tracker_is_a_list(cls, data: Any) -> Any:
@@ -194,7 +215,18 @@ class TrainingSection(Section):
                     "set training.save=steps",
                 )
             )
-        if "none" in self.report_to and len(self.report_to) > 1:
+        repeated = sorted({name for name in self.report_to if self.report_to.count(name) > 1})
+        if repeated:
+            errors.append(
+                rule_error(
+                    ["report_to"],
+                    list(self.report_to),
+                    f"{', '.join(repeated)} listed more than once: the Trainer would log every "
+                    "value to it once per listing",
+                    f"set training.report_to=[{','.join(dict.fromkeys(self.report_to))}]",
+                )
+            )
+        elif "none" in self.report_to and len(self.report_to) > 1:
             kept = [name for name in self.report_to if name != "none"]
             errors.append(
                 rule_error(

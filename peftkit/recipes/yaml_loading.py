@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import yaml
 
 from peftkit.errors import Problem, ProblemsError, RecipeError
+from peftkit.text import MAX_DEPTH, MAX_DIGITS
 
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
@@ -75,6 +76,7 @@ class RecipeLoader(yaml.SafeLoader):
         self.where = where
         self.duplicates: list[Problem] = []
         self.aliases = 0
+        self.depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -84,7 +86,17 @@ class RecipeLoader(yaml.SafeLoader):
                     f"{self.where}: more than {MAX_ALIASES} aliases (*name). Fix: write the "
                     "values out instead of referring to anchors."
                 )
-        return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            line = self.peek_event().start_mark.line + 1
+            raise RecipeError(
+                f"{self.where}: a value nested more than {MAX_DEPTH} levels deep at line "
+                f"{line}. Fix: flatten it; a recipe nests a few levels at most."
+            )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
@@ -116,6 +128,12 @@ class RecipeLoader(yaml.SafeLoader):
 
 def _construct_int(loader: RecipeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
+    digits = len(text.lstrip("+-"))
+    if digits > MAX_DIGITS:
+        raise RecipeError(
+            f"{loader.where}: a number of {digits:,} digits at line {node.start_mark.line + 1}; "
+            f"a recipe's numbers have at most {MAX_DIGITS}. Fix: write the number you meant."
+        )
     if text.startswith("0o"):
         return int(text[2:], 8)
     return int(text, 16) if text.startswith("0x") else int(text, 10)

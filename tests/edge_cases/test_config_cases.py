@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from corpus import Case, run_case
+from fix_reader import applied as with_fix
 from train_helpers import run_main
 
 from peftkit import recipes
@@ -299,6 +300,7 @@ OPTION_CASES = [
         "--seq-len: got 1024",
         "256 tokens (n_positions in its config)",
         "--seq-len 256",
+        args=("--seq-len", "1024"),  # the default is the context when that is shorter
     ),
     estimate_case(
         "context-shorter-than-any-sequence",
@@ -588,30 +590,31 @@ def test_every_fix_for_a_run_that_does_not_fit_works_as_written(
         settings = _found(r"^Fix: (.+?), or a GPU", fix)
         memory = _found(r"\(--gpu-memory (\d+)\)", fix)
         for applied in (shlex.split(settings), ["--gpu-memory", memory]):
-            code, out, err = run_main(monkeypatch, *args, *applied, "--json")
+            code, out, err = run_main(monkeypatch, *with_fix(args, applied), "--json")
             assert code == 0, f"{name} {applied}: {err}"
             assert json.loads(out)["fits"] is True
 
 
 @pytest.mark.parametrize(
     ("budget", "memory_fix"),
-    [(("--gpu-memory", "8"), "--gpu-memory"), (("budget.gpu=T4",), "budget.gpu_memory_gb")],
+    [(("--gpu-memory", "8"), "--gpu-memory"), (("budget.gpu=T4",), "budget.gpu")],
 )
 def test_every_fix_when_nothing_fits_works_as_written(
     budget: tuple[str, ...], memory_fix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A --gpu-memory outranks budget.gpu_memory_gb, so the fix names the one in use; FSDP on a
+    """A --gpu-memory outranks budget.gpu_memory_gb, so the fix names the one in use; with a
+    GPU named, the fix names a larger GPU (more memory on a T4 would contradict it); FSDP on a
     4-bit base stores the weights in the compute dtype by itself (storage_dtype: auto)."""
     _in(tmp_path, monkeypatch, llama=LLAMA_70B)
     args = ("plan", "qlora-budget", "--model", "llama.json", *budget)
     code, _, err = run_main(monkeypatch, *args)
     assert code == 2 and "nothing fits" in err, err
     assert "gpu_memory_gb=24" not in err and "(gpu_memory_gb" not in err
-    memory = _found(rf"\(({re.escape(memory_fix)}[ =]\d+)\)", err)
+    memory = _found(rf"\(({re.escape(memory_fix)}[ =][\w.-]+)\)", err)
     sharded = _found(r"\((--gpus \d+ distributed\.strategy=fsdp[^)]*)\)", err)
     assert "storage_dtype" not in sharded
     for applied in (memory, sharded):
-        code, out, err = run_main(monkeypatch, *args, *shlex.split(applied), "--json")
+        code, out, err = run_main(monkeypatch, *with_fix(args, shlex.split(applied)), "--json")
         assert code == 0, f"{applied}: {err}"
         assert json.loads(out)["fits"] is True
 
@@ -680,7 +683,7 @@ def test_the_epochs_a_budget_pays_for_are_within_it(
     assert code == 0, err
     [reason] = [r for r in json.loads(out)["reasons"] if r.startswith("over budget")]
     for fix in (_found(r"(training\.epochs=\S+)", reason), _found(r"(budget\.usd=\d+)", reason)):
-        code, out, err = run_main(monkeypatch, *args, fix)
+        code, out, err = run_main(monkeypatch, *with_fix(args, [fix]))
         assert code == 0, err
         assert not any(r.startswith("over budget") for r in json.loads(out)["reasons"]), fix
 
@@ -721,5 +724,5 @@ def test_the_context_and_weights_file_fixes_work_as_written(
     code, _, err = run_main(monkeypatch, *command)
     assert code == 2 and "UTF-8" not in err, err
     applied = shlex.split(_found(fix, err))
-    code, _, err = run_main(monkeypatch, *command, *applied)
+    code, _, err = run_main(monkeypatch, *with_fix(command, applied))
     assert code == 0, err

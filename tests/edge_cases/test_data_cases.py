@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from corpus import Case, run_case
-from fix_reader import fix_of, options, overrides
+from fix_reader import applied, fix_of, options, overrides
 from train_helpers import run_main, short
 
 from peftkit.testing import messages_rows, prompt_completion_rows, text_rows
@@ -520,10 +520,7 @@ def test_the_suggested_fix_makes_the_command_work(
     assert alternatives, f"nothing to apply in: {message}"
     for number, extra in enumerate(alternatives):
         args = [arg.replace("{model}", str(tmp_path / "model")) for arg in case.args]
-        if extra[0] in args:  # an option given again: its value replaced
-            args[args.index(extra[0]) + 1] = extra[1]
-        else:
-            args += extra
+        args = applied(args, extra)  # an option or a field given again: its value replaced
         args[args.index("--output") + 1] = f"fixed-{number}"
         code, _, err = run_main(monkeypatch, *args)
         assert code == 0, f"{' '.join(extra)} did not fix it:\n{err[-3000:]}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from corpus import Case, run_case
-from fix_reader import fix_of, options, overrides
+from fix_reader import applied, fix_of, options, overrides
 from test_model_cases import MODELS, ROWS, train
 from test_output_cases import previous_run
 from train_helpers import run_main
@@ -48,7 +48,7 @@ def test_the_suggested_fix_makes_the_command_work(
     alternatives = read(fix_of(message))
     assert alternatives, f"nothing to apply in: {message}"
     for number, extra in enumerate(alternatives):
-        args = [*case.args, *extra]
+        args = applied(case.args, extra)
         if "--output" in args and "--overwrite" not in extra:  # each try writes a new folder
             args[args.index("--output") + 1] = f"fixed-{number}"
         code, _, err = run_main(monkeypatch, *args)

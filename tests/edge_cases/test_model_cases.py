@@ -22,7 +22,10 @@ TRAIN = ("train", "json-output", "--model", "model", "--data", "t.jsonl", "--out
 
 
 def train(*extra: str) -> tuple[str, ...]:
-    return (*TRAIN, *extra)
+    """TRAIN with ``extra``, which replaces a short-run setting of the same field (a field
+    given twice is refused)."""
+    given = {item.partition("=")[0] for item in extra}
+    return (*(a for a in TRAIN if a.partition("=")[0] not in given or "=" not in a), *extra)
 
 
 def remove(*names: str):

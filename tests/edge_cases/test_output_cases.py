@@ -135,7 +135,7 @@ OUTPUTS = [
     Case("save-best-to-a-folder-peftkit-did-not-write",
          train("--data", "t.jsonl", "--output", "out",
                "callbacks.early_stopping.save_best_to=mine"),
-         ("callbacks.early_stopping.save_best_to", "not written by peftkit"),
+         ("callbacks.early_stopping.save_best_to", "notes.txt", "did not write"),
          {"t.jsonl": ROWS, "mine/notes.txt": "mine"}, model=True),
     Case("fsdp-in-one-process",
          train("--data", "t.jsonl", "--output", "out", "distributed.strategy=fsdp"),
