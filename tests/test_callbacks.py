@@ -66,6 +66,20 @@ class WeightsAtEvaluation(TrainerCallback):
             id="stopping-threshold",
         ),
         pytest.param(
+            [1.0, 0.8, 0.6, 0.4],
+            {"stopping_threshold": 0.6},
+            3,
+            StopReason.STOPPING_THRESHOLD,
+            id="exactly-at-the-stopping-threshold",
+        ),
+        pytest.param(
+            [1.0, 1.2, 3.0, 3.5],
+            {"divergence_threshold": 3.0},
+            4,
+            StopReason.DIVERGENCE,
+            id="exactly-at-the-divergence-threshold-goes-on",
+        ),
+        pytest.param(
             [1.0, 1.2, 5.0, 0.1],
             {"divergence_threshold": 3.0},
             3,
@@ -120,21 +134,44 @@ def test_stop_step_min_mode(tiny_model_dir, tmp_path, sequence, options, stop_st
             id="threshold",
         ),
         pytest.param(
+            [0.1, 0.5, 0.9, 0.95],
+            {"stopping_threshold": 0.9},
+            3,
+            StopReason.STOPPING_THRESHOLD,
+            id="exactly-at-the-threshold",
+        ),
+        pytest.param(
             [0.5, 0.4, 0.05],
             {"divergence_threshold": 0.1},
             3,
             StopReason.DIVERGENCE,
             id="divergence",
         ),
+        pytest.param(
+            [0.5, 0.1, 0.05],
+            {"divergence_threshold": 0.1},
+            3,
+            StopReason.DIVERGENCE,
+            id="exactly-at-the-divergence-threshold-goes-on",
+        ),
+        pytest.param(
+            [0.5, 0.52, 0.54, 0.55, 0.9],
+            {"patience": 3, "min_delta": 0.05},
+            4,
+            StopReason.PATIENCE,
+            id="min_delta",
+        ),
     ],
 )
 def test_stop_step_max_mode(tiny_model_dir, tmp_path, sequence, options, stop_step, reason):
-    """mode='auto' infers max from 'accuracy'; the same rules apply mirrored."""
+    """mode='auto' infers max from 'accuracy'; the same rules apply mirrored: a rise of at most
+    min_delta is no improvement, a value at the stopping threshold stops, one at the divergence
+    threshold does not."""
     stopper = EarlyStopping(metric="eval_accuracy", mode="auto", restore_best=False, **options)
     script = ScriptedMetric(scripted(sequence), key="eval_accuracy")
-    run = trainer(tiny_model_dir, tmp_path, [script, stopper])
+    run = trainer(tiny_model_dir, tmp_path, [script, stopper], max_steps=len(sequence))
     run.train()
-    assert stopper.monitor.mode == "max"
+    assert stopper.monitor.mode == "max" and stopper.stop is not None
     assert (run.state.global_step, stopper.stop.reason) == (stop_step, reason)
 
 
