@@ -397,6 +397,82 @@ def test_field_errors_in_several_sections_are_reported_together(tmp_path: Path) 
     }
 
 
+Q = "qlora-budget"
+FULL_COPY = {"early_stopping": {"allow_full_copy": True}}
+
+# Each cross-section rule on both sides of its condition: (recipe as a dict, the exact paths of
+# the problems it has; none for a recipe that loads).
+RULE_BOUNDARIES = [
+    pytest.param({"method": "qlora", "quantization": {"bits": 8}}, {"quantization.bits"},
+                 id="qlora-on-8-bit"),
+    pytest.param({"quantization": {"bits": 8}}, set(), id="lora-on-8-bit"),
+    pytest.param({"quantization": {"bits": 4}}, {"method"}, id="lora-on-4-bit"),
+    pytest.param({"method": "full", "quantization": {"bits": 8}, "callbacks": FULL_COPY},
+                 {"quantization.bits"}, id="full-on-8-bit"),
+    pytest.param({"model": {"dtype": "bfloat16"}, "training": {"precision": "fp16"}},
+                 {"training.precision"}, id="fp16-with-bf16-weights"),
+    pytest.param({"model": {"dtype": "float16"}, "training": {"precision": "fp16"}}, set(),
+                 id="fp16-with-fp16-weights"),
+    pytest.param({"recipe": Q, "training": {"precision": "fp16"}}, {"training.precision"},
+                 id="fp16-with-bf16-4-bit-compute"),
+    pytest.param({"recipe": Q, "training": {"precision": "fp16"},
+                  "quantization": {"compute_dtype": "float16"}}, set(),
+                 id="fp16-with-fp16-4-bit-compute"),
+    pytest.param({"quantization": {"bits": 8, "compute_dtype": "bfloat16"},
+                  "training": {"precision": "fp16"}}, set(),
+                 id="fp16-with-8-bit-whose-compute-dtype-is-unused"),
+    pytest.param({"recipe": Q, "training": {"precision": "bf16"},
+                  "quantization": {"compute_dtype": "float16"}}, {"quantization.compute_dtype"},
+                 id="bf16-with-fp16-4-bit-compute"),
+    pytest.param({"quantization": {"bits": 8, "compute_dtype": "float16"},
+                  "training": {"precision": "bf16"}}, set(), id="bf16-with-8-bit"),
+    pytest.param({"recipe": Q, "distributed": {"strategy": "fsdp"}},
+                 {"quantization.storage_dtype"}, id="fsdp-4-bit-stored-as-uint8"),
+    pytest.param({"recipe": Q, "distributed": {"strategy": "fsdp"},
+                  "quantization": {"storage_dtype": "bfloat16"}}, set(),
+                 id="fsdp-4-bit-stored-in-the-compute-dtype"),
+    pytest.param({"distributed": {"strategy": "fsdp"}}, set(), id="fsdp-unquantized"),
+    pytest.param({"training": {"eval_fraction": 0}}, {"training.eval_strategy"},
+                 id="evaluations-without-data"),
+    pytest.param({"training": {"eval_fraction": 0}, "data": {"eval_path": "held.jsonl"}}, set(),
+                 id="evaluations-on-an-eval-file"),
+    pytest.param({"training": {"eval_strategy": "no"}},
+                 {"callbacks.early_stopping.enabled", "callbacks.overfit.enabled"},
+                 id="callbacks-without-evaluations"),
+    pytest.param({"training": {"eval_strategy": "no"},
+                  "callbacks": {"early_stopping": {"enabled": False}}},
+                 {"callbacks.overfit.enabled"}, id="one-callback-without-evaluations"),
+    pytest.param({"callbacks": {"early_stopping": {"metric": "eval_quality"}}},
+                 {"callbacks.early_stopping.mode"}, id="auto-mode-on-a-silent-name"),
+    pytest.param({"callbacks": {"early_stopping": {"metric": "eval_quality", "mode": "max"}}},
+                 set(), id="explicit-mode-on-a-silent-name"),
+    pytest.param({"method": "full"}, {"callbacks.early_stopping.restore_best"},
+                 id="full-copy-without-opt-in"),
+    pytest.param({"method": "full", "callbacks": {"early_stopping": {"enabled": False}}}, set(),
+                 id="full-with-early-stopping-off"),
+    pytest.param({"method": "full", "callbacks": {"early_stopping": {"restore_best": False}}},
+                 set(), id="full-without-restoring"),
+    pytest.param({"method": "full", "callbacks": FULL_COPY}, set(), id="full-copy-accepted"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("changes", "paths"), RULE_BOUNDARIES)
+def test_each_rule_fires_exactly_on_its_side_of_the_boundary(
+    changes: dict[str, Any], paths: set[str]
+) -> None:
+    """A rule reports its problem where its condition holds and stays silent just beside it
+    (the same recipe with the one setting that makes it legal)."""
+    data = {"recipe": "json-output", **changes}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PeftkitWarning)
+        if not paths:
+            recipes.from_dict(data)
+            return
+        with pytest.raises(ValidationError) as info:
+            recipes.from_dict(data)
+    assert {p.path for p in problems(info.value)} == paths
+
+
 def test_contradictions_are_reported_together() -> None:
     """Fields that are fine one by one but break four rules give four problems at once."""
     data = {
