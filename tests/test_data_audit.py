@@ -179,17 +179,67 @@ def _long(rows: list[dict[str, str]], every: int, prompt: bool = False) -> list[
     ]
 
 
-def test_answers_cut_by_max_length(tmp_path, tiny_model_dir, tokenizer):
-    rows = prompt_completion_rows(40)
-    rows = [{**r, "completion": r["completion"][:-1] + ', "x": "' + "a " * (i % 5) * 40 + '"}'}
-            for i, r in enumerate(rows)]  # fmt: skip
-    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=96")
+NO_EVALUATION = (
+    "training.eval_fraction=0",
+    "training.eval_strategy=no",
+    "callbacks.early_stopping.enabled=false",
+    "callbacks.overfit.enabled=false",
+)
+"""Every row is a training row (no held-out share), so that counts are exact."""
+
+
+def _rows_of_length(tokenizer: Any, extra: list[int]) -> list[dict[str, str]]:
+    """Prompt/completion rows whose token count is a base length plus ``extra[i]``: each extra
+    " the" in the prompt is one token (checked here, with the trainer's own tokenization)."""
+    rows = [
+        {"prompt": f"Describe the status{' the' * k}.", "completion": json.dumps({"code": 200})}
+        for k in extra
+    ]
+    totals = [len(ids) for ids in tokenize(rows, "prompt-completion", tokenizer, True).ids]
+    base = totals[0] - extra[0]
+    assert totals == [base + k for k in extra]
+    return rows
+
+
+def test_answers_cut_by_max_length_are_counted_exactly(tmp_path, tiny_model_dir, tokenizer):
+    """max_length cuts the end, where the answer is: rows of max_length tokens are whole, rows
+    one or two tokens longer are cut (3 of 10 rows, exactly), and the warning names those."""
+    extra = [0, 0, 1, 1, 2, 2, 2, 3, 4, 12]
+    rows = _rows_of_length(tokenizer, extra)
+    limit = len(tokenize(rows[4:5], "prompt-completion", tokenizer, True).ids[0])  # extra 2
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, f"training.max_length={limit}",
+                   *NO_EVALUATION)  # fmt: skip
+    assert found.stats["truncated_share"] == 0.3
+    assert found.stats["completion_truncated_share"] == 0.3
     (cut,) = [f for f in found.findings if f.code == "completions-truncated"]
-    assert cut.level == "warning" and "set training.max_length=" in cut.fix
-    assert 0.5 < found.stats["completion_truncated_share"] < 0.9  # 4 rows in 5 are long
-    suggested = found.stats["suggested_max_length"]
-    totals = found.stats["tokens"]["total"]
-    assert suggested % 64 == 0 and suggested >= totals["p95"]
+    assert cut.level == "warning" and cut.message.startswith("3 of 10 rows (30%)")
+    assert cut.rows == tuple(f"{tmp_path / 'train.jsonl'}, line {n}" for n in (8, 9, 10))
+    assert cut.fix.startswith("set training.max_length=64,")  # 34 tokens at most, rounded up
+    everything = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=64",
+                        *NO_EVALUATION)  # fmt: skip
+    assert everything.stats["truncated_share"] == 0.0
+    assert not [f for f in everything.findings if f.code == "completions-truncated"]
+
+
+@pytest.mark.parametrize(
+    ("short", "long", "suggested"),
+    [
+        pytest.param(99, 1, 64, id="99-of-100-short-are-enough"),
+        pytest.param(98, 2, 192, id="98-of-100-short-are-not"),
+        pytest.param(49, 1, 192, id="49-of-50-short-are-not"),
+    ],
+)
+def test_suggested_max_length_keeps_99_percent_of_rows_whole(
+    short, long, suggested, tmp_path, tiny_model_dir, tokenizer
+):
+    """The smallest multiple of 64 that keeps at least 99% of the rows whole: short rows fit in
+    64 tokens, long ones need 130 (192)."""
+    lengths = _rows_of_length(tokenizer, [0, 108])  # 22 and 130 tokens with this tokenizer
+    rows = [lengths[0]] * short + [lengths[1]] * long
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=64",
+                   *NO_EVALUATION)  # fmt: skip
+    assert found.stats["tokens"]["total"]["max"] == 130
+    assert found.stats["suggested_max_length"] == suggested
 
 
 def test_every_answer_cut_and_nothing_left_to_train_are_errors(tmp_path, tiny_model_dir, tokenizer):
