@@ -613,45 +613,6 @@ def test_ctrl_c_during_the_final_evaluation_keeps_the_trained_adapter(tiny_model
 # --- JSON evaluation -----------------------------------------------------------------------------
 
 
-def test_json_validity_metric_module_computes_the_rates():
-    import evaluate
-
-    from peftkit.evaluation import METRIC_PATH
-
-    metric = evaluate.load(METRIC_PATH)
-    predictions = [
-        '{"code": 200, "phrase": "OK"}',  # JSON, schema-valid
-        '  {"code": 404, "phrase": "Not Found"}\n',  # whitespace aside: the same
-        '{"code": "404"}',  # JSON, not schema-valid
-        "[1, 2]",  # JSON, not an object
-        'Sure! {"code": 200}',  # not JSON as a whole
-        "",
-    ]
-    found = metric.compute(predictions=predictions, schema=SCHEMA)
-    assert found == {
-        "json_valid_rate": pytest.approx(4 / 6),
-        "schema_valid_rate": pytest.approx(2 / 6),
-        "count": 6,
-    }
-    assert metric.compute(predictions=predictions) == {
-        "json_valid_rate": pytest.approx(4 / 6),
-        "count": 6,
-    }
-
-
-def test_json_validity_rejects_what_json_parsers_reject():
-    """NaN and Infinity are not JSON (RFC 8259); Python's json.loads accepts them, a program
-    downstream (JSON.parse, serde_json, ...) does not."""
-    import evaluate
-
-    from peftkit.evaluation import METRIC_PATH
-
-    found = evaluate.load(METRIC_PATH).compute(
-        predictions=["NaN", "-Infinity", '{"score": NaN}', '{"score": Infinity}']
-    )
-    assert found["json_valid_rate"] == 0
-
-
 def test_json_answers_during_training_adds_the_rate_to_the_metrics(tiny_model_dir, tmp_path):
     """With generation.during_training, eval_json_valid_rate is among the evaluation metrics:
     early stopping can monitor it (here it stops at once: any rate reaches 0)."""
