@@ -246,13 +246,32 @@ def test_resume_without_a_checkpoint_says_so(tiny_model_dir, data, tmp_path, res
     assert not (tmp_path / "out").exists()
 
 
-def test_resume_takes_a_checkpoint_folder(tiny_model_dir, data, tmp_path):
-    """An explicit path: continue a finished run's last checkpoint with more steps."""
-    first = _run(tiny_model_dir, data, tmp_path / "first", *LONGER)
-    checkpoint = tmp_path / "first" / "checkpoints" / "checkpoint-8"
-    more = (*LONGER, "training.max_steps=10")
-    again = _run(tiny_model_dir, data, tmp_path / "again", *more, resume=checkpoint)
-    assert (first["global_step"], again["global_step"]) == (8, 10)
+def test_resume_continues_the_checkpoint_it_is_given(tiny_model_dir, data, tmp_path):
+    """An explicit path: continue another run's checkpoint-4 in a new output. Its optimizer and
+    schedule come from the checkpoint (the first run's learning rate, not this recipe's), so the
+    logged losses and the adapter are those of the first, uninterrupted run; a fresh run at this
+    recipe's learning rate would log and end otherwise."""
+    import torch
+
+    keep = (*LONGER, "callbacks.early_stopping.restore_best=false")
+    _run(tiny_model_dir, data, tmp_path / "first", *keep, "training.learning_rate=3e-3")
+    checkpoint = tmp_path / "first" / "checkpoints" / "checkpoint-4"
+    again = _run(tiny_model_dir, data, tmp_path / "again", *keep, resume=checkpoint)
+    assert again["global_step"] == 8
+    logged = {
+        name: [h for h in resumed_history(tmp_path / name) if "loss" in h]
+        for name in ("first", "again")
+    }
+    assert [h["step"] for h in logged["again"]] == list(range(1, 9))
+    losses = [[h["loss"] for h in logged[name]] for name in ("again", "first")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    ours = adapter_weights(tmp_path / "again" / "adapter")
+    theirs = adapter_weights(tmp_path / "first" / "adapter")
+    assert ours.keys() == theirs.keys()
+    assert max((ours[k] - theirs[k]).abs().max().item() for k in ours) <= 1e-6
+    _run(tiny_model_dir, data, tmp_path / "fresh", *keep)  # what ignoring the checkpoint gives
+    fresh = adapter_weights(tmp_path / "fresh" / "adapter")
+    assert not all(torch.equal(v, fresh[k]) for k, v in theirs.items())
 
 
 # --- model cards and the Hub ------------------------------------------------------------------
