@@ -73,6 +73,7 @@ def run(name: str) -> None:
     mutmut = Path(sys.executable).with_name("mutmut")
     command = ["nice", "-n", "10", str(mutmut), "run", f"{dotted}.*"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["PEFTKIT_TEST_TINY_MODEL"] = str(ROOT / "mutants" / "tiny-model")  # built once
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
