@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from fix_reader import ASSIGNMENT, fix_of, overrides
 from pydantic import ValidationError
-from test_fixes import apply, edits, found
+from recipe_fixes import apply, edits, found
 from train_helpers import assert_user_error, peftkit_cli, run_main
 
 from peftkit import PeftkitWarning, recipes

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from train_helpers import (
     adapter_weights,
-    assert_user_error,
     cli_env,
     earlier_output,
     load_recipe,
@@ -376,20 +375,6 @@ def test_eval_data_replaces_the_split(tiny_model_dir: Path, tmp_path: Path):
 
 
 # --- the output folder ---------------------------------------------------------------------------
-
-
-def test_a_non_empty_output_folder_is_refused(tiny_model_dir: Path, tmp_path: Path):
-    data = write_data(tmp_path / "d.jsonl", prompt_completion_rows(12))
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    result = peftkit_cli(
-        "train", "json-output", *short(tiny_model_dir), "--data", str(data),
-        "--output", str(out), cwd=tmp_path, timeout=120,
-    )  # fmt: skip
-    assert_user_error(result.returncode, result.stderr, str(out), "notes.txt", "did not write")
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
-    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_train_refuses_a_non_empty_folder_in_process(tiny_model_dir: Path, tmp_path: Path):

@@ -1,8 +1,9 @@
 """Recipe validation: every way a recipe can be wrong is reported at the right field, with a rule
 and a fix, and every legal-but-doubtful choice is a PeftkitWarning.
 
-``BAD_RECIPES`` and ``YAML_ERRORS`` are module-level tables so that tests/test_cli.py runs the
-very same cases through ``peftkit validate``.
+Each row of ``BAD_RECIPES`` is run once, through the Python API, ``peftkit validate`` and its
+fixes; ``YAML_ERRORS`` is a module-level table so that tests/test_cli.py runs the very same
+cases through ``peftkit validate`` in a subprocess.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
+from recipe_fixes import ADVICE_ONLY, ROUNDS, apply, edits, found, problems_of, raw
+from train_helpers import assert_user_error, run_main
 
 import peftkit
 from peftkit import PeftkitDeprecationWarning, PeftkitWarning, RecipeError, recipes
@@ -279,15 +283,40 @@ def recorded_warnings(load: Any) -> list[warnings.WarningMessage]:
 
 
 @pytest.mark.parametrize(("source", "path"), BAD_RECIPES)
-def test_bad_recipe_is_reported_at_its_field(
-    source: str | dict[str, Any], path: str, tmp_path: Path
+def test_bad_recipe_is_reported_at_its_field_and_its_fixes_work(
+    source: str | dict[str, Any], path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each mistake is a ValidationError naming the field, and every problem has a rule and fix."""
-    found = problems(validation_error(source, tmp_path))
-    assert path in [p.path for p in found]
-    for problem in found:
+    """Each mistake, once through every route: a ValidationError naming the field, every
+    problem with a rule and a fix; `peftkit validate` exits 2 naming it, without a traceback;
+    each alternative of each fix, applied as written, removes its problem; and following the
+    first fix of each problem ends in a valid recipe within a few rounds, as it does for a
+    user (a fix may reveal a rule that depends on the new value)."""
+    found_problems = problems(validation_error(source, tmp_path))
+    assert path in [p.path for p in found_problems]
+    for problem in found_problems:
         assert problem.rule.strip(), problem
         assert problem.fix.strip(), problem
+    monkeypatch.chdir(tmp_path)  # load_source wrote the YAML rows to RECIPE_FILE here
+    if isinstance(source, dict):
+        (tmp_path / RECIPE_FILE).write_text(yaml.safe_dump(source, sort_keys=False))
+    assert_user_error(*run_main(monkeypatch, "validate", RECIPE_FILE)[::2], path)
+    data = raw(source)
+    for problem in problems_of(data):
+        if problem.fix.startswith(ADVICE_ONLY):
+            continue
+        choices = edits(problem)
+        assert choices, f"no edit can be read from the fix of {problem}"
+        for alternative in choices:
+            assert (problem.path, problem.rule) not in found(apply(data, alternative))
+    for _ in range(ROUNDS):
+        listed = problems_of(data)
+        if any(p.fix.startswith(ADVICE_ONLY) for p in listed):
+            return
+        for problem in listed:
+            data = apply(data, edits(problem)[0])
+        if not found(data):
+            return
+    pytest.fail(f"still invalid after {ROUNDS} rounds of fixes: {found(data)}")
 
 
 @pytest.mark.parametrize(
