@@ -101,8 +101,9 @@ def report(chosen: list[str]) -> int:
             continue
         counts = Counter(statuses.values())
         caught = sum(counts[s] for s in CAUGHT)
-        same = [m for m, s in statuses.items() if s not in CAUGHT and m in equivalent]
-        missed = sorted(m for m, s in statuses.items() if s not in CAUGHT and m not in equivalent)
+        judged_statuses = {m: s for m, s in statuses.items() if s != "not checked"}
+        same = [m for m, s in judged_statuses.items() if s not in CAUGHT and m in equivalent]
+        missed = sorted(m for m, s in judged_statuses.items() if s not in CAUGHT and m not in equivalent)
         unchecked = counts["not checked"]
         judged = len(statuses) - len(same) - unchecked
         score = caught / judged if judged else 1.0
@@ -110,7 +111,7 @@ def report(chosen: list[str]) -> int:
             f"{name:20} {len(statuses):5} {caught:7} {len(missed):9} {len(same):11} "
             f"{unchecked:8} {score:7.1%}"
         )
-        survivors += [(m, statuses[m]) for m in missed if statuses[m] != "not checked"]
+        survivors += [(m, statuses[m]) for m in missed]
         listed += [(m, equivalent[m]) for m in same]
     print(f"\n{'module':20} {'all':>5} {'killed':>7} {'survived':>9} {'equivalent':>11} "
           f"{'unrun':>8} {'score':>7}")  # fmt: skip

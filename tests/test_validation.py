@@ -423,77 +423,163 @@ def test_field_errors_in_several_sections_are_reported_together(tmp_path: Path) 
 Q = "qlora-budget"
 FULL_COPY = {"early_stopping": {"allow_full_copy": True}}
 
-# Each cross-section rule on both sides of its condition: (recipe as a dict, the exact paths of
-# the problems it has; none for a recipe that loads).
+FULL_COPY_OVERRIDE = ["callbacks.early_stopping.allow_full_copy=true"]
+FP16_RULE = "fp16 mixed precision with bfloat16 weights or compute"
+
+# Each cross-section rule on both sides of its condition: (recipe as a dict, the problems it has
+# by path, with the value found there and the start of the rule; none for a recipe that loads).
 RULE_BOUNDARIES = [
-    pytest.param({"method": "qlora", "quantization": {"bits": 8}}, {"quantization.bits"},
-                 id="qlora-on-8-bit"),
-    pytest.param({"quantization": {"bits": 8}}, set(), id="lora-on-8-bit"),
-    pytest.param({"quantization": {"bits": 4}}, {"method"}, id="lora-on-4-bit"),
-    pytest.param({"method": "full", "quantization": {"bits": 8}, "callbacks": FULL_COPY},
-                 {"quantization.bits"}, id="full-on-8-bit"),
-    pytest.param({"model": {"dtype": "bfloat16"}, "training": {"precision": "fp16"}},
-                 {"training.precision"}, id="fp16-with-bf16-weights"),
-    pytest.param({"model": {"dtype": "float16"}, "training": {"precision": "fp16"}}, set(),
-                 id="fp16-with-fp16-weights"),
-    pytest.param({"recipe": Q, "training": {"precision": "fp16"}}, {"training.precision"},
-                 id="fp16-with-bf16-4-bit-compute"),
-    pytest.param({"recipe": Q, "training": {"precision": "fp16"},
-                  "quantization": {"compute_dtype": "float16"}}, set(),
-                 id="fp16-with-fp16-4-bit-compute"),
-    pytest.param({"quantization": {"bits": 8, "compute_dtype": "bfloat16"},
-                  "training": {"precision": "fp16"}}, set(),
-                 id="fp16-with-8-bit-whose-compute-dtype-is-unused"),
-    pytest.param({"recipe": Q, "training": {"precision": "bf16"},
-                  "quantization": {"compute_dtype": "float16"}}, {"quantization.compute_dtype"},
-                 id="bf16-with-fp16-4-bit-compute"),
-    pytest.param({"quantization": {"bits": 8, "compute_dtype": "float16"},
-                  "training": {"precision": "bf16"}}, set(), id="bf16-with-8-bit"),
-    pytest.param({"recipe": Q, "distributed": {"strategy": "fsdp"}},
-                 {"quantization.storage_dtype"}, id="fsdp-4-bit-stored-as-uint8"),
-    pytest.param({"recipe": Q, "distributed": {"strategy": "fsdp"},
-                  "quantization": {"storage_dtype": "bfloat16"}}, set(),
-                 id="fsdp-4-bit-stored-in-the-compute-dtype"),
-    pytest.param({"distributed": {"strategy": "fsdp"}}, set(), id="fsdp-unquantized"),
-    pytest.param({"training": {"eval_fraction": 0}}, {"training.eval_strategy"},
-                 id="evaluations-without-data"),
-    pytest.param({"training": {"eval_fraction": 0}, "data": {"eval_path": "held.jsonl"}}, set(),
-                 id="evaluations-on-an-eval-file"),
-    pytest.param({"training": {"eval_strategy": "no"}},
-                 {"callbacks.early_stopping.enabled", "callbacks.overfit.enabled"},
-                 id="callbacks-without-evaluations"),
-    pytest.param({"training": {"eval_strategy": "no"},
-                  "callbacks": {"early_stopping": {"enabled": False}}},
-                 {"callbacks.overfit.enabled"}, id="one-callback-without-evaluations"),
-    pytest.param({"callbacks": {"early_stopping": {"metric": "eval_quality"}}},
-                 {"callbacks.early_stopping.mode"}, id="auto-mode-on-a-silent-name"),
-    pytest.param({"callbacks": {"early_stopping": {"metric": "eval_quality", "mode": "max"}}},
-                 set(), id="explicit-mode-on-a-silent-name"),
-    pytest.param({"method": "full"}, {"callbacks.early_stopping.restore_best"},
-                 id="full-copy-without-opt-in"),
-    pytest.param({"method": "full", "callbacks": {"early_stopping": {"enabled": False}}}, set(),
-                 id="full-with-early-stopping-off"),
-    pytest.param({"method": "full", "callbacks": {"early_stopping": {"restore_best": False}}},
-                 set(), id="full-without-restoring"),
-    pytest.param({"method": "full", "callbacks": FULL_COPY}, set(), id="full-copy-accepted"),
-]  # fmt: skip
+    pytest.param(
+        {"method": "qlora", "quantization": {"bits": 8}},
+        {"quantization.bits": (8, "method 'qlora' trains an adapter on a 4-bit base")},
+        id="qlora-on-8-bit",
+    ),
+    pytest.param({"quantization": {"bits": 8}}, {}, id="lora-on-8-bit"),
+    pytest.param(
+        {"quantization": {"bits": 4}},
+        {"method": ("lora", "LoRA on a 4-bit base model is QLoRA")},
+        id="lora-on-4-bit",
+    ),
+    pytest.param(
+        {"method": "full", "quantization": {"bits": 8}, "callbacks": FULL_COPY},
+        {"quantization.bits": (8, "quantized weights cannot be trained in full")},
+        id="full-on-8-bit",
+    ),
+    pytest.param(
+        {"model": {"dtype": "bfloat16"}, "training": {"precision": "fp16"}},
+        {"training.precision": ("fp16", FP16_RULE)},
+        id="fp16-with-bf16-weights",
+    ),
+    pytest.param(
+        {"model": {"dtype": "float16"}, "training": {"precision": "fp16"}},
+        {},
+        id="fp16-with-fp16-weights",
+    ),
+    pytest.param(
+        {"recipe": Q, "training": {"precision": "fp16"}},
+        {"training.precision": ("fp16", FP16_RULE)},
+        id="fp16-with-bf16-4-bit-compute",
+    ),
+    pytest.param(
+        {
+            "recipe": Q,
+            "training": {"precision": "fp16"},
+            "quantization": {"compute_dtype": "float16"},
+        },
+        {},
+        id="fp16-with-fp16-4-bit-compute",
+    ),
+    pytest.param(
+        {
+            "quantization": {"bits": 8, "compute_dtype": "bfloat16"},
+            "training": {"precision": "fp16"},
+        },
+        {},
+        id="fp16-with-8-bit-whose-compute-dtype-is-unused",
+    ),
+    pytest.param(
+        {
+            "recipe": Q,
+            "training": {"precision": "bf16"},
+            "quantization": {"compute_dtype": "float16"},
+        },
+        {"quantization.compute_dtype": ("float16", "bf16 training with float16 4-bit compute")},
+        id="bf16-with-fp16-4-bit-compute",
+    ),
+    pytest.param(
+        {
+            "quantization": {"bits": 8, "compute_dtype": "float16"},
+            "training": {"precision": "bf16"},
+        },
+        {},
+        id="bf16-with-8-bit",
+    ),
+    pytest.param(
+        {"recipe": Q, "distributed": {"strategy": "fsdp"}},
+        {"quantization.storage_dtype": ("uint8", "FSDP shards parameters of one dtype")},
+        id="fsdp-4-bit-stored-as-uint8",
+    ),
+    pytest.param(
+        {
+            "recipe": Q,
+            "distributed": {"strategy": "fsdp"},
+            "quantization": {"storage_dtype": "bfloat16"},
+        },
+        {},
+        id="fsdp-4-bit-stored-in-the-compute-dtype",
+    ),
+    pytest.param({"distributed": {"strategy": "fsdp"}}, {}, id="fsdp-unquantized"),
+    pytest.param(
+        {"training": {"eval_fraction": 0}},
+        {"training.eval_strategy": ("steps", "evaluations are scheduled but there is no")},
+        id="evaluations-without-data",
+    ),
+    pytest.param(
+        {"training": {"eval_fraction": 0}, "data": {"eval_path": "held.jsonl"}},
+        {},
+        id="evaluations-on-an-eval-file",
+    ),
+    pytest.param(
+        {"training": {"eval_strategy": "no"}},
+        {
+            "callbacks.early_stopping.enabled": (True, "the early stopping callback decides"),
+            "callbacks.overfit.enabled": (True, "the overfit callback decides at"),
+        },
+        id="callbacks-without-evaluations",
+    ),
+    pytest.param(
+        {"training": {"eval_strategy": "no"}, "callbacks": {"early_stopping": {"enabled": False}}},
+        {"callbacks.overfit.enabled": (True, "the overfit callback decides at")},
+        id="one-callback-without-evaluations",
+    ),
+    pytest.param(
+        {"callbacks": {"early_stopping": {"metric": "eval_quality"}}},
+        {"callbacks.early_stopping.mode": ("auto", "the name 'eval_quality' does not say")},
+        id="auto-mode-on-a-silent-name",
+    ),
+    pytest.param(
+        {"callbacks": {"early_stopping": {"metric": "eval_quality", "mode": "max"}}},
+        {},
+        id="explicit-mode-on-a-silent-name",
+    ),
+    pytest.param(
+        {"method": "full"},
+        {"callbacks.early_stopping.restore_best": (True, "with method 'full', keeping")},
+        id="full-copy-without-opt-in",
+    ),
+    pytest.param(
+        {"method": "full", "callbacks": {"early_stopping": {"enabled": False}}},
+        {},
+        id="full-with-early-stopping-off",
+    ),
+    pytest.param(
+        {"method": "full", "callbacks": {"early_stopping": {"restore_best": False}}},
+        {},
+        id="full-without-restoring",
+    ),
+    pytest.param({"method": "full", "callbacks": FULL_COPY}, {}, id="full-copy-accepted"),
+]
 
 
-@pytest.mark.parametrize(("changes", "paths"), RULE_BOUNDARIES)
+@pytest.mark.parametrize(("changes", "expected"), RULE_BOUNDARIES)
 def test_each_rule_fires_exactly_on_its_side_of_the_boundary(
-    changes: dict[str, Any], paths: set[str]
+    changes: dict[str, Any], expected: dict[str, tuple[Any, str]]
 ) -> None:
     """A rule reports its problem where its condition holds and stays silent just beside it
     (the same recipe with the one setting that makes it legal)."""
     data = {"recipe": "json-output", **changes}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PeftkitWarning)
-        if not paths:
+        if not expected:
             recipes.from_dict(data)
             return
         with pytest.raises(ValidationError) as info:
             recipes.from_dict(data)
-    assert {p.path for p in problems(info.value)} == paths
+    found = {p.path: (p.value, p.rule) for p in problems(info.value)}
+    assert found.keys() == expected.keys()
+    for path, (value, rule) in expected.items():
+        assert found[path][0] == value and type(found[path][0]) is type(value), found[path]
+        assert found[path][1].startswith(rule), found[path]
 
 
 def test_contradictions_are_reported_together() -> None:
@@ -547,6 +633,77 @@ def test_doubtful_choice_gives_one_warning(overrides: list[str], mentions: str) 
     ours = [w for w in caught if issubclass(w.category, PeftkitWarning)]
     assert len(ours) == 1, [str(w.message) for w in caught]
     assert mentions in str(ours[0].message)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "doubts"),
+    [
+        pytest.param(["training.learning_rate=5e-5"], [], id="lowest-usual-rate"),
+        pytest.param(
+            ["training.learning_rate=4.9e-5"],
+            ["learning_rate=4.9e-05 is outside"],
+            id="below-the-usual-rates",
+        ),
+        pytest.param(["training.learning_rate=1e-3"], [], id="highest-usual-rate"),
+        pytest.param(
+            ["training.learning_rate=1.1e-3"],
+            ["learning_rate=0.0011 is outside"],
+            id="above-the-usual-rates",
+        ),
+        pytest.param(
+            ["method=full", "training.learning_rate=1e-4"] + FULL_COPY_OVERRIDE,
+            [],
+            id="full-fine-tuning-rate",
+        ),
+        pytest.param(
+            ["method=full", "training.learning_rate=2e-4"] + FULL_COPY_OVERRIDE,
+            ["learning_rate=0.0002 is outside the usual [1e-06, 0.0001] for method 'full'"],
+            id="lora-rate-for-full-fine-tuning",
+        ),
+        pytest.param(["training.epochs=3"], [], id="three-epochs"),
+        pytest.param(
+            ["training.epochs=3.5"],
+            ["training.epochs=3.5: more than 3 passes"],
+            id="more-than-three-epochs",
+        ),
+        pytest.param(
+            ["training.epochs=5", "training.max_steps=40"], [], id="epochs-when-max-steps-decides"
+        ),
+        pytest.param(
+            ["training.max_steps=5", "training.logging_steps=5", "training.eval_steps=5"],
+            [],
+            id="cadences-as-long-as-the-run",
+        ),
+        pytest.param(
+            ["training.max_steps=5", "training.logging_steps=6", "training.eval_steps=5"],
+            ["training.logging_steps=6 is more than the 5 steps of the run"],
+            id="logging-longer-than-the-run",
+        ),
+        pytest.param(
+            ["training.max_steps=5", "training.logging_steps=1", "training.eval_steps=6"],
+            ["evaluations every 6 steps never come in a run of 5 steps"],
+            id="evaluations-longer-than-the-run",
+        ),
+        pytest.param(
+            [
+                "training.max_steps=5",
+                "training.logging_steps=1",
+                "training.eval_steps=6",
+                "training.eval_strategy=epoch",
+            ],
+            [],
+            id="evaluations-every-epoch",
+        ),
+        pytest.param(["training.logging_steps=1000"], [], id="cadence-when-epochs-decide"),
+    ],
+)
+def test_doubts_at_their_boundaries(overrides: list[str], doubts: list[str]) -> None:
+    """Each doubt warns past its boundary and not at it, once, with what it found."""
+    caught = recorded_warnings(lambda: recipes.load("json-output", overrides=overrides))
+    said = [str(w.message) for w in caught if issubclass(w.category, PeftkitWarning)]
+    assert len(said) == len(doubts), said
+    for message, start in zip(said, doubts, strict=True):
+        assert start in message, message
 
 
 @pytest.mark.parametrize("name", sorted(recipes.BUILTIN))
