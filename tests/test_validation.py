@@ -558,6 +558,12 @@ RULE_BOUNDARIES = [
         id="full-without-restoring",
     ),
     pytest.param({"method": "full", "callbacks": FULL_COPY}, {}, id="full-copy-accepted"),
+    pytest.param(
+        {"data": {"format": "text"}},
+        {"data.format": ("text", "the json-output recipe trains on prompt-completion or")},
+        id="a-format-the-recipe-cannot-train",
+    ),
+    pytest.param({"data": {"format": "messages"}}, {}, id="a-format-the-recipe-trains"),
 ]
 
 
