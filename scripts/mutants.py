@@ -106,10 +106,10 @@ def report(chosen: list[str]) -> int:
         missed = sorted(m for m, s in judged_statuses.items() if s not in CAUGHT and m not in equivalent)
         unchecked = counts["not checked"]
         judged = len(statuses) - len(same) - unchecked
-        score = caught / judged if judged else 1.0
+        score = f"{caught / judged:7.1%}" if judged else f"{'-':>7}"
         rows.append(
             f"{name:20} {len(statuses):5} {caught:7} {len(missed):9} {len(same):11} "
-            f"{unchecked:8} {score:7.1%}"
+            f"{unchecked:8} {score}"
         )
         survivors += [(m, statuses[m]) for m in missed]
         listed += [(m, equivalent[m]) for m in same]
