@@ -101,9 +101,9 @@ def report(chosen: list[str]) -> int:
             continue
         counts = Counter(statuses.values())
         caught = sum(counts[s] for s in CAUGHT)
-        judged_statuses = {m: s for m, s in statuses.items() if s != "not checked"}
-        same = [m for m, s in judged_statuses.items() if s not in CAUGHT and m in equivalent]
-        missed = sorted(m for m, s in judged_statuses.items() if s not in CAUGHT and m not in equivalent)
+        uncaught = [m for m, s in statuses.items() if s not in CAUGHT and s != "not checked"]
+        same = [m for m in uncaught if m in equivalent]
+        missed = sorted(m for m in uncaught if m not in equivalent)
         unchecked = counts["not checked"]
         judged = len(statuses) - len(same) - unchecked
         score = f"{caught / judged:7.1%}" if judged else f"{'-':>7}"
