@@ -73,3 +73,21 @@ def test_the_evaluate_metric_module_gives_the_same_rates() -> None:
     found = metric.compute(predictions=answers, schema=SCHEMA)
     assert found == {"json_valid_rate": 0.5, "schema_valid_rate": 0.25, "count": 4}
     assert metric.compute(predictions=answers) == {"json_valid_rate": 0.5, "count": 4}
+
+
+def test_the_metric_class_describes_its_inputs_and_outputs() -> None:
+    """What evaluate.load builds, made directly: one string feature, the predictions; its
+    description and argument notes for the metric's card; the same rates."""
+    import datasets
+
+    from peftkit.evaluation.json_validity.json_validity import JsonValidity
+
+    metric = JsonValidity()
+    assert metric.features == datasets.Features({"predictions": datasets.Value("string")})
+    assert metric.description.startswith("Share of predictions that parse as JSON and")
+    assert "schema: optional JSON Schema" in metric.inputs_description
+    assert metric.citation == ""
+    answers = ['{"code": 200, "phrase": "OK"}', '{"code": 1} more', '{"code": "1", "phrase": ""}']
+    found = metric.compute(predictions=answers, schema=SCHEMA)
+    assert found == {"json_valid_rate": 2 / 3, "schema_valid_rate": 1 / 3, "count": 3}
+    assert metric.compute(predictions=answers) == {"json_valid_rate": 2 / 3, "count": 3}
