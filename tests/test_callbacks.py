@@ -28,7 +28,7 @@ from peftkit.callbacks import (
 from peftkit.errors import RecipeError
 from peftkit.testing import peft_model, text_rows, trainable, trainer
 
-NAN = float("nan")
+NAN, INF = float("nan"), float("inf")
 
 
 class WeightsAtEvaluation(TrainerCallback):
@@ -477,3 +477,99 @@ def test_callback_state_is_json_serialisable(tiny_model_dir, tmp_path):
     for callback in callbacks:
         json.dumps(callback.state())
         assert math.isfinite(json.loads(json.dumps(callback.state()))["args"].get("patience", 1))
+
+
+# --- GradientCheck on exact sequences of norms -------------------------------------------------
+
+
+def _fed(norms: list[float], checks: GradientCheck | None = None, **settings: Any) -> Any:
+    """A GradientCheck given ``norms`` one optimizer step at a time, as GradientNormMixin hands
+    them over (real TrainingArguments, TrainerState and TrainerControl; no model, so a
+    non-finite norm has no gradients to drop)."""
+    import warnings as _warnings
+
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    checks = checks or GradientCheck(min_steps=5)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", FutureWarning)
+        args = TrainingArguments("unused", use_cpu=True, report_to="none", **settings)
+    state, control = TrainerState(), TrainerControl()
+    checks.training = True
+    for norm in norms:
+        checks.on_grad_norm(args, state, control, grad_norm=torch.tensor(norm))
+        state.global_step += 1
+    return checks, args, state, control
+
+
+def test_spikes_are_judged_against_the_median_of_the_recent_norms():
+    """A norm above spike_factor x the median of the last norms is a spike, once ten norms are
+    there to judge by; the window keeps the last `window` norms; the largest is kept."""
+    checks, *_ = _fed([1.0] * 9 + [50.0], GradientCheck(spike_factor=10))
+    assert checks.spikes == 0  # nine norms: too few to judge
+    checks, *_ = _fed([1.0] * 10 + [50.0], GradientCheck(spike_factor=10))
+    assert checks.spikes == 1  # ten are enough
+    checks, *_ = _fed([1.0] * 10 + [10.0, 10.5, 30.0], GradientCheck(spike_factor=10, window=12))
+    assert checks.spikes == 2  # 10.0 is not above 10 x 1.0; 10.5 is; 30 is too
+    assert len(checks.recent) == 12 and checks.recent[-3:] == [10.0, 10.5, 30.0]
+    assert checks.max_norm_seen == 30.0 and checks.steps == 13 and checks.per_step
+    zeros, *_ = _fed([0.0] * 12 + [5.0])
+    assert zeros.spikes == 0  # a median of zero judges nothing
+
+
+def test_clipping_is_counted_above_max_grad_norm_and_warned_from_min_steps(recwarn):
+    """Clipped: a norm above max_grad_norm (not at it). The warning comes once the share of
+    clipped steps reaches clipped_warn_fraction after min_steps, and suggests a third of the
+    learning rate."""
+    checks, *_ = _fed([1.0, 1.5, 2.0], max_grad_norm=1.5)
+    assert checks.clipped == 1 and checks.clipped_fraction == pytest.approx(1 / 3)
+    settings = {"max_grad_norm": 1.0, "learning_rate": 3e-4}
+    quiet = GradientCheck(min_steps=4, clipped_warn_fraction=0.75)
+    _fed([2.0, 2.0, 2.0, 0.5], quiet, **settings)  # 3 of 4 clipped: exactly the share
+    ours = [w for w in recwarn if issubclass(w.category, PeftkitWarning)]
+    assert len(ours) == 1 and "75% of 4 steps were clipped at max_grad_norm=1" in str(
+        ours[0].message
+    )
+    assert "training.learning_rate=0.0001" in str(ours[0].message)
+    recwarn.clear()
+    _fed([2.0, 2.0, 2.0], GradientCheck(min_steps=4, clipped_warn_fraction=0.5), **settings)
+    assert not [w for w in recwarn if issubclass(w.category, PeftkitWarning)]  # before min_steps
+    _fed([2.0, 0.5, 0.5, 0.5], GradientCheck(min_steps=4, clipped_warn_fraction=0.5), **settings)
+    assert not [w for w in recwarn if issubclass(w.category, PeftkitWarning)]  # 25% < 50%
+    assert GradientCheck().clipped_fraction == 0.0
+
+
+def test_a_non_finite_norm_stops_at_the_step_before_it():
+    checks, *_, control = _fed([1.0, 1.0, NAN, 1.0])
+    assert checks.non_finite == 1 and control.should_training_stop
+    assert checks.stop.reason is StopReason.NON_FINITE_GRADIENT and checks.stop.step == 2
+    assert checks.stop.message.startswith("gradient norm is nan at step 3; stopped before")
+    assert checks.max_norm_seen == 1.0  # the NaN is not a norm seen
+
+
+def test_with_fp16_a_non_finite_norm_is_counted_not_stopped_on():
+    """fp16's gradient scaler skips such steps itself and lowers its scale. (fp16 needs a GPU:
+    the setting is put on the arguments after they were made.)"""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    args = TrainingArguments("unused", use_cpu=True, report_to="none")
+    args.fp16 = True
+    checks, state, control = GradientCheck(), TrainerState(), TrainerControl()
+    for norm in (1.0, INF, NAN, 1.0):
+        checks.on_grad_norm(args, state, control, grad_norm=torch.tensor(norm))
+    assert (checks.non_finite, checks.steps, checks.stop) == (2, 4, None)
+    assert not control.should_training_stop
+
+
+def test_skipped_batches_are_named_with_accumulation_and_epoch():
+    from peftkit.callbacks.gradients import _micro_batches
+
+    class Args:
+        gradient_accumulation_steps = 4
+
+    class State:
+        epoch = 1.25
+
+    assert _micro_batches(3, Args(), State()) == "micro-batches 8-11, epoch 1.25"
+    State.epoch = None
+    assert _micro_batches(1, Args(), State()) == "micro-batches 0-3"
