@@ -286,7 +286,10 @@ def test_a_run_with_checkpoints_keeps_its_staging_folder_for_resume(tmp_path, ca
         (checkpoint / "trainer_state.json").write_text("{}")
         raise KeyboardInterrupt
     assert (checkpoint / "trainer_state.json").is_file() and not target.exists()
-    assert "after checkpoint-2" in caplog.text and "--resume auto" in caplog.text
+    assert caplog.messages == [
+        f"the run failed after checkpoint-2; its checkpoints are kept in {folder.staging}: add "
+        "--resume auto to the same command to continue from there."
+    ]
     with OutputFolder(target, "train", resume=True) as again:  # --resume continues in it
         assert (checkpoint / "trainer_state.json").is_file()
         again.commit()
@@ -297,13 +300,27 @@ def test_a_run_with_checkpoints_keeps_its_staging_folder_for_resume(tmp_path, ca
         fresh.discard()
 
 
-def test_other_processes_write_nothing(tmp_path: Path) -> None:
+def test_other_processes_write_nothing(tmp_path: Path, caplog) -> None:
     target = tmp_path / "out"
     with OutputFolder(target, "train", main_process=False) as folder:
         assert not folder.staging.exists()
         assert folder.commit() == target
         folder.discard()
     assert list(tmp_path.iterdir()) == []
+    checkpoint = staging_of(target) / "checkpoints" / "checkpoint-2"  # the main process's
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    with pytest.raises(KeyError), OutputFolder(target, "train", main_process=False):
+        raise KeyError("crash on every rank")
+    assert caplog.messages == [] and (checkpoint / "trainer_state.json").is_file()
+
+
+def test_discarding_removes_only_the_empty_folders_it_made(tmp_path: Path) -> None:
+    folder = OutputFolder(tmp_path / "a" / "b" / "out", "train").__enter__()
+    (tmp_path / "a" / "mine.txt").write_text("written meanwhile")
+    folder.discard()
+    folder.discard()  # a second time changes nothing
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["mine.txt"]
 
 
 def test_a_folder_that_cannot_be_made_is_a_user_error(tmp_path: Path) -> None:
