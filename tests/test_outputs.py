@@ -183,7 +183,13 @@ def test_a_folder_with_foreign_files_is_refused_even_with_overwrite(tmp_path: Pa
         "mine-4.txt and 2 more, which peftkit did not write (or which changed since)"
     )
     assert message.endswith("Fix: choose a new folder, or move those files away first.")
-    for i in range(2, 7):
+    (out / "mine-6.txt").unlink()
+    assert "mine-4.txt and 1 more, which" in _refused(out, overwrite=True)
+    (out / "mine-5.txt").unlink()
+    assert "holds mine-0.txt, mine-1.txt, mine-2.txt, mine-3.txt, mine-4.txt, which" in _refused(
+        out, overwrite=True
+    )
+    for i in range(2, 5):
         (out / f"mine-{i}.txt").unlink()
     assert "holds mine-0.txt, mine-1.txt, which" in _refused(out, overwrite=True)
 
@@ -344,3 +350,32 @@ def test_swapping_in_and_exchanging(tmp_path: Path) -> None:
     (tmp_path / "a" / "1").write_text("a")
     exchange(tmp_path / "a", tmp_path / "target")
     assert (tmp_path / "a" / "m").is_file() and (tmp_path / "target" / "1").is_file()
+
+
+def test_folders_are_exchanged_in_one_step_where_the_system_can(tmp_path, monkeypatch) -> None:
+    """On Linux one renameat2(RENAME_EXCHANGE) swaps the two folders: no rename happens, so
+    there is no moment without the target. Where there is none (macOS, Windows: injected
+    here), two renames do it, leaving nothing beside."""
+    import sys
+
+    from peftkit import outputs
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.txt").write_text(name)
+
+    def no_rename(*args: object) -> None:
+        raise AssertionError(f"os.rename{args}: not one step")
+
+    one_step = sys.platform == "linux" and outputs._renameat2() is not None
+    if one_step:
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "rename", no_rename)
+            exchange(tmp_path / "a", tmp_path / "b")
+        assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.txt"]
+        assert [p.name for p in (tmp_path / "b").iterdir()] == ["a.txt"]
+    monkeypatch.setattr(outputs, "_renameat2", lambda: None)
+    exchange(tmp_path / "a", tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["a.txt" if one_step else "b.txt"]
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["b.txt" if one_step else "a.txt"]
