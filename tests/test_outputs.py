@@ -367,7 +367,8 @@ def test_folders_are_exchanged_in_one_step_where_the_system_can(tmp_path, monkey
     def no_rename(*args: object) -> None:
         raise AssertionError(f"os.rename{args}: not one step")
 
-    one_step = sys.platform == "linux" and outputs._renameat2() is not None
+    one_step = sys.platform == "linux"  # glibc (2.28 on) and musl (1.2.3 on) have renameat2
+    assert (outputs._renameat2() is not None) is one_step
     if one_step:
         with monkeypatch.context() as patched:
             patched.setattr(os, "rename", no_rename)
