@@ -573,3 +573,65 @@ def test_skipped_batches_are_named_with_accumulation_and_epoch():
     assert _micro_batches(3, Args(), State()) == "micro-batches 8-11, epoch 1.25"
     State.epoch = None
     assert _micro_batches(1, Args(), State()) == "micro-batches 0-3"
+
+
+def test_rollback_counts_skipped_steps_in_a_row_and_reports_each(caplog):
+    """On a real module (a Linear layer whose gradients are dropped): a NaN at the very first
+    step is skipped like any other; a finite norm resets the count in a row; max_rollbacks in
+    a row stop. Each skip is logged, with its batches, and reported in the next log event."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    layer = torch.nn.Linear(2, 2)
+    layer(torch.ones(1, 2)).sum().backward()
+    args = TrainingArguments("unused", use_cpu=True, report_to="none")
+    checks = GradientCheck(on_nonfinite="rollback", max_rollbacks=2)
+    state, control = TrainerState(), TrainerControl()
+    state.epoch = 0.0
+    checks.training = True
+    for norm in (NAN, 1.0, NAN, INF):
+        control.should_log = False
+        checks.on_grad_norm(args, state, control, grad_norm=torch.tensor(norm), model=layer)
+        state.global_step += 1
+        if state.global_step == 1:
+            assert control.should_log and not control.should_training_stop
+            assert layer.weight.grad is None  # dropped, not zeroed
+            logs = {"loss": 1.0}
+            state.log_history.append({"step": 1})
+            checks.on_log(args, state, control, logs=logs)
+            assert (logs["skipped_step"], logs["skipped_steps"]) == (1, 1)
+            assert logs["skipped_batches"] == "micro-batches 0-0, epoch 0.00"
+    assert (checks.skipped, checks.skipped_in_a_row, checks.non_finite) == (3, 2, 3)
+    assert checks.stop.reason is StopReason.NON_FINITE_STEPS and checks.stop.step == 4
+    assert control.should_training_stop
+    assert caplog.messages[0] == (
+        "skipped step 1 (micro-batches 0-0, epoch 0.00): gradient norm nan"
+    )
+
+
+def test_each_training_log_event_gets_the_clipping_figures():
+    """The share of clipped steps (4 decimals), the spikes, and the largest norm since the
+    previous log event, which starts again from zero; the first norm seen may be below 1."""
+    checks, args, state, control = _fed([0.5, 2.0, 0.4], max_grad_norm=1.0)
+    assert checks.max_norm_seen == 2.0
+    logs = {"loss": 1.0, "grad_norm": 0.4}
+    checks.on_log(args, state, control, logs=logs)
+    assert (logs["clipped_fraction"], logs["grad_spikes"], logs["grad_norm_max"]) == (
+        0.3333,
+        0,
+        2.0,
+    )
+    small, *_ = _fed([0.25])
+    assert small.max_norm_seen == 0.25
+    assert checks._largest_since_log == 0.0
+
+
+def test_a_spike_is_measured_against_the_median_times_the_factor():
+    checks, *_ = _fed([2.0] * 10 + [10.0], GradientCheck(spike_factor=10))
+    assert checks.spikes == 0  # 10 is not above 10 x 2
+    checks, *_ = _fed([2.0] * 10 + [21.0], GradientCheck(spike_factor=10))
+    assert checks.spikes == 1
+
+
+def test_the_mixin_needs_a_trainer_after_it():
+    with pytest.raises(TypeError, match="GradientNormMixin needs a transformers Trainer"):
+        type("NotATrainer", (GradientNormMixin, object), {})

@@ -372,7 +372,8 @@ def test_folders_are_exchanged_in_one_step_where_the_system_can(tmp_path, monkey
     if one_step:
         with monkeypatch.context() as patched:
             patched.setattr(os, "rename", no_rename)
-            exchange(tmp_path / "a", tmp_path / "b")
+            patched.chdir(tmp_path)  # relative paths too, as save_best_to may be
+            exchange(Path("a"), Path("b"))
         assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.txt"]
         assert [p.name for p in (tmp_path / "b").iterdir()] == ["a.txt"]
     monkeypatch.setattr(outputs, "_renameat2", lambda: None)
