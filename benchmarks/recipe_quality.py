@@ -48,7 +48,8 @@ SAME_TIME_TOLERANCE = 0.10
 
 def contenders(task: Task, model: Path) -> list[Contender]:
     recipe = recipes.load(task.recipe, [f"model.name={model}"])
-    points = sweep(recipe.training.learning_rate, recipe.lora.r, recipe.lora.alpha)
+    rate = float(recipe.resolve(model).learning_rate.value)  # the recipe's auto, for this model
+    points = sweep(rate, recipe.lora.r, recipe.lora.alpha)
     return [
         Contender(RECIPE, "recipe"),
         *(Contender(b.name, "baseline", baseline=b) for b in BASELINES),

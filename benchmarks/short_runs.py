@@ -238,12 +238,9 @@ def section(
 
 def twice_the_rate(task: Task, model_path: Path) -> Contender:
     recipe = recipes.load(task.recipe, [f"model.name={model_path}"])
-    label = f"lr {recipe.training.learning_rate * 2:g}"
-    point = next(
-        p
-        for p in sweep(recipe.training.learning_rate, recipe.lora.r, recipe.lora.alpha)
-        if p.label == label
-    )
+    rate = float(recipe.resolve(model_path).learning_rate.value)  # auto, for this model
+    label = f"lr {rate * 2:g}"
+    point = next(p for p in sweep(rate, recipe.lora.r, recipe.lora.alpha) if p.label == label)
     return Contender(point.label, "sweep", point=point)
 
 

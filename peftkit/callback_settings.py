@@ -4,6 +4,9 @@ Each settings model is the one definition of its callback's arguments: their nam
 ranges and descriptions (which feed the JSON Schema and the docs). The callbacks take their
 defaults from here and validate their arguments with these models, and a callback whose
 constructor and settings disagree fails when it is imported, not when a run builds it.
+One default differs on purpose: ``EarlyStopping(metric=None)`` in Python watches the Trainer's
+``metric_for_best_model``, as transformers' callback does; a recipe names its metric, because
+its ``build_sft_config`` sets the Trainer's from it.
 """
 
 from __future__ import annotations

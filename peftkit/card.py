@@ -35,7 +35,12 @@ def hub_id(model: str) -> str | None:
     return None
 
 
-def adapter_card(recipe: Any, metrics: dict[str, Any], adapter_name: str = "adapter") -> str:
+def adapter_card(
+    recipe: Any,
+    metrics: dict[str, Any],
+    adapter_name: str = "adapter",
+    notes: dict[str, str] | None = None,
+) -> str:
     """The card of the adapter ``peftkit train`` wrote, from its recipe and metrics."""
     base = recipe.model.name
     data = metrics["data"]
@@ -67,13 +72,24 @@ def adapter_card(recipe: Any, metrics: dict[str, Any], adapter_name: str = "adap
         "",
         "## Recipe",
         "",
+        *_resolved(metrics),
         "```yaml",
-        recipe.to_yaml().rstrip(),
+        recipe.to_yaml(notes).rstrip(),
         "```",
     ]
     if adapter:
         return _with_metadata("\n".join(lines), base, "peft", ADAPTER_TAGS)
     return _with_metadata("\n".join(lines), base, "transformers", TAGS)
+
+
+def _resolved(metrics: dict[str, Any]) -> list[str]:
+    """What the recipe's ``auto`` settings became for this run, and why."""
+    found = metrics.get("resolved") or {}
+    if not found:
+        return []
+    lines = ["Resolved for the machine and model it trained on:", ""]
+    lines += [f"- `{key}`: {item['value']} ({item['why']})" for key, item in found.items()]
+    return [*lines, ""]
 
 
 def _use(name: str, adapter: bool) -> list[str]:

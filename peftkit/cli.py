@@ -97,15 +97,39 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON
 
 
 @app.command()
-def show(recipe: RecipeArg, overrides: Overrides = None, as_json: JsonFlag = False) -> None:
+def show(
+    recipe: RecipeArg,
+    overrides: Overrides = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="A model's config.json, folder or cached hub name: resolve every 'auto' for it "
+            "on this machine (learning rate, dtypes, precision, attention).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Print a recipe, with every default resolved, as YAML (or JSON)."""
     from peftkit import recipes
 
     loaded = recipes.load(recipe, overrides or [])
+    if model is None:
+        if as_json:
+            typer.echo(json.dumps(loaded.model_dump(mode="json"), indent=2))
+        else:
+            typer.echo(loaded.to_yaml(), nl=False)
+        return
+    from peftkit.recipes.resolution import for_model
+
+    resolved, runs = for_model(loaded, str(_path(model, "--model")))
     if as_json:
-        typer.echo(json.dumps(loaded.model_dump(mode="json"), indent=2))
-    else:
-        typer.echo(loaded.to_yaml(), nl=False)
+        found = {"recipe": runs.model_dump(mode="json"), "resolved": resolved.as_dict()}
+        typer.echo(json.dumps(found, indent=2))
+        return
+    lines = [f"# Resolved for {model} on this {resolved.machine.describe()}:"]
+    lines += [f"#   {line}" for line in resolved.lines()]
+    typer.echo(runs.to_yaml(resolved.notes()) + "\n".join(lines))
 
 
 @app.command()
@@ -212,10 +236,12 @@ def plan(
     """Peak GPU memory of RECIPE on MODEL, whether it fits, and (qlora-budget) what to change."""
     from peftkit import recipes
     from peftkit.memory import load_shape
+    from peftkit.recipes.resolution import learning_rate_for
 
     loaded = recipes.load(recipe, overrides or [])
     chosen = loaded.plan(load_shape(model), gpu_memory, gpus)
-    _show(chosen, as_json)
+    rate = learning_rate_for(loaded, model)
+    _show(chosen, as_json, {"training.learning_rate": {"value": rate.value, "why": rate.why}})
 
 
 @app.command()
@@ -281,14 +307,17 @@ def estimate(
     _show(memory.judge(shape, setup, gpu_memory), as_json)
 
 
-def _show(chosen: Plan, as_json: bool) -> None:
-    """Print a plan as JSON or as tables; exit 1 when it does not fit."""
+def _show(chosen: Plan, as_json: bool, extra: dict | None = None) -> None:
+    """Print a plan (with ``extra``: the resolved learning rate) as JSON or as tables; exit 1
+    when it does not fit."""
     if as_json:
-        typer.echo(json.dumps(chosen.as_dict(), indent=2))
+        typer.echo(json.dumps({**chosen.as_dict(), **(extra or {})}, indent=2))
     else:
         from peftkit.report import print_plan
 
         print_plan(chosen)
+        for key, item in (extra or {}).items():
+            typer.echo(f"{key}: {item['value']} ({item['why']})")
     if not chosen.fits:
         raise typer.Exit(EXIT_DOES_NOT_FIT)
 
@@ -436,6 +465,54 @@ def merge(
     typer.echo(f"merged model written to {written}")
     if push_to_hub is not None:
         typer.echo(f"pushed to {push_to_hub}")
+
+
+AdapterArg = Annotated[str, typer.Argument(help="The adapter folder (OUTPUT/adapter).")]
+AdapterRecipe = Annotated[
+    str | None,
+    typer.Option(
+        "--recipe",
+        help="The recipe it trained with (default: the recipe.yaml peftkit train wrote with it).",
+    ),
+]
+
+
+@app.command("evaluate")
+def evaluate_command(
+    adapter: AdapterArg,
+    data: Annotated[str, typer.Option("--data", help="Evaluation data (as --data of train).")],
+    recipe: AdapterRecipe = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score ADAPTER on --data without training: its base model, then with the adapter (loss,
+    perplexity; for json-output the JSON and schema rates and the content scores)."""
+    from peftkit.adapters import evaluate_adapter
+
+    chosen = None if recipe is None else str(_path(recipe, "--recipe"))
+    found = evaluate_adapter(_path(adapter, "ADAPTER"), _path(data, "--data"), chosen)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, default=str))
+    else:
+        from peftkit.report import print_evaluation
+
+        print_evaluation(found)
+
+
+@app.command()
+def generate(
+    adapter: AdapterArg,
+    prompt: Annotated[str, typer.Argument(help="The prompt, in quotes.")],
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Tokens to generate at most.")
+    ] = 256,
+    recipe: AdapterRecipe = None,
+) -> None:
+    """Answer PROMPT with ADAPTER on its base model (greedy), through the chat template when it
+    trained on chat data."""
+    from peftkit.adapters import generate as answer
+
+    chosen = None if recipe is None else str(_path(recipe, "--recipe"))
+    typer.echo(answer(_path(adapter, "ADAPTER"), prompt, max_new_tokens, chosen))
 
 
 def _path(value: str, option: str) -> Path:

@@ -131,6 +131,12 @@ def _short_repr(value: Any) -> str:
     return f"{text[: MAX_VALUE_CHARS - 20]}... ({len(text):,} characters)"
 
 
+def with_type(value: Any) -> str:
+    """A Python argument of the wrong type as a message names it: its repr (cut short) and its
+    type, ``5 (int)``."""
+    return f"{_short_repr(value)} ({type(value).__name__})"
+
+
 def json_kind(value: Any) -> str:
     """What ``value`` is, in JSON's words, for messages about a value of the wrong type."""
     if value is None:

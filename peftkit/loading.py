@@ -105,7 +105,21 @@ def load_tokenizer(recipe: Recipe) -> Any:
         raise _not_loadable(name, "tokenizer", error) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return _with_chat_settings(tokenizer, recipe)
+
+
+def _with_chat_settings(tokenizer: Any, recipe: Recipe) -> Any:
+    """The recipe's chat template and special tokens on the tokenizer; on chat data with
+    assistant-only loss, a template that marks the assistant's turns (:mod:`peftkit.data.chat`)."""
+    from peftkit.data.chat import use_chat_template
+
+    data = recipe.data
+    return use_chat_template(
+        tokenizer,
+        data.chat_template,
+        special_tokens=data.special_tokens.given(),
+        assistant_only_loss=data.format == "messages" and bool(data.completion_only_loss),
+    )
 
 
 def load_config(name: str, trust_remote_code: bool = False, field: str = "model.name") -> Any:
@@ -161,22 +175,16 @@ def check_model(recipe: Recipe, max_length: int) -> Any:
     return config
 
 
-def load_model(recipe: Recipe) -> Any:
-    """The base model, quantized if the recipe says so, after :func:`check_model`."""
-    import torch
+def load_model(recipe: Recipe, config: Any = None) -> Any:
+    """The base model, after :func:`check_model` (which returns ``config``), loaded as the recipe
+    resolves on this machine (:meth:`Recipe.model_kwargs`: dtype, attention, quantization)."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     name = recipe.model.name
-    check_model(recipe, recipe.training.max_length)
-    dtype = recipe.model.dtype
+    config = config if config is not None else check_model(recipe, recipe.training.max_length)
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            name,
-            dtype="auto" if dtype == "auto" else getattr(torch, dtype),
-            quantization_config=recipe.build_bnb_config(),
-            trust_remote_code=recipe.model.trust_remote_code,
-        )
+        return AutoModelForCausalLM.from_pretrained(name, **recipe.model_kwargs(config))
     except (OSError, ValueError, SafetensorError) as error:  # missing or corrupt weights
         raise _not_loadable(name, "model", error) from None
 

@@ -40,7 +40,8 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
     )
     settings = ", ".join(f"{k}={v}" for k, v in numbers["settings"].items())
     console.print(f"settings: {settings}")
-    for reason in plan.reasons or ["no GPU memory given: pass --gpu-memory for a verdict"]:
+    unjudged = ["no GPU memory given: pass --gpu-memory for a verdict"]
+    for reason in [*(unjudged if plan.gpu_memory_gb is None else []), *plan.reasons]:
         console.print(f"- {reason}")
     if plan.cost is not None:
         cost = plan.cost
@@ -56,19 +57,19 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
 def print_training(metrics: dict, output: Path, console: Console | None = None) -> None:
     """Before/after, why training stopped, and where the outputs are."""
     console = console or Console()
-    before, after = metrics["before"], metrics["after"]
-    table = Table("held-out", "before", "after", title=f"{metrics['recipe']}: {metrics['model']}")
-    for key, label in RESULT_ROWS.items():
-        if key in before or key in after:
-            rate = key.endswith("_rate")
-            table.add_row(label, formatted(before.get(key), rate), formatted(after.get(key), rate))
-    console.print(table)
+    after = metrics["after"]
+    title = f"{metrics['recipe']}: {metrics['model']}"
+    console.print(results_table(metrics["before"], after, title))
     stop = metrics["stop_reason"] or "finished the planned steps"
     console.print(
         f"{metrics['global_step']} steps in {metrics['train_time_s']:.0f} s "
         f"({metrics['tokens_per_s'] or 0:,.0f} tokens/s); stop: {stop}; best step: "
         f"{metrics['best_step']}"
     )
+    resolved = metrics.get("resolved") or {}
+    for key in RESOLVED_SHOWN:
+        if key in resolved and resolved[key]["why"] != "as the recipe says":
+            console.print(f"{key}: {resolved[key]['value']} ({resolved[key]['why']})")
     for note in [*metrics["data"].get("notes", []), *after.get("notes", [])]:
         console.print(f"note: {note}")
     if metrics.get("output") is None:
@@ -83,6 +84,34 @@ def print_training(metrics: dict, output: Path, console: Console | None = None) 
     if metrics.get("pushed_to"):
         console.print(f"pushed the adapter to {metrics['pushed_to']}")
 
+
+def results_table(before: dict, after: dict, title: str) -> Table:
+    """The scores before and after, one row each (training's and an adapter's evaluation)."""
+    table = Table("held-out", "before", "after", title=title)
+    for key, label in RESULT_ROWS.items():
+        if key in before or key in after:
+            rate = key.endswith("_rate")
+            table.add_row(label, formatted(before.get(key), rate), formatted(after.get(key), rate))
+    return table
+
+
+def print_evaluation(found: dict, console: Console | None = None) -> None:
+    """`peftkit evaluate`: the base model's scores, then with the adapter, on the given data."""
+    console = console or Console()
+    title = f"{found['recipe']}: {found['model']} + {found['adapter']}"
+    console.print(results_table(found["before"], found["after"], title))
+    data = found["data"]
+    console.print(
+        f"{data['rows']} rows of {data['path']} ({data['format']}); before: the base model, "
+        "after: with the adapter"
+    )
+    for note in found["after"].get("notes", []):
+        console.print(f"note: {note}")
+
+
+RESOLVED_SHOWN = ("training.learning_rate", "training.precision", "model.dtype")
+"""The resolved settings the run summary names (all of them are in metrics.json): the ones a
+recipe's ``auto`` most often changes between machines and models."""
 
 RESULT_ROWS = {
     "eval_loss": "loss",
@@ -116,6 +145,9 @@ def print_audit(found: Audit, console: Console | None = None) -> None:
             f"{stats['tokens']['max_length']}); {budget.get('optimizer_steps', '?')} optimizer "
             "steps"
         )
+    rate = stats.get("learning_rate")
+    if rate is not None and rate["why"] != "as the recipe says":
+        console.print(f"training.learning_rate: {rate['value']} ({rate['why']})")
     if not found.findings:
         console.print("data audit: nothing found")
         return

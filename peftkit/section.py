@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import typing
 import warnings
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    TypeAdapter,
+    ValidationError,
+    WrapValidator,
+    create_model,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
+from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticKnownError, core_schema
 
 from peftkit.errors import PeftkitDeprecationWarning, did_you_mean, raise_all, rule_error
 
@@ -165,8 +173,16 @@ def _number_fix(section: type[Section], key: str) -> str:
 
 
 def _example(section: type[Section], key: str) -> str | None:
-    """The field's default as a user would write it, for fixes ("e.g. 16"); None without one."""
-    default = section.model_fields[key].default
+    """The field's example (else its default) as a user would write it, for fixes ("e.g. 16",
+    "e.g. 0.0002 (or auto)"); None without one."""
+    field = section.model_fields[key]
+    example = _written(field.examples[0] if field.examples else field.default)
+    if example is not None and example != "auto" and "auto" in _flat_args(field.annotation):
+        return f"{example} (or auto)"
+    return example
+
+
+def _written(default: Any) -> str | None:
     if default is None:
         return "null"
     if isinstance(default, bool):
@@ -186,6 +202,27 @@ def _flat_args(annotation: Any) -> list[Any]:
 def _unknown_here(item: dict[str, Any]) -> bool:
     """An unknown key of this very section (not of a nested one)."""
     return item["type"] == "extra_forbidden" and len(item["loc"]) == 1
+
+
+def auto_or(kind: Any) -> Any:
+    """A field type taking ``kind`` or the word ``auto`` (resolved later, for the model or the
+    machine). A bad value gets ``kind``'s one error ("Input should be less than 1"), not one
+    per branch of the union as pydantic would report it."""
+    adapter: TypeAdapter[Any] = TypeAdapter(kind)
+
+    def validate(value: Any, handler: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            try:
+                raise PydanticKnownError(first["type"], first.get("ctx")) from None
+            except TypeError:  # not one of pydantic's own error types
+                raise PydanticCustomError(first["type"], first["msg"]) from None
+
+    return Annotated[kind | Literal["auto"], WrapValidator(validate)]
 
 
 def with_defaults(section: type[S], name: str, doc: str, **defaults: Any) -> type[S]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from peftkit.checkpoints import BEST_ADAPTER, CHECKPOINTS, check_unfinished, find_checkpoint
 from peftkit.errors import RecipeError
+from peftkit.evaluation.held_out import evaluate, held_out_prompts
 from peftkit.hub import check_repo, push
 from peftkit.outputs import (
     ADAPTER,
@@ -39,6 +39,7 @@ from peftkit.outputs import (
 )
 from peftkit.processes import is_main_process, world_size
 from peftkit.recipes.base import Recipe
+from peftkit.recipes.resolution import for_model
 
 if TYPE_CHECKING:
     from peftkit.data.audit import Audit
@@ -56,52 +57,6 @@ def _trainer_class() -> type:
         """SFTTrainer whose callbacks see the gradient norm of every step."""
 
     return PeftkitSFTTrainer
-
-
-def _eval_prompts(dataset: Any, fmt: str, limit: int) -> tuple[list[Any], list[Any]]:
-    """Held-out prompts (and the reference answers) for generation."""
-    rows = dataset.select(range(min(limit, len(dataset))))
-    if fmt == "prompt-completion":
-        return list(rows["prompt"]), list(rows["completion"])
-    prompts, answers = [], []
-    for messages in rows["messages"]:
-        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        prompts.append(messages[:last])
-        answers.append(messages[last]["content"])
-    return prompts, answers
-
-
-def _evaluate(
-    trainer: Any, recipe: Recipe, splits: Any, tokenizer: Any, trained: bool = False
-) -> dict[str, Any]:
-    """What the recipe's user cares about: loss and perplexity; for JSON, the valid rates, the
-    match with the reference answers, and how many answers stopped by themselves. Once
-    ``trained``, a model that rarely stops is named in ``notes`` (before, it has not learned)."""
-    from peftkit.evaluation import content_rates, generate_answers, json_rates
-
-    found: dict[str, Any] = {}
-    if splits.eval is None:
-        return found
-    loss = trainer.evaluate()["eval_loss"]  # outside train(): the callbacks leave it alone
-    found["eval_loss"] = loss
-    found["perplexity"] = math.exp(loss) if loss < 50 else math.inf
-    settings = getattr(recipe, "generation", None)
-    if settings is not None and splits.format != "text":
-        prompts, references = _eval_prompts(splits.eval, splits.format, settings.samples)
-        generated = generate_answers(
-            trainer.model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size
-        )
-        answers = generated.texts
-        found.update(json_rates(answers, recipe.json_schema))  # type: ignore[attr-defined]
-        found.update(content_rates(answers, references))
-        found.update(generated.stop_rates())
-        if trained and (note := generated.stop_note()) is not None:
-            found["notes"] = [note]
-        found["examples"] = [
-            {"prompt": p if isinstance(p, str) else p[-1]["content"], "answer": a}
-            for p, a in list(zip(prompts, answers, strict=True))[:3]
-        ]
-    return found
 
 
 def _peak_memory_gb() -> float | None:
@@ -154,15 +109,17 @@ def train(
     recipe = _resolved(recipe, splits.format)
     _check_monitored_metric(recipe)
     recipe = _fitted_length(recipe)
-    check_model(recipe, recipe.training.max_length)
+    config = check_model(recipe, recipe.training.max_length)
+    resolved, recipe = for_model(recipe, config)
     tokenizer = load_tokenizer(recipe)
     data_module.check_chat(splits, tokenizer)
     audited = _audit(recipe, splits, tokenizer, on_audit) if check else None
-    model = load_model(recipe)
+    model = load_model(recipe, config)
     continues = checkpoint is not None and staging_of(target) in checkpoint.parents
     with OutputFolder(target, "train", is_main_process(), resume=continues) as folder:
         trainer = _build_trainer(recipe, model, tokenizer, splits, folder.staging)
-        metrics = _fit(trainer, recipe, splits, tokenizer, checkpoint)
+        metrics = _fit(trainer, recipe, splits, checkpoint)
+        metrics["resolved"] = resolved.as_dict()
         if audited is not None:
             metrics["audit"] = audited.as_dict()
         if metrics["stop_reason"] == "interrupted" and folder.replaces:
@@ -171,19 +128,18 @@ def train(
         metrics["output"] = str(target)
         if is_main_process():
             adapter_name = push_to_hub or str(target / ADAPTER)
-            _write_outputs(recipe, trainer, tokenizer, metrics, folder.staging, adapter_name)
+            notes = resolved.notes()
+            _write_outputs(recipe, trainer, tokenizer, metrics, folder.staging, adapter_name, notes)
         folder.commit()
     if push_to_hub is not None and is_main_process():
         metrics["pushed_to"] = push(target / ADAPTER, push_to_hub)
     return metrics
 
 
-def _fit(
-    trainer: Any, recipe: Recipe, splits: Any, tokenizer: Any, checkpoint: Path | None
-) -> dict[str, Any]:
+def _fit(trainer: Any, recipe: Recipe, splits: Any, checkpoint: Path | None) -> dict[str, Any]:
     """Evaluate, train (from ``checkpoint`` if given) and evaluate again; the run's metrics.
     Ctrl-C stops cleanly at any point, with the best adapter so far put back."""
-    before = _evaluate(trainer, recipe, splits, tokenizer)
+    before = evaluate(trainer, recipe, splits.eval)
     started, interrupted = time.perf_counter(), False
     try:
         trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
@@ -195,7 +151,7 @@ def _fit(
     after: dict[str, Any] = {}
     if not interrupted:
         try:
-            after = _evaluate(trainer, recipe, splits, tokenizer, trained=True)
+            after = evaluate(trainer, recipe, splits.eval, trained=True)
         except KeyboardInterrupt:
             interrupted = True
     return _metrics(recipe, trainer, splits, before, after, train_seconds, interrupted)
@@ -275,16 +231,19 @@ def _resolved(recipe: Recipe, fmt: str) -> Recipe:
     """The recipe as it runs: the detected format, and absolute data and model paths, so that
     recipe.yaml reruns the same run from any folder (and the adapter names its base so)."""
     from peftkit.loading import is_local
+    from peftkit.recipes.chat_templates import is_template_file
 
     def absolute(path: str) -> str:
         return str(Path(path).expanduser().resolve())
 
     data = recipe.data
+    template = data.chat_template
     section = data.model_copy(
         update={
             "format": fmt,
             "train_path": absolute(data.train_path or ""),
             "eval_path": None if data.eval_path is None else absolute(data.eval_path),
+            "chat_template": absolute(template) if is_template_file(template) else template,
         }
     )
     name = recipe.model.name
@@ -332,22 +291,24 @@ def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, outp
     if settings is not None and settings.during_training and splits.format != "text":
         from peftkit.evaluation.callback import JsonAnswers
 
-        prompts, _ = _eval_prompts(splits.eval, splits.format, settings.during_training)
+        prompts, _ = held_out_prompts(splits.eval, splits.format, settings.during_training)
         schema = recipe.json_schema  # type: ignore[attr-defined]
         answers = JsonAnswers(
             tokenizer, prompts, schema, settings.max_new_tokens, settings.batch_size
         )
         callbacks.insert(0, answers)  # before EarlyStopping, which may monitor its rates
-    # The model is loaded already: model_init_kwargs would only earn a warning.
     overrides: dict[str, Any] = {
         "include_num_input_tokens_seen": "all",
-        "model_init_kwargs": None,
         "disable_tqdm": False,  # one bar for training, whatever transformers' log level
     }
+    if recipe.data.chooses_eos:
+        # The EOS the template or the recipe chose: the trainer tells the model, so that
+        # generation stops at the end of an answer.
+        overrides["eos_token"] = tokenizer.eos_token
     with _tracker_logs(recipe, output / LOGS):
         trainer = _trainer_class()(
             model=model,
-            args=recipe.build_sft_config(output / CHECKPOINTS, **overrides),
+            args=recipe.build_sft_config(output / CHECKPOINTS, model, **overrides),
             train_dataset=splits.train,
             eval_dataset=splits.eval,
             processing_class=tokenizer,
@@ -445,6 +406,7 @@ def _write_outputs(
     metrics: dict[str, Any],
     output: Path,
     adapter_name: str,
+    notes: dict[str, str],
 ) -> None:
     from peftkit.card import CARD, adapter_card
     from peftkit.plot import plot_training
@@ -455,10 +417,10 @@ def _write_outputs(
         checkpoints.rmdir()  # made by the Trainer; the layout has checkpoints/ only when saving
     trainer.model.save_pretrained(output / ADAPTER)
     tokenizer.save_pretrained(output / ADAPTER)
-    (output / ADAPTER / CARD).write_text(adapter_card(recipe, metrics, adapter_name))
+    (output / ADAPTER / CARD).write_text(adapter_card(recipe, metrics, adapter_name, notes))
     # The adapter carries its recipe: `peftkit merge` needs its quantization wherever it goes.
     for place in (output, output / ADAPTER):
-        (place / RECIPE).write_text(recipe.to_yaml())
+        (place / RECIPE).write_text(recipe.to_yaml(notes))
     (output / METRICS).write_text(json.dumps(metrics, indent=2, default=str))
     plot_training(
         trainer.state.log_history,

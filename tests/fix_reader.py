@@ -1,13 +1,13 @@
 """Reading the fix of an error message the way a user does, to apply it in a test exactly as
 written: ``set training.eval_strategy=no`` is the dotted override ``training.eval_strategy=no``
-(what ``peftkit validate FILE training.eval_strategy=no`` takes), ``--base model`` is that option,
-and "set A, or B" offers two alternatives."""
+(what ``peftkit validate FILE training.eval_strategy=no`` takes; a value in double quotes may
+hold spaces), ``--base model`` is that option, and "set A, or B" offers two alternatives."""
 
 from __future__ import annotations
 
 import re
 
-ASSIGNMENT = re.compile(r"(?<![\w.-])([a-z_]+(?:\.[a-z_0-9]+)*)=(\[[^\]]*\]|[^\s,;()]+)")
+ASSIGNMENT = re.compile(r"(?<![\w.-])([a-z_]+(?:\.[a-z_0-9]+)*)=(\[[^\]]*\]|\"[^\"]*\"|[^\s,;()]+)")
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z-]*)(?: (?!--)([^\s,;()]+))?")
 ALTERNATIVES = re.compile(r",? or,? ")
 

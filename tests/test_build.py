@@ -6,7 +6,16 @@ from pathlib import Path
 
 import torch
 
-from peftkit import recipes
+from peftkit import hardware, recipes
+from peftkit.hardware import Machine
+
+LLAMA_8B = (
+    Path(__file__).resolve().parents[1]
+    / "benchmarks"
+    / "model_configs"
+    / "meta-llama--Llama-3.1-8B-Instruct.json"
+)
+"""A model config, for the learning rate ``auto`` resolves to (1.7e-4 on this 8B Llama)."""
 
 
 def test_lora_config_mirrors_the_lora_section():
@@ -24,7 +33,9 @@ def test_lora_config_mirrors_the_lora_section():
     assert recipes.load("json-output").build_lora_config().target_modules == "all-linear"
 
 
-def test_bnb_config_is_qlora_nf4_with_double_quant():
+def test_bnb_config_is_qlora_nf4_with_double_quant(monkeypatch):
+    gpu = Machine(gpu="NVIDIA A100", gpu_bf16=True, compute_capability=(8, 0))
+    monkeypatch.setattr(hardware, "this_machine", lambda: gpu)  # compute dtype auto: bf16 here
     config = recipes.load("qlora-budget").build_bnb_config()
     assert config.load_in_4bit and not config.load_in_8bit
     assert config.bnb_4bit_quant_type == "nf4"
@@ -37,9 +48,10 @@ def test_bnb_config_is_qlora_nf4_with_double_quant():
 
 
 def test_sft_config_mirrors_the_training_and_data_sections(tmp_path: Path):
-    args = recipes.load("qlora-budget", ["training.max_steps=7"]).build_sft_config(tmp_path)
+    qlora = recipes.load("qlora-budget", ["training.max_steps=7"])
+    args = qlora.build_sft_config(tmp_path, LLAMA_8B)
     assert args.output_dir == str(tmp_path)
-    assert (args.learning_rate, args.max_steps, args.max_grad_norm) == (2e-4, 7, 0.3)
+    assert (args.learning_rate, args.max_steps, args.max_grad_norm) == (1.7e-4, 7, 0.3)
     assert args.lr_scheduler_type == "constant_with_warmup"
     assert args.optim == "paged_adamw_32bit"
     assert args.activation_checkpointing is True
@@ -49,20 +61,22 @@ def test_sft_config_mirrors_the_training_and_data_sections(tmp_path: Path):
     assert args.report_to == [] or args.report_to == "none"
     assert args.restore_callback_states_from_checkpoint is True  # callbacks survive a resume
 
-    json_args = recipes.load("json-output").build_sft_config(tmp_path)
+    json_args = recipes.load("json-output").build_sft_config(tmp_path, LLAMA_8B)
     assert (json_args.max_length, json_args.completion_only_loss) == (512, True)
     assert json_args.max_steps == -1 and json_args.num_train_epochs == 2.0
-    domain_args = recipes.load("domain-adaptation").build_sft_config(tmp_path)
+    domain_args = recipes.load("domain-adaptation").build_sft_config(tmp_path, LLAMA_8B)
     assert (domain_args.packing, domain_args.completion_only_loss) == (False, None)
     assert domain_args.gradient_accumulation_steps == 1
 
 
 def test_distributed_strategies_map_to_ddp_and_fsdp_settings(tmp_path: Path):
-    ddp = recipes.load("json-output", ["distributed.strategy=ddp"]).build_sft_config(tmp_path)
+    ddp = recipes.load("json-output", ["distributed.strategy=ddp"]).build_sft_config(
+        tmp_path, LLAMA_8B
+    )
     assert ddp.ddp_find_unused_parameters is False
-    fsdp = recipes.load(
-        "qlora-budget", ["distributed.strategy=fsdp", "quantization.storage_dtype=bfloat16"]
-    ).build_sft_config(tmp_path)
+    fsdp = recipes.load("qlora-budget", ["distributed.strategy=fsdp"]).build_sft_config(
+        tmp_path, LLAMA_8B
+    )
     assert fsdp.fsdp_config["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     assert fsdp.fsdp_config["activation_checkpointing"] is True
     assert fsdp.activation_checkpointing is False  # FSDP checkpoints inside its own wrapper
@@ -72,7 +86,8 @@ def test_builders_are_pure(tmp_path: Path):
     """The same recipe builds equal configs every time and is not changed by building."""
     recipe = recipes.load("qlora-budget")
     before = recipe.model_dump()
-    first, second = recipe.build_sft_config(tmp_path), recipe.build_sft_config(tmp_path)
+    first = recipe.build_sft_config(tmp_path, LLAMA_8B)
+    second = recipe.build_sft_config(tmp_path, LLAMA_8B)
     assert first.to_dict() == second.to_dict()
     assert recipe.build_lora_config() == recipe.build_lora_config()
     assert recipe.model_dump() == before

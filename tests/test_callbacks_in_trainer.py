@@ -346,3 +346,52 @@ def test_rollback_needs_the_mixin(tiny_model_dir, tmp_path):
     run = trainer(tiny_model_dir, tmp_path, [GradientCheck(on_nonfinite="rollback")])
     with pytest.raises(RecipeError, match="GradientNormMixin"):
         run.train()
+
+
+# --- the Trainer's conventions -------------------------------------------------------------------
+
+
+def test_without_a_metric_it_takes_the_trainers_metric_for_best_model(tiny_model_dir, tmp_path):
+    """As transformers' EarlyStoppingCallback: metric_for_best_model="accuracy" (and
+    load_best_model_at_end=False) makes a default EarlyStopping() watch eval_accuracy, higher
+    being better, and its first log event says so. It used to watch eval_loss without a word."""
+    stopper = EarlyStopping(patience=3)
+    run = trainer(
+        tiny_model_dir, tmp_path,
+        [ScriptedMetric(scripted(RISING), key="eval_accuracy"), stopper],
+        metric_for_best_model="accuracy",
+    )  # fmt: skip
+    run.train()
+    assert (stopper.monitored, stopper.monitor.mode) == ("eval_accuracy", "max")
+    assert (stopper.best, stopper.best_step, run.state.global_step) == (0.3, 3, 6)
+    first = run.state.log_history[0]
+    assert first["early_stopping_metric"] == "eval_accuracy"
+    assert stopper.state()["args"]["metric"] is None  # a resumed run takes the Trainer's again
+    assert not [h for h in run.state.log_history[1:] if "early_stopping_metric" in h]
+
+
+def test_without_either_metric_it_watches_eval_loss_and_says_so(tiny_model_dir, tmp_path):
+    stopper = EarlyStopping(patience=5)
+    run = trainer(tiny_model_dir, tmp_path, [stopper], max_steps=2)
+    run.train()
+    assert stopper.monitored == "eval_loss" and stopper.evaluations == 2
+    assert run.state.log_history[0]["early_stopping_metric"] == "eval_loss"
+
+
+def test_a_trainer_that_never_evaluates_gets_a_warning_naming_eval_strategy(
+    tiny_model_dir, tmp_path
+):
+    """eval_strategy="no": the callbacks that decide at evaluations would never act; each says
+    so once when training starts, naming eval_strategy. GradientCheck acts at every step and
+    stays silent."""
+    callbacks = [EarlyStopping(), OverfitDetector(), GradientCheck()]
+    run = trainer(tiny_model_dir, tmp_path, callbacks, max_steps=2, eval_strategy="no")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.train()
+    ours = [str(w.message) for w in caught if issubclass(w.category, PeftkitWarning)]
+    assert len(ours) == 2, ours
+    assert ours[0].startswith("EarlyStopping will never act")
+    assert ours[1].startswith("OverfitDetector will never act")
+    assert all("eval_strategy" in message and "Fix:" in message for message in ours)
+    assert "eval_strategy" in run.state.log_history[0]["peftkit_warning"]

@@ -252,8 +252,9 @@ def test_the_axolotl_qlora_example_becomes_a_qlora_recipe(tmp_path: Path) -> Non
     assert (t.precision, t.eval_fraction, t.eval_strategy) == ("auto", 0, "no")
     assert recipe.data.completion_only_loss is True  # train_on_inputs: false
     assert recipe.lora.target_modules == "all-linear"
+    assert recipe.data.special_tokens.pad_token == "<|end_of_text|>"
     listed = run.stdout.split("not mapped")[1]
-    for key in ("special_tokens", "flash_attention", "pad_to_sequence_len", "datasets", "strict"):
+    for key in ("flash_attention", "pad_to_sequence_len", "datasets", "strict"):
         assert f"\n  {key}: " in listed, key
     assert "alpaca" in listed  # the dataset type needs converting
     assert "wandb_project" in run.stdout.split("empty, nothing to map:")[1]
@@ -427,6 +428,13 @@ SAMPLES: dict[str, Any] = {
     "dataset_name": "data/train.jsonl",
     "datasets": [{"path": "data/train.jsonl", "type": "chat_template"}],
     "pretraining_dataset": "data/corpus.jsonl",
+    "chat_template": "chatml",
+    "chat_template_jinja": "{{messages[0]['content']}}",
+    "chat_template_path": "templates/chat.jinja",
+    "special_tokens": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
+    "eos_token": "<|im_end|>",
+    "pad_token": "<pad>",
+    "default_system_message": "You are a helpful assistant.",
 }
 """A realistic value for every key with a peftkit home."""
 EXPECTED_HOME = {
@@ -583,3 +591,109 @@ def test_import_imports_nothing_heavy(tmp_path: Path) -> None:
     }
     heavy = {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate"}
     assert "yaml" in imported and not imported & heavy, sorted(imported & heavy)
+
+
+# --- chat templates and special tokens -----------------------------------------------------------
+
+AXOLOTL_CHAT = """\
+base_model: NousResearch/Meta-Llama-3-8B-Instruct
+model_type: LlamaForCausalLM
+tokenizer_type: AutoTokenizer
+
+load_in_8bit: true
+load_in_4bit: false
+
+chat_template: llama3
+datasets:
+  - path: data/chats.jsonl
+    type: chat_template
+    field_messages: messages
+    message_property_mappings:
+      role: role
+      content: content
+    roles_to_train: ["assistant"]
+default_system_message: You are a careful assistant.
+dataset_prepared_path: last_run_prepared
+val_set_size: 0.05
+output_dir: ./outputs/lora-out
+
+sequence_len: 4096
+sample_packing: false
+pad_to_sequence_len: true
+
+adapter: lora
+lora_r: 32
+lora_alpha: 16
+lora_dropout: 0.05
+lora_target_linear: true
+
+gradient_accumulation_steps: 4
+micro_batch_size: 2
+num_epochs: 1
+optimizer: adamw_bnb_8bit
+lr_scheduler: cosine
+learning_rate: 0.0002
+train_on_inputs: false
+bf16: auto
+gradient_checkpointing: true
+logging_steps: 1
+flash_attention: true
+warmup_steps: 10
+evals_per_epoch: 4
+saves_per_epoch: 1
+weight_decay: 0.0
+special_tokens:
+  pad_token: <|end_of_text|>
+  eos_token: <|eot_id|>
+tokens:
+  - <|reserved_special_token_0|>
+"""
+"""axolotl's examples/llama-3/instruct-lora-8b.yml, with a system message and both tokens."""
+
+
+def test_an_axolotl_chat_config_keeps_its_template_and_special_tokens(tmp_path: Path) -> None:
+    write(tmp_path, "chat.yml", AXOLOTL_CHAT)
+    run = peftkit_cli("import", "chat.yml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    recipe = recipes.load(tmp_path / "chat.peftkit.yaml")
+    data = recipe.data
+    assert (data.format, data.chat_template) == ("messages", "llama3")
+    assert data.special_tokens.given() == {
+        "eos_token": "<|eot_id|>",
+        "pad_token": "<|end_of_text|>",
+    }
+    assert data.system_prompt == "You are a careful assistant."
+    assert data.completion_only_loss is True  # train_on_inputs: false: the answers only
+    mapped, listed = run.stdout.split("not mapped")
+    assert 'chat_template: "llama3" -> data.chat_template=llama3' in mapped
+    assert "data.special_tokens.eos_token=" in mapped and "data.special_tokens.pad_token=" in mapped
+    assert "\n  tokens: " in listed and "adds no token" in listed
+
+
+def test_an_inline_jinja_template_and_other_names(tmp_path: Path) -> None:
+    """axolotl's `chat_template: jinja` with the text in chat_template_jinja; a template name
+    peftkit has no built-in for is listed with what to do; the tokenizer's default is ours."""
+    jinja = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    config = AXOLOTL_CHAT.replace("chat_template: llama3", "chat_template: jinja")
+    path = write(tmp_path, "a.yml", config + f"chat_template_jinja: {jinja!r}\n")
+    imported = quiet_convert(path)
+    assert imported.recipe.data.chat_template == jinja
+    skipped = {s.key: s.reason for s in imported.conversion.skipped}
+    assert "chat_template_jinja" in skipped["chat_template"]
+    for name, words in (("gemma", "Jinja file"), ("tokenizer_default", "own chat template")):
+        path = write(tmp_path, f"{name}.yml", AXOLOTL_CHAT.replace("llama3", name, 1))
+        imported = quiet_convert(path)
+        assert imported.recipe.data.chat_template is None
+        assert words in {s.key: s.reason for s in imported.conversion.skipped}["chat_template"]
+
+
+def test_trl_s_eos_token_and_chat_template_path(tmp_path: Path) -> None:
+    config = TRL_SFT_CONFIG + "eos_token: <|im_end|>\nchat_template_path: chat.jinja\n"
+    imported = quiet_convert(write(tmp_path, "sft.yaml", config))
+    assert imported.recipe.data.special_tokens.eos_token == "<|im_end|>"
+    assert imported.recipe.data.chat_template == "chat.jinja"
+    cloned = TRL_SFT_CONFIG + "chat_template_path: Qwen/Qwen3-0.6B\n"
+    imported = quiet_convert(write(tmp_path, "clone.yaml", cloned))
+    assert imported.recipe.data.chat_template is None
+    reason = {s.key: s.reason for s in imported.conversion.skipped}["chat_template_path"]
+    assert "Jinja file" in reason

@@ -225,7 +225,13 @@ def test_recipe_yaml_loads_back_as_the_recipe_that_ran(json_run: SimpleNamespace
     assert saved.json_schema == SCHEMA
     ran = json_run.recipe.model_dump()
     written = saved.model_dump()
-    # The saved recipe is the one that ran, with the data it ran on and its detected format.
+    # The saved recipe is the one that ran, with the data it ran on, its detected format and the
+    # learning rate `auto` resolved to for this model (a number, so that a rerun learns alike).
+    assert ran["training"]["learning_rate"] == "auto"
+    ran["training"]["learning_rate"] = json_run.metrics["resolved"]["training.learning_rate"][
+        "value"
+    ]
+    assert isinstance(ran["training"]["learning_rate"], float)
     assert written["data"] == {
         **ran["data"],
         "format": "prompt-completion",
@@ -311,12 +317,13 @@ def test_chat_data_trains_through_the_cli_with_eval_data_and_overwrite(tiny_mode
     assert saved.model.name == str(tiny_model_dir)
     assert saved.data.train_path == str(data)
     assert saved.data.eval_path == str(held_out)
+    rate = metrics["resolved"]["training.learning_rate"]["value"]
     expected = load_recipe(
         "json-output",
         [*overrides, f"data.train_path={json.dumps(str(data))}", "data.format=messages"]
-        + [f"data.eval_path={json.dumps(str(held_out))}"],
+        + [f"data.eval_path={json.dumps(str(held_out))}", f"training.learning_rate={rate}"],
     )
-    assert saved == expected  # detected format and data paths recorded
+    assert saved == expected  # detected format, data paths and resolved learning rate recorded
 
 
 def test_auto_format_trains_chat_data_like_the_messages_format(tiny_model_dir, tmp_path):

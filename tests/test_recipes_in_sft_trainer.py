@@ -163,10 +163,10 @@ def test_chat_turn_prompts_and_completions_train(tiny_model_dir: Path, tmp_path:
     _answers_only(_trained_texts(trainer), trained_rows)
 
 
-def test_building_configs_emits_no_future_warning(tmp_path: Path):
+def test_building_configs_emits_no_future_warning(tmp_path: Path, tiny_model_dir: Path):
     """Only current HF field names are passed: no FutureWarning spam on every build."""
     for name in recipes.BUILTIN:
-        recipe = recipes.load(name)
+        recipe = recipes.load(name, [f"model.name={tiny_model_dir}"])
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)
             recipe.build_sft_config(tmp_path)

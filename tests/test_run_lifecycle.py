@@ -79,7 +79,8 @@ def test_run_name_and_trackers_reach_the_trainer(tiny_model_dir):
     )
     args = recipe.build_sft_config("unused")
     assert args.report_to == ["tensorboard"] and args.run_name == "first"
-    assert load_recipe("json-output", []).build_sft_config("unused").report_to == []
+    default = load_recipe("json-output", [f"model.name={tiny_model_dir}"])
+    assert default.build_sft_config("unused").report_to == []
 
 
 def test_a_tracker_that_is_not_installed_is_refused_before_loading(
@@ -109,21 +110,26 @@ def test_saving_settings_that_would_be_ignored_are_refused(overrides, field):
     "overrides",
     [["training.save_steps=50"], ["training.save=none", "training.save_steps=50"]],
 )
-def test_save_steps_turns_saving_on(overrides):
+def test_save_steps_turns_saving_on(overrides, tiny_model_dir):
     """A checkpoint cadence asks for checkpoints, also in a recipe file that spells out
     save: none (every built-in file does)."""
-    recipe = load_recipe("json-output", overrides)
+    model = f"model.name={tiny_model_dir}"
+    recipe = load_recipe("json-output", [model, *overrides])
     assert recipe.training.save == "steps"
     args = recipe.build_sft_config("unused")
     assert (args.save_strategy, args.save_steps) == ("steps", 50)
-    limited = load_recipe("json-output", ["training.save_total_limit=2"])
+    limited = load_recipe("json-output", [model, "training.save_total_limit=2"])
     assert (limited.training.save, limited.build_sft_config("x").save_total_limit) == ("steps", 2)
 
 
-def test_save_best_judges_best_like_early_stopping():
+def test_save_best_judges_best_like_early_stopping(tiny_model_dir):
     recipe = load_recipe(
         "json-output",
-        ["training.save=best", "callbacks.early_stopping.metric=json_valid_rate"],
+        [
+            f"model.name={tiny_model_dir}",
+            "training.save=best",
+            "callbacks.early_stopping.metric=json_valid_rate",
+        ],
     )
     args = recipe.build_sft_config("unused")
     assert args.save_strategy == "best"

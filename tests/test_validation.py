@@ -157,7 +157,8 @@ BAD_RECIPES = [
         id="rule-bf16-with-fp16-compute",
     ),
     pytest.param(
-        "recipe: qlora-budget\ndistributed: {strategy: fsdp}\n",
+        "recipe: qlora-budget\ndistributed: {strategy: fsdp}\n"
+        "quantization: {compute_dtype: bfloat16, storage_dtype: uint8}\n",
         "quantization.storage_dtype",
         id="rule-fsdp-storage-dtype",
     ),

@@ -31,11 +31,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler, ExportableState
 
-from peftkit.errors import PeftkitWarning
+from peftkit.errors import PeftkitWarning, ProblemsError, problems
 
 C = TypeVar("C", bound="PeftkitCallback")
 
@@ -96,12 +96,17 @@ class PeftkitCallback(Leading, ExportableState):
     """Attributes (JSON-serialisable) that carry the callback's progress across a resume."""
     SETTINGS: ClassVar[type[BaseModel]]
     """The settings model its arguments are validated with (set by :func:`bound_to`)."""
+    FROM_TRAINER: ClassVar[frozenset[str]] = frozenset()
+    """Arguments whose None means "the Trainer's own setting, read when training starts"."""
+    AT_EVALUATIONS: ClassVar[bool] = False
+    """It decides at evaluations, so a Trainer that never evaluates leaves it idle."""
 
     def __init__(self, **args: Any) -> None:
         super().__init__()
-        self.SETTINGS.model_validate(args)  # ranges and choices, as a recipe checks them
-        self._args = args
-        for name, value in args.items():  # each setting is the attribute of its name
+        # Ranges, choices and types as a recipe checks them, values coerced as pydantic does
+        # ("3" is 3): a bad argument fails here, not mid-run.
+        self._args = checked_arguments(type(self).__name__, self.SETTINGS, args, self.FROM_TRAINER)
+        for name, value in self._args.items():  # each setting is the attribute of its name
             setattr(self, name, value)
         self._pending: dict[str, Any] = {}
         self.warned: list[str] = []
@@ -124,6 +129,13 @@ class PeftkitCallback(Leading, ExportableState):
                 "restore_callback_states_from_checkpoint=True, so its progress (best value, "
                 "counters) is not restored. Fix: pass "
                 "restore_callback_states_from_checkpoint=True in the training arguments.",
+            )
+        if self.AT_EVALUATIONS and _strategy(args.eval_strategy) == "no":
+            self.warn_once(
+                "never-evaluates",
+                f"{name} will never act: the Trainer's eval_strategy is 'no', so there are no "
+                f"evaluations to decide on. Fix: pass eval_strategy='steps' (with eval_steps and "
+                f"an eval_dataset) in the training arguments, or leave {name} out.",
             )
 
     def report(self, **values: Any) -> None:
@@ -148,6 +160,11 @@ class PeftkitCallback(Leading, ExportableState):
         self.report(peftkit_warning=message if earlier is None else f"{earlier} | {message}")
 
 
+def _strategy(value: Any) -> str:
+    """A Trainer interval setting as its word: the enum's value, or the string given."""
+    return str(getattr(value, "value", value))
+
+
 def add_to_log(state: Any, logs: dict[str, Any], values: dict[str, Any]) -> None:
     """Add ``values`` to the log event being dispatched: to ``logs``, which the callbacks after
     this one (the Trainer's loggers included) receive, and to the ``state.log_history`` entry
@@ -156,6 +173,20 @@ def add_to_log(state: Any, logs: dict[str, Any], values: dict[str, Any]) -> None
     last = state.log_history[-1] if state.log_history else None
     if last is not None and last.get("step") == state.global_step:
         last.update(values)
+
+
+def checked_arguments(
+    name: str, settings: type[BaseModel], args: dict[str, Any], from_trainer: frozenset[str]
+) -> dict[str, Any]:
+    """``args`` validated with the callback's ``settings`` model and coerced as a recipe's
+    values are; every bad one is reported at once (argument, value, rule, fix). A None in
+    ``from_trainer`` stays None: the callback reads the Trainer's setting instead."""
+    given = {k: v for k, v in args.items() if not (k in from_trainer and v is None)}
+    try:
+        valid = settings.model_validate(given)
+    except ValidationError as error:
+        raise ProblemsError(f"in the arguments of {name}", problems(error)) from None
+    return {key: None if key not in given else getattr(valid, key) for key in args}
 
 
 def defaults(settings: type[BaseModel]) -> dict[str, Any]:

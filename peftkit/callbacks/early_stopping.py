@@ -7,6 +7,9 @@ folder, atomically.
 
 It adds to the Trainer it is dropped into, and never contradicts it:
 
+- Without a ``metric`` it watches the Trainer's ``metric_for_best_model`` (``eval_loss`` when
+  that is unset), as transformers' own ``EarlyStoppingCallback`` does, and names the metric it
+  took in its first log event (``early_stopping_metric``).
 - ``mode="auto"`` takes the Trainer's ``greater_is_better`` when the metric is its
   ``metric_for_best_model``, else the metric's name (:mod:`peftkit.direction`).
 - With ``load_best_model_at_end=True`` the Trainer owns "best": on the same metric, the Trainer
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,10 +58,12 @@ class EarlyStopping(PeftkitCallback):
     """Stop on no improvement (or a threshold, or NaN); restore the best trainable weights."""
 
     STATE = ("best", "best_step", "wait", "evaluations", "stop_record")
+    FROM_TRAINER = frozenset({"metric"})
+    AT_EVALUATIONS = True
 
     def __init__(
         self,
-        metric: str = _D["metric"],
+        metric: str | None = None,
         mode: Literal["min", "max", "auto"] = _D["mode"],
         patience: int = _D["patience"],
         min_delta: float = _D["min_delta"],
@@ -79,10 +85,14 @@ class EarlyStopping(PeftkitCallback):
             check_finite=check_finite,
             start_after=start_after,
             restore_best=restore_best,
-            save_best_to=None if save_best_to is None else str(save_best_to),
+            save_best_to=os.fspath(save_best_to)
+            if isinstance(save_best_to, os.PathLike)
+            else save_best_to,
             allow_full_copy=allow_full_copy,
         )
-        self.save_best_to = None if save_best_to is None else Path(save_best_to)
+        self.save_best_to = None if self.save_best_to is None else Path(self.save_best_to)
+        self.monitored: str | None = None
+        """The metric watched this run: ``metric``, or the Trainer's when that is None."""
         self.monitor: Monitor | None = None
         self.restorer: str | None = None
         """Who puts the best weights back this run: "peftkit", "trainer" or None."""
@@ -103,7 +113,8 @@ class EarlyStopping(PeftkitCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
         super().on_train_begin(args, state, control, model=model, **kw)
-        self.monitor = Monitor(resolve_mode(self.metric, self.mode, args), self.min_delta)
+        self.monitored = self._watched(args)
+        self.monitor = Monitor(resolve_mode(self.monitored, self.mode, args), self.min_delta)
         self.restorer = self._restorer(args)
         if self.save_best_to is not None and is_main_process():
             check_target(self.save_best_to)
@@ -117,6 +128,19 @@ class EarlyStopping(PeftkitCallback):
                     "restore_best=False."
                 )
 
+    def _watched(self, args: Any) -> str:
+        """``metric``, or (None) the Trainer's ``metric_for_best_model`` as transformers'
+        EarlyStoppingCallback takes it, ``eval_loss`` without one; a taken metric is named in
+        the first log event."""
+        if self.metric is not None:
+            return self.metric
+        theirs = args.metric_for_best_model
+        watched = "eval_loss" if theirs is None else eval_name(theirs)
+        where = "the default" if theirs is None else "the Trainer's metric_for_best_model"
+        log.info("EarlyStopping watches %s (%s)", watched, where)
+        self.report(early_stopping_metric=watched)
+        return watched
+
     def _restorer(self, args: Any) -> str | None:
         """One owner of "best": the Trainer when it loads its best model at the end."""
         if not self.restore_best:
@@ -124,10 +148,11 @@ class EarlyStopping(PeftkitCallback):
         if not args.load_best_model_at_end:
             return "peftkit"
         theirs = eval_name(args.metric_for_best_model or "loss")
-        if theirs != eval_name(self.metric):
+        ours = eval_name(str(self.monitored))
+        if theirs != ours:
             raise RecipeError(
                 f"load_best_model_at_end=True puts back the best checkpoint by {theirs}, and "
-                f"EarlyStopping(restore_best=True) its best by {eval_name(self.metric)}: the two "
+                f"EarlyStopping(restore_best=True) its best by {ours}: the two "
                 f"would keep different weights. Fix: EarlyStopping(metric='{theirs}') to agree "
                 "with the Trainer, or restore_best=False to leave restoring to the Trainer."
             )
@@ -139,7 +164,8 @@ class EarlyStopping(PeftkitCallback):
         super().on_log(args, state, control, logs=logs, **kw)
 
     def _evaluated(self, logs: dict, state: Any, control: Any, model: Any) -> None:
-        key, value = metric_value(logs, self.metric)
+        assert self.monitored is not None  # set at the start of training
+        key, value = metric_value(logs, self.monitored)
         self.evaluations += 1
         step = state.global_step
         if self.monitor.improved(value, self.best):  # type: ignore[union-attr]
@@ -165,7 +191,7 @@ class EarlyStopping(PeftkitCallback):
     # --- decisions and weights --------------------------------------------------------------
 
     def _decide(self, value: float, step: int) -> Stop | None:
-        name = self.metric
+        name = self.monitored
         monitor = self.monitor
         assert monitor is not None  # set at the start of training
         if self.check_finite and not math.isfinite(value):
@@ -207,7 +233,7 @@ class EarlyStopping(PeftkitCallback):
             save_atomically(
                 model,
                 self.save_best_to,
-                {"metric": self.metric, "value": value, "step": state.global_step},
+                {"metric": self.monitored, "value": value, "step": state.global_step},
             )
 
     def restore(self, model: Any) -> bool:
@@ -228,7 +254,10 @@ class EarlyStopping(PeftkitCallback):
         if restored:
             self.restored = True
             log.info(
-                "restored the weights of step %s (%s=%.6g)", self.best_step, self.metric, self.best
+                "restored the weights of step %s (%s=%.6g)",
+                self.best_step,
+                self.monitored,
+                self.best,
             )
         return restored
 

@@ -28,6 +28,8 @@ _D = defaults(OverfitSettings)
 class OverfitDetector(PeftkitCallback):
     """Warn (or stop) when eval loss rises while train loss falls and their gap grows."""
 
+    AT_EVALUATIONS = True
+
     STATE = (
         "history",
         "train_sum",

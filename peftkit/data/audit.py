@@ -24,6 +24,7 @@ from peftkit.data.audit_checks import (
     check_json,
     check_labels,
     check_lengths,
+    check_lora_fit,
     check_template,
     rows_of,
 )
@@ -93,6 +94,7 @@ def audit(
     check_duplicates(found, splits, rows)
     check_json(found, recipe, splits, records)
     check_budget(found, recipe, rows, world_size)
+    check_lora_fit(found, recipe, rows, model_config, world_size)
     return found
 
 
@@ -119,6 +121,13 @@ def check(recipe: Recipe) -> Audit:
         from peftkit.errors import RecipeError
 
         raise RecipeError("no data to check. Fix: pass --data FILE (or set data.train_path).")
+    from peftkit.recipes.resolution import learning_rate_for
+
     splits = prepare(recipe, data, recipe.data.eval_path)
-    config = load_config(recipe.model.name, recipe.model.trust_remote_code)
-    return audit(recipe, splits, load_tokenizer(recipe), config.to_dict())
+    found = recipe.data.model_copy(update={"format": splits.format})  # as `peftkit train` runs
+    recipe = recipe.model_copy(update={"data": found})
+    config = load_config(recipe.model.name, recipe.model.trust_remote_code).to_dict()
+    audited = audit(recipe, splits, load_tokenizer(recipe), config)
+    rate = learning_rate_for(recipe, config)
+    audited.stats["learning_rate"] = {"value": rate.value, "why": rate.why}
+    return audited

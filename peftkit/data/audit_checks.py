@@ -356,3 +356,27 @@ def check_budget(found: Audit, recipe: Recipe, rows: list[Row], world_size: int 
             f"times, more than the usual {MAX_USUAL_EPOCHS}: it is likely to overfit",
             f"set training.max_steps={MAX_USUAL_EPOCHS * per_epoch} or less, or add data",
         )
+
+
+# --- what LoRA tolerates -------------------------------------------------------------------------
+
+
+def check_lora_fit(
+    found: Audit, recipe: Recipe, rows: list[Row], model_config: Any, world_size: int = 1
+) -> None:
+    """An effective batch far above what LoRA tolerates, and a rank far from the data's size
+    (:mod:`peftkit.recipes.capacity`)."""
+    from peftkit.recipes.capacity import Capacity, adapter_params, batch_doubt, capacity_finding
+
+    doubt = batch_doubt(recipe, world_size)
+    if doubt is not None:
+        found.add("warning", "lora-batch", *doubt)
+    params = adapter_params(recipe, model_config)
+    if params is None:
+        return
+    capacity = Capacity(params, sum(r.trained_kept for r in rows))
+    found.stats["adapter_params"] = params
+    found.stats["adapter_bits_per_data_bit"] = round(capacity.ratio, 3)
+    finding = capacity_finding(recipe, capacity)
+    if finding is not None:
+        found.add(*finding)

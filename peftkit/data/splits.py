@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from peftkit.data.chat import add_system_prompt
 from peftkit.data.files import Source, read, read_eval_split
 from peftkit.data.rows import Checked, check_rows, choose_format, row_format
 from peftkit.errors import ProblemsError, RecipeError
+from peftkit.recipes.chat_templates import CHAT_TEMPLATES
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -61,8 +63,11 @@ def _load(source: Source, recipe: Recipe, wanted: str, evaluation: bool = False)
     checked = check_rows(source, fmt, expected, recipe.JSON_ANSWERS)
     problems = sorted([*source.problems, *checked.problems], key=lambda found: found[0])
     recipe.check_data_format(fmt, source.name)  # type: ignore[arg-type]
+    rows = checked.rows
+    if recipe.data.system_prompt is not None and not problems:
+        rows = add_system_prompt(rows, recipe.data.system_prompt, f"data '{source.name}'")
     places = tuple(f"{source.name}, {source.unit} {place}" for place in source.places)
-    return _File(source.name, fmt, Checked(checked.rows, problems, checked.converted), places)
+    return _File(source.name, fmt, Checked(rows, problems, checked.converted), places)
 
 
 def _raise_problems(files: list[_File]) -> None:
@@ -91,8 +96,8 @@ def check_chat(splits: Splits, tokenizer: Any) -> None:
     if splits.format == "messages" and tokenizer.chat_template is None:
         raise RecipeError(
             "the data is chat data (messages), but the model's tokenizer has no chat template. "
-            "Fix: use a chat model, set a chat template on the tokenizer, or convert the data "
-            "to prompt/completion."
+            f"Fix: set data.chat_template (one of {', '.join(CHAT_TEMPLATES)}, or a Jinja file), "
+            "or convert the data to prompt/completion."
         )
 
 

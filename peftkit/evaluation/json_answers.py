@@ -198,8 +198,13 @@ def generate_answers(
     model.eval()
     tokenizer.padding_side = "left"
     # An unmerged adapter makes every generated token pay for the extra matmuls; merging for the
-    # duration is exact enough in 16/32-bit, but lossy on a quantized base, so not there.
-    merge = hasattr(model, "merge_adapter") and not getattr(model, "is_quantized", False)
+    # duration is exact enough in 16/32-bit, but lossy on a quantized base, so not there; and
+    # inside peft's disable_adapter() a merged adapter would answer for the base model.
+    merge = (
+        hasattr(model, "merge_adapter")
+        and not getattr(model, "is_quantized", False)
+        and not _adapters_disabled(model)
+    )
     if merge:
         model.merge_adapter()
     eos = torch.tensor(_eos_ids(model), dtype=torch.long, device=model.device)
@@ -228,6 +233,11 @@ def generate_answers(
         tokenizer.padding_side = side
         model.train(was_training)
     return Answers(answers, stopped, max_new_tokens)
+
+
+def _adapters_disabled(model: Any) -> bool:
+    """Whether the model's adapter layers are switched off (peft's ``disable_adapter()``)."""
+    return any(getattr(module, "disable_adapters", False) is True for module in model.modules())
 
 
 def _eos_ids(model: Any) -> list[int]:

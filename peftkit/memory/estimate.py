@@ -33,6 +33,11 @@ b = micro-batch, L = layers, h = hidden size, V = vocabulary):
   by the forward, the fp32 gradient of the loss and the fp32 gradient of the log-softmax
   (transformers upcasts logits to fp32 for the loss; the 16-bit logits are freed with the
   model's output, which the Trainer does not keep).
+  With a fused loss (TRL 1.15 and newer compute SFT's loss through a tiled LM head; Liger's
+  fused linear cross-entropy on older TRL) no full logits tensor exists: the peak is one tile
+  of at most 4,096 tokens x 32,768 vocabulary entries in fp32 (TRL's ``TOKEN_CHUNK_SIZE`` and
+  ``_CHUNKED_LOGPROB_CHUNK_SIZE``) plus the fp32 gradient of the hidden states, an upper bound
+  read from TRL's code, not measured here.
 - ``overhead``: CUDA context and allocator slack, CONTEXT_BYTES + SLACK x the rest, fitted
   to the two *calibration* rows of :mod:`peftkit.memory.published` (Qwen's LoRA peaks at 256
   tokens, where the other terms leave little but the overhead): 1.5 GB, and no slack that grows
@@ -56,6 +61,8 @@ NESTED_BLOCK = 256
 TABLES_PER_TENSOR = 16 * 4 + 256 * 4 + 4
 """NF4 code (16 fp32), nested code (256 fp32) and offset, per quantized tensor."""
 LOGIT_BYTES = 12
+FUSED_TILE_TOKENS = 4096
+FUSED_TILE_VOCAB = 32768
 CONTEXT_BYTES = 1.5 * GB
 """Fitted: ``published.overhead_fit(published.calibration_rows())`` is 1.53 GB, rounded to 0.1."""
 SLACK = 0.0
@@ -99,6 +106,8 @@ class Setup:
     activation_bytes: int = 2
     gpus: int = 1
     sharded: bool = False
+    fused_loss: bool = False
+    """The loss never holds the full logits (TRL >= 1.15's tiled LM head, or Liger's)."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +289,16 @@ def optimizer_bytes(shape: ModelShape, setup: Setup, trainable_params: int) -> f
     )
 
 
+def logits_bytes(shape: ModelShape, setup: Setup) -> int:
+    """The loss's peak: the full logits' three fp32 copies, or with a fused loss one tile and
+    the fp32 gradient of the hidden states."""
+    tokens = setup.batch_size * setup.seq_len
+    if not setup.fused_loss:
+        return tokens * shape.vocab * LOGIT_BYTES
+    tile = min(tokens, FUSED_TILE_TOKENS) * min(shape.vocab, FUSED_TILE_VOCAB)
+    return (tile + tokens * shape.hidden) * 4
+
+
 def estimate(shape: ModelShape, setup: Setup) -> Breakdown:
     """The peak-memory breakdown of one GPU for ``setup`` on a model of ``shape``."""
     weight_bytes = DTYPE_BYTES[setup.weights_dtype]
@@ -301,7 +320,7 @@ def estimate(shape: ModelShape, setup: Setup) -> Breakdown:
         "gradients": trainable,
         "optimizer": optimizer_bytes(shape, setup, trainable_params) / shard,
         "activations": activation_bytes(shape, setup),
-        "logits": setup.batch_size * setup.seq_len * shape.vocab * LOGIT_BYTES,
+        "logits": logits_bytes(shape, setup),
     }
     overhead = CONTEXT_BYTES + SLACK * sum(subtotal.values())
     return Breakdown(

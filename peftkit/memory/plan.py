@@ -193,8 +193,8 @@ def plan(shape: ModelShape, request: Request, budget: Budget) -> Plan:
         chosen = found
     if gpu is not None and not gpu.bf16:
         chosen.reasons.append(
-            f"{budget.gpu} has no bfloat16: set quantization.compute_dtype: float16, "
-            "model.dtype: float16 and training.precision: fp16"
+            f"{budget.gpu} has no bfloat16: precision auto trains in fp16 there, with "
+            "model.dtype and quantization.compute_dtype auto following it (float16)"
         )
     if request.uncounted:
         chosen.reasons.append(
@@ -282,9 +282,9 @@ def _checked(
     breakdown = estimate(shape, setup)
     steps = accumulation or 1
     if memory is None:
-        return Plan(setup, breakdown, None, True, steps)
+        return Plan(setup, breakdown, None, True, steps, _unfused_logits(breakdown, setup))
     fits = fits_in(breakdown, memory)
-    reasons = [_verdict(breakdown, memory, fits)]
+    reasons = [_verdict(breakdown, memory, fits), *_unfused_logits(breakdown, setup)]
     if not fits:
         reasons.append(_fit_fix(shape, setup, breakdown, memory, accumulation))
     return Plan(setup, breakdown, memory, fits, steps, reasons)
@@ -454,6 +454,7 @@ def _reasons(
             f"max_length lowered from {base.seq_len} to {chosen.seq_len} to fit: longer examples "
             "will be truncated"
         )
+    reasons += _unfused_logits(breakdown, chosen)
     if chosen.bits == 4:
         lora = replace(
             chosen, method="lora", bits=None, activation_checkpointing=True, batch_size=1
@@ -470,6 +471,22 @@ def _reasons(
                 f"4-bit base kept: 16-bit LoRA would need {lora_gb:.1f} GB at micro-batch 1"
             )
     return reasons
+
+
+LOGITS_SHARE = 0.25
+"""A loss that holds the full logits is worth naming once they are this share of the peak."""
+
+
+def _unfused_logits(breakdown: Breakdown, setup: Setup) -> list[str]:
+    """Where the full logits dominate the peak, what computes the loss without them."""
+    share = breakdown.logits / breakdown.total
+    if setup.fused_loss or share < LOGITS_SHARE:
+        return []
+    return [
+        f"the loss's logits take {breakdown.logits / GB:.1f} GB ({share:.0%} of the peak): TRL "
+        "1.15 or newer (pip install -U trl) computes the loss without the full logits tensor, "
+        "as does Liger's fused cross-entropy (pip install liger-kernel; training.liger=auto)"
+    ]
 
 
 def _verdict(breakdown: Breakdown, memory: float | None, fits: bool) -> str:

@@ -27,6 +27,7 @@ from peftkit.recipes.training import TrainingSection
 from peftkit.section import Section
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from peft import LoraConfig
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from trl import SFTConfig
 
     from peftkit.memory import Breakdown, ModelShape, Plan, Setup
+    from peftkit.recipes.resolution import Resolved
 
 
 @dataclass(frozen=True)
@@ -204,17 +206,38 @@ class Recipe(Section):
 
         return build.lora_config(self)
 
-    def build_bnb_config(self) -> BitsAndBytesConfig | None:
-        """The ``transformers.BitsAndBytesConfig``, or None when the base is not quantized."""
+    def build_bnb_config(self, model: Any = None) -> BitsAndBytesConfig | None:
+        """The ``transformers.BitsAndBytesConfig``, or None when the base is not quantized; its
+        compute dtype resolved for this machine."""
         from peftkit.recipes import build
 
-        return build.bnb_config(self)
+        return build.bnb_config(self, model)
 
-    def build_sft_config(self, output_dir: str | Path, **overrides: Any) -> SFTConfig:
-        """The ``trl.SFTConfig``, resolved for this machine; ``overrides`` win over the recipe."""
+    def build_sft_config(
+        self, output_dir: str | Path, model: Any = None, **overrides: Any
+    ) -> SFTConfig:
+        """The ``trl.SFTConfig``, resolved for this machine and ``model`` (a loaded model, its
+        config, or a path; default: ``model.name``, read from a local folder or the Hugging
+        Face cache, which is what ``learning_rate: auto`` needs); ``overrides`` win."""
         from peftkit.recipes import build
 
-        return build.sft_config(self, output_dir, **overrides)
+        return build.sft_config(self, output_dir, model, **overrides)
+
+    def model_kwargs(self, model: Any = None) -> dict[str, Any]:
+        """Keyword arguments for ``AutoModelForCausalLM.from_pretrained(recipe.model.name,
+        **recipe.model_kwargs())``: the weights' dtype for this machine (fp32 on a CPU without
+        native bf16, where the checkpoint's bf16 would be emulated), the attention, the
+        quantization and remote code."""
+        from peftkit.recipes import build
+
+        return build.model_kwargs(self, model)
+
+    def resolve(self, model: Any = None) -> Resolved:
+        """What every ``auto`` of this recipe becomes on this machine and ``model``, each with
+        its reason (:mod:`peftkit.recipes.resolution`)."""
+        from peftkit.recipes.resolution import resolve
+
+        return resolve(self, model)
 
     def build_callbacks(self, best_adapter_dir: str | Path | None = None) -> list[TrainerCallback]:
         """The enabled peftkit callbacks with this recipe's settings, for any Trainer.
@@ -226,11 +249,12 @@ class Recipe(Section):
 
         return build.callbacks(self, best_adapter_dir)
 
-    def to_yaml(self) -> str:
-        """The whole recipe as YAML; ``recipes.load`` reads it back to an equal recipe."""
+    def to_yaml(self, notes: Mapping[str, str] | None = None) -> str:
+        """The whole recipe as YAML; ``recipes.load`` reads it back to an equal recipe.
+        ``notes``: comments after fields, by dotted path."""
         from peftkit.recipes import files
 
-        return files.to_yaml(self)
+        return files.to_yaml(self, notes)
 
 
 def _shape(model: Any) -> ModelShape:

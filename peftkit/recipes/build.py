@@ -1,6 +1,6 @@
-"""Recipe -> HF config objects: pure functions of the recipe and, for the SFTConfig, of the
-precision :func:`peftkit.hardware.resolve_precision` chose for the machine, which only
-:func:`sft_config` asks for.
+"""Recipe -> HF config objects: pure functions of the recipe and of what its ``auto`` settings
+resolve to on this machine and model (:func:`peftkit.recipes.resolution.resolve`, the one place
+that decides precision, dtypes, attention, Liger and the learning rate).
 
 Only current HF field names are passed (``activation_checkpointing``, ``eval_strategy``,
 ``max_length``, fractional ``warmup_steps``), so building a config emits no FutureWarning.
@@ -9,11 +9,12 @@ Only current HF field names are passed (``activation_checkpointing``, ``eval_str
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import require
-from peftkit.hardware import ResolvedPrecision, resolve_precision
+from peftkit.errors import RecipeError, require, with_type
+from peftkit.recipes.resolution import Resolved, learning_rate, model_name, resolve
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -47,7 +48,7 @@ def lora_config(recipe: Recipe) -> LoraConfig | None:
     )
 
 
-def bnb_config(recipe: Recipe) -> BitsAndBytesConfig | None:
+def bnb_config(recipe: Recipe, model: Any = None) -> BitsAndBytesConfig | None:
     q = recipe.quantization
     if q.bits is None:
         return None
@@ -57,25 +58,44 @@ def bnb_config(recipe: Recipe) -> BitsAndBytesConfig | None:
 
     if q.bits == 8:
         return BitsAndBytesConfig(load_in_8bit=True)
+    resolved = resolve(recipe, model)
+    assert resolved.compute_dtype is not None and resolved.storage_dtype is not None
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.quant_type,
         bnb_4bit_use_double_quant=q.double_quant,
-        bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
-        bnb_4bit_quant_storage=getattr(torch, q.storage_dtype),
+        bnb_4bit_compute_dtype=getattr(torch, str(resolved.compute_dtype.value)),
+        bnb_4bit_quant_storage=getattr(torch, str(resolved.storage_dtype.value)),
     )
 
 
+def model_kwargs(recipe: Recipe, model: Any = None) -> dict[str, Any]:
+    """What ``AutoModelForCausalLM.from_pretrained`` needs to load the model as the recipe
+    resolves here: the weights' dtype, the attention, the quantization and remote code."""
+    import torch
+
+    resolved = resolve(recipe, model)
+    dtype = str(resolved.dtype.value)
+    return {
+        "dtype": "auto" if dtype == "auto" else getattr(torch, dtype),
+        "attn_implementation": resolved.attention.value,
+        "quantization_config": bnb_config(recipe, model),
+        "trust_remote_code": recipe.model.trust_remote_code,
+    }
+
+
 def sft_config_kwargs(
-    recipe: Recipe, output_dir: str | Path, precision: ResolvedPrecision
+    recipe: Recipe, output_dir: str | Path, resolved: Resolved, name: str
 ) -> dict[str, Any]:
-    """The SFTConfig keyword arguments a recipe stands for, at ``precision``."""
+    """The SFTConfig keyword arguments a recipe stands for, as ``resolved`` for the model
+    ``name`` on this machine."""
     t, d = recipe.training, recipe.data
+    precision = resolved.precision
     if t.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
         require("bitsandbytes", "qlora", f"training.optimizer={t.optimizer}")
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
-        "learning_rate": t.learning_rate,
+        "learning_rate": learning_rate(resolved, name),
         "num_train_epochs": t.epochs,
         "max_steps": t.max_steps or -1,
         "per_device_train_batch_size": t.batch_size,
@@ -83,6 +103,7 @@ def sft_config_kwargs(
         "gradient_accumulation_steps": t.gradient_accumulation_steps,
         "max_length": t.max_length,
         "packing": t.packing,
+        "packing_strategy": "bfd",  # TRL's padding-free packing: no example attends to another
         "lr_scheduler_type": t.lr_scheduler,
         "warmup_steps": t.warmup_steps,
         "max_grad_norm": t.max_grad_norm,
@@ -97,13 +118,15 @@ def sft_config_kwargs(
         "bf16": precision.name == "bf16",
         "fp16": precision.name == "fp16",
         "use_cpu": precision.use_cpu,
+        "use_liger_kernel": resolved.liger.value,
         "report_to": t.trackers or "none",
         "run_name": t.run_name,
         **_save_kwargs(recipe),
         # peftkit's callbacks keep their progress in checkpoints; restore it on resume.
         "restore_callback_states_from_checkpoint": True,
         "model_init_kwargs": {
-            "dtype": recipe.model.dtype,
+            "dtype": resolved.dtype.value,
+            "attn_implementation": resolved.attention.value,
             "trust_remote_code": recipe.model.trust_remote_code,
         },
     }
@@ -159,18 +182,32 @@ def _fsdp_kwargs(recipe: Recipe) -> dict[str, Any]:
     }
 
 
-def sft_config(recipe: Recipe, output_dir: str | Path, **overrides: Any) -> SFTConfig:
-    """The SFTConfig at the precision this machine resolves the recipe's to."""
+def sft_config(
+    recipe: Recipe, output_dir: str | Path, model: Any = None, **overrides: Any
+) -> SFTConfig:
+    """The SFTConfig as the recipe resolves on this machine for ``model`` (default: the recipe's
+    model, read from a local folder or the Hugging Face cache). A loaded model gets no
+    ``model_init_kwargs``: SFTTrainer would only warn that it ignores them."""
     from trl import SFTConfig
 
-    precision = resolve_precision(recipe.training.precision)
-    log.info("precision %s (%s)", precision.name, precision.reason)
-    kwargs = sft_config_kwargs(recipe, output_dir, precision)
+    resolved = resolve(recipe, model)
+    for line in resolved.lines():
+        log.info("%s", line)
+    kwargs = sft_config_kwargs(recipe, output_dir, resolved, model_name(recipe, model))
+    if hasattr(model, "config") and hasattr(model, "forward"):
+        kwargs["model_init_kwargs"] = None
     return SFTConfig(**{**kwargs, **overrides})
 
 
 def callbacks(recipe: Recipe, best_adapter_dir: str | Path | None = None) -> list[TrainerCallback]:
     from peftkit.callbacks import EarlyStopping, GradientCheck, OverfitDetector
+
+    if best_adapter_dir is not None and not isinstance(best_adapter_dir, str | os.PathLike):
+        raise RecipeError(
+            f"build_callbacks(best_adapter_dir=...): got {with_type(best_adapter_dir)}; it is "
+            "the folder where early stopping saves the best adapter. Fix: pass a path, e.g. "
+            "build_callbacks('out/best-adapter'), or nothing."
+        )
 
     settings = recipe.callbacks
     built: list[TrainerCallback] = []

@@ -19,7 +19,7 @@ _Training = with_defaults(
     TrainingSection,
     "DomainAdaptationTraining",
     TrainingSection.__doc__ or "",
-    learning_rate=8e-4,
+    learning_rate="auto",
     epochs=1.0,
     gradient_accumulation_steps=1,
     eval_fraction=0.05,
@@ -42,14 +42,14 @@ class DomainAdaptation(Recipe):
       Finetuning LLMs Using LoRA").
     - ``target_modules: all-linear``: adapters on every linear layer are needed to approach full
       fine-tuning (Dettmers et al. 2023, QLoRA, sec. 4; Biderman et al. 2024).
-    - ``learning_rate=8e-4`` with a cosine schedule and 3% warmup: measured on the default
-      model (docs/benchmarks.md, "Recipe quality" and "Longer runs": SmolLM2-135M-Instruct,
-      Python's documentation). The QLoRA paper's 2e-4 for 7B-13B models, which this recipe
-      used, left held-out perplexity at 22.71 after 16 chunks where 8e-4 reached 18.82; twice
-      8e-4 leads after those 4 optimizer steps (18.35) but trails after 48 chunks (17.49
-      against 17.07). On 7B+ models and long runs the published 1e-4..5e-4 is the safer start
-      (Biderman et al. 2024, "LoRA Learns Less and Forgets Less"):
-      ``training.learning_rate=2e-4``.
+    - ``learning_rate=auto`` with a cosine schedule and 3% warmup: measured on the default
+      model and scaled to others by their hidden size (:mod:`peftkit.recipes.learning_rate`;
+      1.7e-4 on a 7-8B Llama, within the 1e-4..5e-4 Biderman et al. 2024 found for continued
+      pretraining with LoRA). On SmolLM2-135M-Instruct (docs/benchmarks.md, "Recipe quality" and
+      "Longer runs"; Python's documentation) the QLoRA paper's 2e-4, which this recipe used,
+      left held-out perplexity at 22.71 after 16 chunks where 8e-4 reached 18.82; twice 8e-4
+      leads after those 4 optimizer steps (18.35) but trails after 48 chunks (17.49 against
+      17.07).
     - ``epochs=1``: domain corpora are large, and one pass avoids memorising them.
     - ``batch_size=4`` without gradient accumulation, and no packing: LoRA tolerates large
       batches less well than full fine-tuning (Schulman et al. 2025, "LoRA Without Regret",

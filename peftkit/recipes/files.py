@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from peftkit.errors import RecipeError, did_you_mean
+from peftkit.errors import RecipeError, did_you_mean, with_type
 from peftkit.recipes.base import Recipe
 from peftkit.recipes.foreign_keys import superseded
 from peftkit.recipes.registry import BUILTIN, from_dict, summary
@@ -25,16 +26,65 @@ def builtin_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "recipes"
 
 
-def load(source: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+def load(source: str | os.PathLike[str], overrides: Iterable[str] | None = ()) -> Recipe:
     """A recipe from a built-in name (``"json-output"``) or a YAML path, plus dotted overrides.
 
     Overrides such as ``"training.learning_rate=1e-4"`` are parsed as YAML values and validated
-    exactly like the file's own values.
+    exactly like the file's own values; None means none. Arguments of another type are a
+    RecipeError naming the argument, before any file is read.
     """
-    data = read(source)
-    for override in overrides:
+    checked = _checked_overrides(overrides)
+    data = read(_checked_source(source))
+    for override in checked:
         apply_override(data, override)
     return from_dict(data)
+
+
+_OVERRIDES_EXAMPLE = "overrides=['lora.r=32', 'training.epochs=2']"
+
+
+def _checked_source(source: Any) -> str | Path:
+    """``source`` as a name or path: a string or a path-like, not a number or a list."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str):
+        raise RecipeError(
+            f"recipes.load(source=...): got {with_type(source)}, and the source of a recipe is a "
+            "built-in recipe name or the path of a YAML file. Fix: recipes.load('json-output') "
+            "or recipes.load('my-recipe.yaml')."
+        )
+    if "\0" in source or not source.strip():
+        raise RecipeError(
+            f"recipes.load(source=...): got {source!r}, which names no recipe and no file. "
+            f"Fix: pass a built-in recipe name ({', '.join(BUILTIN)}) or a YAML path."
+        )
+    return source
+
+
+def _checked_overrides(overrides: Any) -> list[str]:
+    """``overrides`` as a list of strings: a single string (which Python would iterate
+    character by character) or an item that is not a string is refused with the fix."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str | bytes):
+        shown = overrides.decode(errors="replace") if isinstance(overrides, bytes) else overrides
+        raise RecipeError(
+            f"recipes.load(overrides=...): got the string {shown!r}; overrides is a list of "
+            f"'section.field=value' strings. Fix: overrides=[{shown!r}]."
+        )
+    if isinstance(overrides, Mapping) or not isinstance(overrides, Iterable):
+        raise RecipeError(
+            f"recipes.load(overrides=...): got {with_type(overrides)}; overrides is a list of "
+            f"'section.field=value' strings. Fix: {_OVERRIDES_EXAMPLE}."
+        )
+    found = list(overrides)
+    for index, item in enumerate(found):
+        if not isinstance(item, str):
+            raise RecipeError(
+                f"recipes.load(overrides=...): item {index} is {with_type(item)}; each override "
+                f"is a 'section.field=value' string. Fix: {_OVERRIDES_EXAMPLE}."
+            )
+    return found
 
 
 def read(source: str | Path) -> dict[str, Any]:
@@ -145,8 +195,10 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         del data[foreign]
 
 
-def to_yaml(recipe: Recipe) -> str:
-    """The recipe as commented YAML; loading it gives back an equal recipe.
+def to_yaml(recipe: Recipe, notes: Mapping[str, str] | None = None) -> str:
+    """The recipe as commented YAML; loading it gives back an equal recipe. ``notes`` puts a
+    comment after fields, by dotted path (``training.learning_rate``: how ``auto`` gave the
+    number written).
 
     Non-ASCII characters are escaped: YAML reads some of them (U+0085) as line breaks.
     """
@@ -158,4 +210,19 @@ def to_yaml(recipe: Recipe) -> str:
         "# Every field:  peftkit schema",
     ]
     body = yaml.dump(recipe.model_dump(mode="json"), Dumper=RecipeDumper, sort_keys=False)
-    return "\n".join(header) + "\n" + body
+    return "\n".join(header) + "\n" + _commented(body, notes or {})
+
+
+def _commented(body: str, notes: Mapping[str, str]) -> str:
+    """``body`` with each note appended to its field's line (a field of a section, two deep)."""
+    if not notes:
+        return body
+    lines, section = body.splitlines(), ""
+    for i, line in enumerate(lines):
+        if line and not line.startswith(" "):
+            section = line.split(":", 1)[0]
+        elif line.startswith("  ") and not line.startswith("   "):
+            path = f"{section}.{line.strip().split(':', 1)[0]}"
+            if path in notes:
+                lines[i] = f"{line}  # {' '.join(notes[path].split())}"
+    return "\n".join(lines) + "\n"

@@ -289,6 +289,50 @@ def _datasets(value: Any) -> Translation:
     return Translation(settings, "; ".join(notes))
 
 
+def _chat_template(value: Any) -> Translation:
+    """axolotl's ``chat_template``: a name; ``tokenizer_default`` is peftkit's default, ``jinja``
+    says the text is in ``chat_template_jinja``."""
+    from peftkit.recipes.chat_templates import CHAT_TEMPLATES
+
+    if not isinstance(value, str) or value in CHAT_TEMPLATES:
+        return Translation({"data.chat_template": value})
+    if value == "tokenizer_default" or value.startswith("tokenizer_default_fallback_"):
+        return Translation(note="peftkit uses the tokenizer's own chat template unless told")
+    if value == "jinja":
+        return Translation(note="the template's text is chat_template_jinja")
+    return Translation(
+        note=f"peftkit's built-in templates are {', '.join(CHAT_TEMPLATES)}, not {value}: save "
+        "that template as a Jinja file and give its path as data.chat_template"
+    )
+
+
+def _special_tokens(value: Any) -> Translation:
+    """axolotl's ``special_tokens`` mapping, token by token; ``tokens`` and other names it
+    adds to the vocabulary have no peftkit setting (peftkit adds no token)."""
+    from peftkit.recipes.data import SpecialTokens
+
+    names = tuple(SpecialTokens.model_fields)
+    if not isinstance(value, dict) or not value:
+        return Translation({"data.special_tokens": value})
+    settings = {f"data.special_tokens.{k}": v for k, v in value.items() if k in names}
+    others = [str(key) for key in value if key not in names]
+    note = f"peftkit sets only {', '.join(names)}, not {', '.join(others)}" if others else ""
+    return Translation(settings, note)
+
+
+def _template_path(value: Any) -> Translation:
+    """TRL's ``chat_template_path``: a Jinja file, or a tokenizer to clone the template from
+    (which adds that tokenizer's tokens; peftkit adds none)."""
+    from peftkit.recipes.chat_templates import TEMPLATE_FILE_SUFFIXES
+
+    if not isinstance(value, str) or value.endswith(TEMPLATE_FILE_SUFFIXES):
+        return Translation({"data.chat_template": value})
+    return Translation(
+        note=f"{value} is a tokenizer to clone the template from, which adds its tokens: save "
+        "its chat template as a Jinja file and give that path as data.chat_template"
+    )
+
+
 def _none(reason: str) -> Convert:
     """No peftkit setting: ``reason`` says where the meaning went instead."""
     return lambda value: Translation(note=reason)
@@ -300,7 +344,7 @@ OUTPUT = "the output folder is the --output option of peftkit train"
 HUB = "the Hub repository is the --push-to-hub option of peftkit train"
 ATTENTION = "transformers picks the attention implementation the model supports"
 LOADING = "peftkit loads every model with AutoModelForCausalLM and its AutoTokenizer"
-TOKENS = "peftkit uses the tokenizer's own special tokens and chat template"
+TOKENS = "peftkit adds no token to the vocabulary (a new token starts untrained)"
 PADDING = "TRL pads each batch to its longest row"
 RESUME = "resuming is a choice of the run: peftkit train --resume (auto, or a checkpoint)"
 CADENCE = "peftkit evaluates and saves every so many steps (training.eval_steps, save_steps)"
@@ -353,6 +397,10 @@ _COPIED: list[tuple[str, str, str]] = [
     ("completion_only_loss", TRL, "data.completion_only_loss"),
     ("early_stopping_patience", AXOLOTL, "callbacks.early_stopping.patience"),
     ("load_best_model_at_end", TRL, "callbacks.early_stopping.restore_best"),
+    ("chat_template_jinja", AXOLOTL, "data.chat_template"),
+    ("default_system_message", AXOLOTL, "data.system_prompt"),
+    ("eos_token", TRL, "data.special_tokens.eos_token"),
+    ("pad_token", TRL, "data.special_tokens.pad_token"),
 ]
 """Keys whose meaning and value peftkit has under another name."""
 
@@ -406,6 +454,9 @@ _CONVERTED: list[tuple[str, str, str, Convert]] = [
     ("dataset_name", TRL, "data.train_path", _data_path),
     ("datasets", BOTH, "data.train_path", _datasets),
     ("pretraining_dataset", AXOLOTL, "data.train_path", lambda v: _data_path(v, text=True)),
+    ("chat_template", AXOLOTL, "data.chat_template", _chat_template),
+    ("special_tokens", AXOLOTL, "data.special_tokens", _special_tokens),
+    ("chat_template_path", TRL, "data.chat_template", _template_path),
 ]
 """Keys whose value means something else in peftkit, or implies more settings."""
 
@@ -445,9 +496,7 @@ _UNMAPPED: list[tuple[str, str, str]] = [
     ("lora_task_type", TRL, "peftkit trains causal language models (CAUSAL_LM)"),
     ("lora_model_dir", AXOLOTL, "peftkit starts a new adapter"),
     ("lora_fan_in_fan_out", AXOLOTL, "peft sets it for the model's layers"),
-    ("special_tokens", AXOLOTL, TOKENS),
     ("tokens", AXOLOTL, TOKENS),
-    ("chat_template", AXOLOTL, TOKENS),
     ("pad_to_sequence_len", AXOLOTL, PADDING),
     ("group_by_length", BOTH, PADDING),
     ("eval_sample_packing", AXOLOTL, "evaluation packs as training.packing says"),
@@ -499,6 +548,8 @@ def default_at(recipe: type[Section], path: str) -> Any:
 @functools.lru_cache(maxsize=256)
 def _checker(kind: type[Section], name: str) -> TypeAdapter[Any]:
     info = kind.model_fields[name]
+    if isinstance(info.annotation, type) and issubclass(info.annotation, Section):
+        return TypeAdapter(info.annotation)  # a section (data.special_tokens) has its config
     annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
     return TypeAdapter(annotation, config=ConfigDict(allow_inf_nan=False))
 

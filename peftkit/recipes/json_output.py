@@ -17,7 +17,7 @@ _Training = with_defaults(
     TrainingSection,
     "JsonOutputTraining",
     TrainingSection.__doc__ or "",
-    learning_rate=8e-4,
+    learning_rate="auto",
     epochs=2.0,
     batch_size=4,
     gradient_accumulation_steps=2,
@@ -61,17 +61,17 @@ class JsonOutput(Recipe):
     - ``data.completion_only_loss=true``: the loss covers the JSON answer, not the prompt, as in
       QLoRA's training script (``train_on_source=False``) and TRL's default for prompt-completion
       data; the model spends its capacity on the answer's format.
-    - ``learning_rate=8e-4``, ``epochs=2``: measured on the default model, not copied
-      (docs/benchmarks.md, "Recipe quality" and "Longer runs": SmolLM2-135M-Instruct, the demo's
-      JSON task). The 2e-4 that TRL, Unsloth and axolotl publish for LoRA left the format
+    - ``learning_rate=auto``, ``epochs=2``: the rate is measured on the default model, not
+      copied, and scaled to other models by their hidden size
+      (:mod:`peftkit.recipes.learning_rate`; docs/learning-rates.md: 1.7e-4 on a 7-8B Llama).
+      On SmolLM2-135M-Instruct (docs/benchmarks.md, "Recipe quality" and "Longer runs") 8e-4
+      was best: the 2e-4 that TRL, Unsloth and axolotl publish for LoRA left the format
       unlearned after one epoch of 48 records (6% of unseen prompts answered with schema-valid
-      JSON, held-out loss 0.661, against 90% and 0.407 at 8e-4). Twice the rate, 1.6e-3, leads
-      after those 6 optimizer steps but not over the default epochs: on 85 records its
-      held-out loss is 0.341 against 0.316. Two epochs, not three: on those 85 records two reach
-      0.316, three 0.342 with a third more steps; the loss is flat from about one epoch on, so
-      early stopping with a relative ``min_delta`` would save little (it stops at 95% of the
-      run). On 7B+ models the published 2e-4 (QLoRA) is the safer start:
-      ``training.learning_rate=2e-4``.
+      JSON, held-out loss 0.661, against 90% and 0.407 at 8e-4); twice the rate, 1.6e-3, leads
+      after those 6 optimizer steps but not over the default epochs (on 85 records its held-out
+      loss is 0.341 against 0.316). Two epochs, not three: on those 85 records two reach 0.316,
+      three 0.342 with a third more steps; the loss is flat from about one epoch on, so early
+      stopping with a relative ``min_delta`` would save little (it stops at 95% of the run).
     - ``max_length=512``: instruction + JSON answers are short; shorter sequences train faster.
     - ``json_schema``: when given, evaluation reports the share of answers that satisfy it.
     """

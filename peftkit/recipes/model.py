@@ -12,6 +12,7 @@ DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """Small enough to fine-tune on a laptop CPU, large enough to be useful; peftkit's demo model."""
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 
 
 class ModelSection(Section):
@@ -22,6 +23,7 @@ class ModelSection(Section):
         "model_id": "name",
         "path": "name",
         "torch_dtype": "dtype",
+        "attn_implementation": "attention",
     }
 
     name: str = Field(
@@ -31,7 +33,14 @@ class ModelSection(Section):
     )
     dtype: Dtype = Field(
         "auto",
-        description="dtype to load the unquantized weights in; 'auto' keeps the checkpoint's.",
+        description="dtype to load the unquantized weights in; 'auto' keeps the checkpoint's "
+        "where the machine computes in it, else takes training.precision's (fp32 on a CPU "
+        "without native bf16, fp16 on a GPU without bf16).",
+    )
+    attention: Attention = Field(
+        "auto",
+        description="Attention implementation (attn_implementation); 'auto' takes "
+        "flash_attention_2 where flash-attn and a GPU that runs it are there, else sdpa.",
     )
     trust_remote_code: bool = Field(
         False,

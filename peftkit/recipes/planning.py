@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from peftkit.memory.estimate import Setup, auto_dtype
 from peftkit.memory.plan import Budget, Request, check_budget
+from peftkit.recipes.resolution import fused_loss
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
@@ -34,6 +35,7 @@ def setup_of(recipe: Recipe, gpus: int = 1, checkpoint_dtype: str = "bfloat16") 
         activation_bytes=4 if t.precision == "fp32" else 2,
         gpus=gpus,
         sharded=recipe.distributed.strategy == "fsdp",
+        fused_loss=fused_loss(recipe),
     )
 
 
@@ -42,8 +44,8 @@ def request_of(recipe: Recipe, gpus: int, checkpoint_dtype: str) -> Request:
     other has them checked as written."""
     q = recipe.quantization
     to_shard = [] if recipe.distributed.strategy == "fsdp" else ["distributed.strategy=fsdp"]
-    if q.bits == 4 and q.storage_dtype != q.compute_dtype:
-        to_shard.append(f"quantization.storage_dtype={q.compute_dtype}")  # FSDP needs it
+    if q.bits == 4 and q.storage_dtype not in ("auto", q.compute_dtype):
+        to_shard.append("quantization.storage_dtype=auto")  # FSDP needs the compute dtype
     return Request(
         setup=setup_of(recipe, gpus, checkpoint_dtype),
         gradient_accumulation_steps=recipe.training.gradient_accumulation_steps,

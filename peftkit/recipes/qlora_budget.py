@@ -26,7 +26,7 @@ _Training = with_defaults(
     TrainingSection,
     "QLoRABudgetTraining",
     TrainingSection.__doc__ or "",
-    learning_rate=2e-4,
+    learning_rate="auto",
     lr_scheduler="constant_with_warmup",
     max_grad_norm=0.3,
     optimizer="paged_adamw_32bit",
@@ -42,14 +42,19 @@ class QLoRABudget(Recipe):
 
     Why the defaults (all from Dettmers et al. 2023, "QLoRA", sec. 3-5 and appendix B):
 
-    - ``quantization: bits=4, nf4, double_quant, compute bfloat16``: NF4 with double quantization
-      matches 16-bit fine-tuning quality at ~4.5 bits per parameter.
+    - ``quantization: bits=4, nf4, double_quant``: NF4 with double quantization matches 16-bit
+      fine-tuning quality at ~4.5 bits per parameter; the compute dtype follows the precision
+      (bfloat16 where the GPU has it, float16 on a T4).
     - ``lora.r=64, alpha=16, dropout=0.1`` on ``all-linear``: the paper's setting for models up
       to 13B; adapters on every linear layer are what closes the gap to 16-bit.
-    - ``learning_rate=2e-4``, constant schedule, ``max_grad_norm=0.3``: the paper's
-      hyperparameters for 7B-13B models. The paper's scripts pass ``warmup_ratio 0.03`` with
-      ``lr_scheduler_type constant``, whose warmup transformers silently ignores;
-      ``constant_with_warmup`` does what they asked for (3% warmup, then constant).
+    - ``learning_rate=auto``: the paper's rates fall with size, 2e-4 for 7B and 13B, 1e-4 for
+      33B and 65B; peftkit's size law gives 1.7e-4, 1.5e-4, 1.2e-4 and 1.0e-4 for those widths
+      (docs/learning-rates.md), within 0.75-1.2x of each, where a fixed 2e-4 is twice the
+      paper's rate from 33B on.
+    - constant schedule, ``max_grad_norm=0.3``: the paper's hyperparameters. The paper's
+      scripts pass ``warmup_ratio 0.03`` with ``lr_scheduler_type constant``, whose warmup
+      transformers silently ignores; ``constant_with_warmup`` does what they asked for (3%
+      warmup, then constant).
     - ``optimizer=paged_adamw_32bit``: paged optimizer states absorb memory spikes from long
       sequences instead of failing with out-of-memory.
     - ``activation_checkpointing=true``: trades ~25% time for the activation memory that

@@ -10,7 +10,7 @@ from pydantic_core import InitErrorDetails
 from peftkit.errors import rule_error
 from peftkit.section import Section
 
-ComputeDtype = Literal["bfloat16", "float16", "float32"]
+ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
 _BOOL = TypeAdapter(bool)
 _FLAG_FIX = {
     "load_in_4bit": "set quantization.load_in_4bit=true with method=qlora, or "
@@ -40,12 +40,14 @@ class QuantizationSection(Section):
         True, description="Quantize the quantization constants too (~0.37 bit/param saved)."
     )
     compute_dtype: ComputeDtype = Field(
-        "bfloat16", description="dtype the 4-bit weights are dequantized to for matmuls."
+        "auto",
+        description="dtype the 4-bit weights are dequantized to for matmuls; 'auto' follows "
+        "training.precision (bfloat16 with bf16, float16 with fp16, float32 with fp32).",
     )
-    storage_dtype: Literal["uint8", "bfloat16", "float16", "float32"] = Field(
-        "uint8",
-        description="Container dtype of packed 4-bit weights; FSDP needs it equal to "
-        "compute_dtype.",
+    storage_dtype: Literal["auto", "uint8", "bfloat16", "float16", "float32"] = Field(
+        "auto",
+        description="Container dtype of packed 4-bit weights; 'auto' is uint8, or under FSDP "
+        "(which needs it equal to compute_dtype) the compute dtype.",
     )
 
     @classmethod

@@ -88,7 +88,7 @@ def check_fp16_without_bf16(recipe: Recipe) -> list[InitErrorDetails]:
             "fp16 mixed precision with bfloat16 weights or compute: the fp16 gradient scaler "
             "cannot unscale bfloat16 gradients",
             "set training.precision=bf16 (or auto), or, on GPUs without bf16, "
-            "model.dtype=float16 with quantization.compute_dtype=float16",
+            "model.dtype=auto with quantization.compute_dtype=auto (they follow fp16)",
         )
     ]
 
@@ -102,7 +102,7 @@ def check_bf16_with_fp16_compute(recipe: Recipe) -> list[InitErrorDetails]:
             ["quantization", "compute_dtype"],
             q.compute_dtype,
             "bf16 training with float16 4-bit compute mixes two half-precision formats",
-            "set quantization.compute_dtype=bfloat16",
+            "set quantization.compute_dtype=auto (it follows the precision)",
         )
     ]
 
@@ -111,9 +111,20 @@ def check_bf16_with_fp16_compute(recipe: Recipe) -> list[InitErrorDetails]:
 
 
 def check_fsdp_storage_dtype(recipe: Recipe) -> list[InitErrorDetails]:
+    """With ``auto`` on either side, the resolution makes them equal
+    (:func:`peftkit.hardware.storage_dtype`); this rule judges two written values, before and
+    after ``compute_dtype: auto`` resolves."""
     q = recipe.quantization
     fsdp_4bit = recipe.distributed.strategy == "fsdp" and q.bits == 4
-    if not fsdp_4bit or q.storage_dtype == q.compute_dtype:
+    if (
+        not fsdp_4bit
+        or q.storage_dtype == q.compute_dtype
+        or "auto"
+        in (
+            q.storage_dtype,
+            q.compute_dtype,
+        )
+    ):
         return []
     return [
         rule_error(
@@ -121,7 +132,7 @@ def check_fsdp_storage_dtype(recipe: Recipe) -> list[InitErrorDetails]:
             q.storage_dtype,
             "FSDP shards parameters of one dtype, so 4-bit weights must be stored in the "
             "compute dtype",
-            f"set quantization.storage_dtype={q.compute_dtype}",
+            "set quantization.storage_dtype=auto (it follows the compute dtype under FSDP)",
         )
     ]
 
@@ -206,6 +217,14 @@ def check_declared_data_format(recipe: Recipe) -> list[InitErrorDetails]:
     return [rule_error(misfit.field, misfit.value, misfit.rule, misfit.recipe_fix)]
 
 
+PRECISION_RULES: tuple[Rule, ...] = (
+    check_fp16_without_bf16,
+    check_bf16_with_fp16_compute,
+    check_fsdp_storage_dtype,
+)
+"""The rules on precision and dtypes: run at validation on what the recipe says, and again on
+what ``auto`` resolves to on the machine at hand."""
+
 RULES: tuple[Rule, ...] = (
     check_qlora_is_4bit,
     check_lora_on_4bit_is_qlora,
@@ -228,7 +247,7 @@ RULES: tuple[Rule, ...] = (
 def doubt_learning_rate(recipe: Recipe) -> list[str]:
     rate = recipe.training.learning_rate
     low, high = LEARNING_RATE_USUAL[recipe.method]
-    if low <= rate <= high:
+    if rate == "auto" or low <= rate <= high:
         return []
     return [
         f"training.learning_rate={rate:g} is outside the usual [{low:g}, {high:g}] for method "
@@ -280,8 +299,16 @@ def doubt_clipping_off(recipe: Recipe) -> list[str]:
     ]
 
 
+def doubt_lora_batch(recipe: Recipe) -> list[str]:
+    from peftkit.recipes.capacity import batch_doubt
+
+    found = batch_doubt(recipe)
+    return [] if found is None else [f"training: {found[0]}. Fix: {found[1]}."]
+
+
 DOUBTS: tuple[Callable[[Recipe], list[str]], ...] = (
     doubt_learning_rate,
+    doubt_lora_batch,
     doubt_epochs,
     doubt_cadences_longer_than_the_run,
     doubt_clipping_off,

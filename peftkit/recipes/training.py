@@ -7,13 +7,13 @@ mapped with a warning, because they are what blog posts still show.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from peftkit.errors import raise_all, rule_error
 from peftkit.memory.plan import SHORTEST_SEQUENCE
-from peftkit.section import Section
+from peftkit.section import Section, auto_or
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Optimizer = Literal[
@@ -33,6 +33,8 @@ TRACKER_PACKAGES = {
     "trackio": "trackio",
 }
 """The package each tracker needs; the Trainer's integration for it fails without."""
+Rate = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+"""A learning rate: a finite number in (0, 1)."""
 Scheduler = Literal[
     "linear",
     "cosine",
@@ -67,7 +69,12 @@ class TrainingSection(Section):
         "sequence_len": "max_length",
     }
 
-    learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
+    learning_rate: auto_or(Rate) = Field(  # type: ignore[valid-type]
+        2e-4,
+        examples=[2e-4],
+        description="Peak learning rate; 'auto' takes it from the model's hidden size "
+        "(peftkit.recipes.learning_rate), wherever the recipe meets a model.",
+    )
     epochs: float = Field(
         1.0,
         gt=0,
@@ -107,7 +114,13 @@ class TrainingSection(Section):
     precision: Precision = Field(
         "auto",
         description="Mixed precision; 'auto' picks bf16 where the hardware has it, else fp16 on "
-        "GPU or fp32 on CPU.",
+        "GPU or fp32 on CPU (model.dtype and quantization.compute_dtype 'auto' follow it).",
+    )
+    liger: auto_or(bool) = Field(  # type: ignore[valid-type]
+        "auto",
+        examples=[False],
+        description="Liger's Triton kernels (use_liger_kernel); 'auto' turns them on where the "
+        "liger-kernel package and a CUDA GPU are there.",
     )
     activation_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, ~25% slower."
