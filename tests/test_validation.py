@@ -457,7 +457,11 @@ RULE_BOUNDARIES = [
         id="fp16-with-fp16-weights",
     ),
     pytest.param(
-        {"recipe": Q, "training": {"precision": "fp16"}},
+        {
+            "recipe": Q,
+            "training": {"precision": "fp16"},
+            "quantization": {"compute_dtype": "bfloat16"},
+        },
         {"training.precision": ("fp16", FP16_RULE)},
         id="fp16-with-bf16-4-bit-compute",
     ),
@@ -496,7 +500,11 @@ RULE_BOUNDARIES = [
         id="bf16-with-8-bit",
     ),
     pytest.param(
-        {"recipe": Q, "distributed": {"strategy": "fsdp"}},
+        {
+            "recipe": Q,
+            "distributed": {"strategy": "fsdp"},
+            "quantization": {"compute_dtype": "bfloat16", "storage_dtype": "uint8"},
+        },
         {"quantization.storage_dtype": ("uint8", "FSDP shards parameters of one dtype")},
         id="fsdp-4-bit-stored-as-uint8",
     ),
