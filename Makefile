@@ -6,7 +6,7 @@ STAMP := $(VENV)/.stamp-install
 # a multi-GB CUDA build for the project's `torch>=` requirement.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test test-lowest lint format recipes demo docs bench
+.PHONY: install test test-lowest lint format recipes demo docs bench mutants
 
 # The recipe and callback tests: what `make test-lowest` runs against the lowest versions
 # peftkit declares (about 3 minutes from scratch on 2 cores: half installing, half testing).
@@ -74,3 +74,19 @@ recipes: install
 bench: install
 	cd benchmarks && ../$(PY) import_time.py && ../$(PY) callbacks.py && \
 		../$(PY) memory_tables.py && ../$(PY) recipe_quality.py
+
+# Mutation testing of the core (docs/mutation.md): mutmut changes one thing at a time in
+# callbacks/, evaluation/, outputs.py, checkpoints.py, recipes/rules.py, the data audit's
+# measuring and checks and the memory estimate, runs the tests that call it, and prints the
+# score per module and every surviving mutant. CPU-heavy: module by module, niced; `make
+# mutants MODULES="rules outputs"` runs some. Results are kept in mutants/ (reruns are
+# incremental).
+MUTMUT_STAMP := $(VENV)/.stamp-mutmut
+MODULES ?=
+
+$(MUTMUT_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet "mutmut==3.8.1"
+	touch $@
+
+mutants: $(MUTMUT_STAMP)
+	$(PY) scripts/mutants.py $(MODULES)

@@ -155,6 +155,48 @@ def _overhead_rows(name: str, cost: dict[str, float], steps: int) -> str:
     )
 
 
+def section(
+    model: str,
+    repeats: int,
+    real_cost: dict[str, float],
+    real_steps: int,
+    tiny_cost: dict[str, float],
+    tiny_steps: int,
+    best: dict[str, Any],
+    best_steps: int,
+) -> str:
+    """The "callbacks" section of docs/benchmarks.md from what was measured."""
+    (t_ours, b_ours), (t_theirs, b_theirs) = best["ours"], best["theirs"]
+    return (
+        "## Callbacks\n\n"
+        f"`benchmarks/callbacks.py` at {git_revision()} on {machine()}; a LoRA r=8 adapter on "
+        f"every linear layer, batch 4 x 32 tokens, one torch thread; {model} in bf16 autocast on "
+        "the CPU, and the "
+        f"tiny Llama (2 layers, hidden 64) in fp32. {repeats} run(s) of each kind, in "
+        "alternating order.\n\n"
+        "**Overhead** of EarlyStopping + OverfitDetector + GradientCheck (the norm of every "
+        "step, through GradientNormMixin), evaluation every 8-20 steps:\n\n"
+        "| model | steps | no callbacks, median s | three callbacks, median s | CPU-time "
+        "ratio | wall-time ratio | time inside the callbacks |\n|---|---|---|---|---|---|---|\n"
+        + _overhead_rows(model, real_cost, real_steps)
+        + _overhead_rows("tiny Llama (ms steps)", tiny_cost, tiny_steps)
+        + "\nTarget: at most 1.02. A ratio is the median over pairs of runs, one of each kind "
+        "back to back (their order alternating); the spread is between the largest and the "
+        "smallest pair's ratio. CPU time is this process's own (all threads); wall time also "
+        "carries what the other guests of this shared 2-core machine take from it. The time "
+        "inside the callbacks' own code, timed around each event call, is what they cost.\n\n"
+        f"**Keeping the best adapter** ({model}, {best_steps} steps, evaluation every 4):\n\n"
+        "| approach | median s | MB written |\n|---|---|---|\n"
+        f"| `EarlyStopping(restore_best=True)` | {t_ours:.2f} | {b_ours / 1e6:.2f} |\n"
+        f'| `save_strategy="best"` + `load_best_model_at_end=True` (a checkpoint at each '
+        f"improvement) | {t_theirs:.2f} | {b_theirs / 1e6:.2f} |\n\n"
+        f"EarlyStopping wrote {b_ours / 1e6:.2f} MB where the Trainer wrote "
+        f"{b_theirs / 1e6:.0f} MB, in {t_ours / t_theirs:.2f}x the time: the Trainer's "
+        "checkpoints hold the adapter, the optimizer state and the scheduler, written at every "
+        "improved evaluation, where EarlyStopping copies the adapter to CPU memory.\n"
+    )
+
+
 def main(quick: bool = False) -> None:
     import torch
 
@@ -185,36 +227,8 @@ def main(quick: bool = False) -> None:
             real, work / "b", 1 if quick else 2,
             {"max_steps": best_steps, "eval_steps": 4, "logging_steps": 4, **real_settings},
         )  # fmt: skip
-    (t_ours, b_ours), (t_theirs, b_theirs) = best["ours"], best["theirs"]
     model = "tiny Llama" if quick else "SmolLM2-135M-Instruct"
-    body = (
-        "## Callbacks\n\n"
-        f"`benchmarks/callbacks.py` at {git_revision()} on {machine()}; a LoRA r=8 adapter on "
-        f"every linear layer, batch 4 x 32 tokens, one torch thread; {model} in bf16 autocast on "
-        "the CPU, and the "
-        f"tiny Llama (2 layers, hidden 64) in fp32. {repeats} run(s) of each kind, in "
-        "alternating order.\n\n"
-        "**Overhead** of EarlyStopping + OverfitDetector + GradientCheck (the norm of every "
-        "step, through GradientNormMixin), evaluation every 8-20 steps:\n\n"
-        "| model | steps | no callbacks, median s | three callbacks, median s | CPU-time "
-        "ratio | wall-time ratio | time inside the callbacks |\n|---|---|---|---|---|---|---|\n"
-        + _overhead_rows(model, real_cost, real_steps)
-        + _overhead_rows("tiny Llama (ms steps)", tiny_cost, tiny_steps)
-        + "\nTarget: at most 1.02. A ratio is the median over pairs of runs, one of each kind "
-        "back to back (their order alternating); the spread is between the largest and the "
-        "smallest pair's ratio. CPU time is this process's own (all threads); wall time also "
-        "carries what the other guests of this shared 2-core machine take from it. The time "
-        "inside the callbacks' own code, timed around each event call, is what they cost.\n\n"
-        f"**Keeping the best adapter** ({model}, {best_steps} steps, evaluation every 4):\n\n"
-        "| approach | median s | MB written |\n|---|---|---|\n"
-        f"| `EarlyStopping(restore_best=True)` | {t_ours:.2f} | {b_ours / 1e6:.2f} |\n"
-        f'| `save_strategy="best"` + `load_best_model_at_end=True` (a checkpoint at each '
-        f"improvement) | {t_theirs:.2f} | {b_theirs / 1e6:.2f} |\n\n"
-        f"EarlyStopping wrote {b_ours / 1e6:.2f} MB where the Trainer wrote "
-        f"{b_theirs / 1e6:.0f} MB, in {t_ours / t_theirs:.2f}x the time: the Trainer's "
-        "checkpoints hold the adapter, the optimizer state and the scheduler, written at every "
-        "improved evaluation, where EarlyStopping copies the adapter to CPU memory.\n"
-    )
+    body = section(model, repeats, real_cost, real_steps, tiny_cost, tiny_steps, best, best_steps)
     if quick:
         print(body)
         return

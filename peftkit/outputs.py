@@ -9,16 +9,18 @@ existing output exactly as it was, and no half-written folder is left to block a
 
 One rule decides whether a folder may be replaced (:func:`check_replaceable`), for output
 folders and for every other folder peftkit writes (early stopping's ``save_best_to``): the
-folder carries :data:`MARKER`, which lists every file peftkit wrote there with its size and
-modification time, and a folder holding anything else (a file added anywhere in it, or one of
-peftkit's files edited since) is refused, even with ``--overwrite``. An earlier output is
-replaced only with ``--overwrite``, or by a ``--resume`` that continues that output's own run.
-An output that equals, holds or lies inside an input (the data, the model, the adapter) is
-refused too, as is the folder the command runs in.
+folder carries :data:`MARKER`, which lists every file peftkit wrote there with its size and the
+hash of its content (:func:`inventory`), and a folder holding anything else (a file added
+anywhere in it, or one of peftkit's files edited since, even to the same size and with its old
+modification time) is refused, even with ``--overwrite`` (:func:`foreign_files`). An earlier
+output is replaced only with ``--overwrite``, or by a ``--resume`` that continues that output's
+own run. An output that equals, holds or lies inside an input (the data, the model, the
+adapter) is refused too, as is the folder the command runs in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -105,7 +107,7 @@ def check_replaceable(target: Path, flag: str) -> bool:
         raise RecipeError(f"{flag}: a file, not a folder. Fix: choose a folder name.")
     if not target.is_dir() or not any(target.iterdir()):
         return False
-    foreign = _not_written_by_peftkit(target)
+    foreign = foreign_files(target)
     if foreign:
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         raise RecipeError(
@@ -165,27 +167,55 @@ def _check_parent(target: Path, flag: str) -> None:
         )
 
 
-def inventory(folder: Path) -> dict[str, list[int]]:
-    """Every file under ``folder`` (links as files) with its size and modification time."""
-    found = {}
+def inventory(folder: Path) -> dict[str, list[int | str]]:
+    """Every file under ``folder`` with its size and the SHA-256 of its content (of its target
+    path, for a link), recorded when peftkit writes the folder. The content, not the
+    modification time: an edit that keeps a file's size and time (an editor or a copy that
+    preserves times, two writes within the clock's resolution) must still count as an edit."""
+    found: dict[str, list[int | str]] = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() or path.is_symlink():
-            info = path.lstat()
-            found[path.relative_to(folder).as_posix()] = [info.st_size, info.st_mtime_ns]
+            found[path.relative_to(folder).as_posix()] = [path.lstat().st_size, _digest(path)]
     return found
 
 
-def _not_written_by_peftkit(folder: Path) -> list[str]:
-    """The files of ``folder`` that its marker does not list as peftkit wrote them: all of
-    them when there is no readable marker."""
+def foreign_files(folder: Path, marker: str = MARKER) -> list[str]:
+    """The files of ``folder`` that peftkit did not write as they are now: not listed in the
+    :func:`inventory` that the JSON file ``marker`` in it holds under ``"files"``, or listed
+    with another size or content. All of them when there is no readable marker."""
     try:
-        recorded = json.loads((folder / MARKER).read_text(encoding="utf-8"))["files"]
+        recorded = json.loads((folder / marker).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
         recorded = None
-    present = inventory(folder)
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() or p.is_symlink()]
+    names = [p.relative_to(folder).as_posix() for p in files]
     if not isinstance(recorded, dict):
-        return sorted(present) or sorted(p.name for p in folder.iterdir())
-    return [name for name, stat in present.items() if name != MARKER and recorded.get(name) != stat]
+        return names or sorted(p.name for p in folder.iterdir())
+    return [
+        name
+        for name, path in zip(names, files, strict=True)
+        if name != marker and not _as_recorded(path, recorded.get(name))
+    ]
+
+
+def _as_recorded(path: Path, entry: Any) -> bool:
+    """Whether ``path`` has the size and content its inventory ``entry`` records (the size is
+    compared first, so that a file of another size is not read)."""
+    if not isinstance(entry, list) or len(entry) != 2:
+        return False
+    return entry[0] == path.lstat().st_size and entry[1] == _digest(path)
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks; of the target path for a symbolic link."""
+    digest = hashlib.sha256()
+    if path.is_symlink():
+        digest.update(os.fsencode(os.readlink(path)))
+        return digest.hexdigest()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def staging_of(target: Path) -> Path:

@@ -232,3 +232,146 @@ def test_the_summary_and_the_card_show_the_content_and_stop_rates(tmp_path: Path
     assert f"note: {note}" in summary
     assert f"Note: {note}" in card
     json.dumps(metrics)  # metrics.json holds them as they are
+
+
+# --- more of the values compared, and how answers are generated -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference", "exact"),
+    [
+        ('{"ok": true}', '{"ok": true}', 1.0),  # a boolean equals itself
+        ("[false]", "[false]", 1.0),
+        ('{"ok": false}', '{"ok": true}', 0.0),
+        ('["code"]', '{"code": 1}', 0.0),  # a list is not an object with those keys
+        ('["a", "b"]', '"ab"', 0.0),  # nor a string of those characters
+        ("[1]", "1", 0.0),
+        ("{}", "[]", 0.0),
+    ],
+)
+def test_values_of_other_kinds_are_never_equal(answer: str, reference: str, exact: float):
+    assert content_rates([answer], [reference])["exact_match_rate"] == exact
+
+
+def test_chat_turns_without_text_are_no_reference():
+    """A reference given as chat turns whose contents are not text (or not turns at all)
+    has no text to compare: the row is left out, as a None reference is."""
+    no_text = [{"role": "assistant", "content": None}, "not a turn"]
+    assert content_rates(["x"], [no_text]) == {}
+    assert content_rates(["x"], [7]) == {}
+    turns = ["not a turn", {"role": "assistant", "content": "x"}]
+    assert content_rates(["x"], [turns]) == {"exact_match_rate": 1.0}
+
+
+def _inputs_of_generate(model: Any) -> tuple[list[Any], Any]:
+    """Record the input ids of every forward pass of ``model`` (a hook; the run is real)."""
+    seen: list[Any] = []
+
+    def record(module: Any, args: Any, kwargs: Any) -> None:
+        seen.append(kwargs.get("input_ids", args[0] if args else None))
+
+    return seen, model.register_forward_pre_hook(record, with_kwargs=True)
+
+
+def test_prompts_are_chat_templated_and_tokenized_as_they_are(tiny):
+    """A chat prompt is the chat template's text with the assistant's turn opened; a plain
+    prompt is its own text. Neither gets a second set of special tokens from the tokenizer
+    (the template already has them), even from a tokenizer that would add a BOS."""
+    from tokenizers.processors import TemplateProcessing
+
+    model, tokenizer = tiny
+    bos_adding = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    bos = bos_adding.bos_token_id
+    bos_adding._tokenizer.post_processor = TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", bos)]
+    )
+    assert bos_adding("a")["input_ids"][0] == bos  # premise: this one adds a BOS
+    chat = [{"role": "user", "content": "Describe HTTP status 404 as JSON."}]
+    expected = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    assert expected.endswith("<|im_start|>assistant\n")
+    for prompt, text in ((chat, expected), (PROMPTS[0], PROMPTS[0])):
+        seen, hook = _inputs_of_generate(model)
+        try:
+            with steered(model, lambda row, step: EOS):
+                generate_answers(model, bos_adding, [prompt], max_new_tokens=2)
+        finally:
+            hook.remove()
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert seen[0][0].tolist() == ids
+
+
+def test_defaults_and_what_is_left_as_it_was(tiny):
+    """128 new tokens at most and 16 prompts to a batch by default; greedy even where the
+    model's generation config samples; the tokenizer's padding side and the model's training
+    mode are as they were."""
+    model, tokenizer = tiny
+    calls: list[int] = []
+    generate = model.generate
+
+    def counted(**kwargs: Any) -> Any:
+        calls.append(kwargs["input_ids"].shape[0])
+        return generate(**kwargs)
+
+    model.generate = counted
+    config = model.generation_config
+    sampling = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    before = {key: getattr(config, key) for key in sampling}
+    tokenizer.padding_side = "right"
+    model.train()
+    try:
+        for key, value in sampling.items():
+            setattr(config, key, value)
+        with steered(model, lambda row, step: EOS):
+            answers = generate_answers(model, tokenizer, PROMPTS * 9)
+        assert calls == [16, 2] and answers.max_new_tokens == 128
+        assert (tokenizer.padding_side, model.training) == ("right", True)
+        first = generate_answers(model, tokenizer, PROMPTS, max_new_tokens=6).texts
+        again = generate_answers(model, tokenizer, PROMPTS, max_new_tokens=6).texts
+        assert first == again  # greedy: the sampling settings are not used
+    finally:
+        del model.generate
+        for key, value in before.items():
+            setattr(config, key, value)
+        tokenizer.padding_side = "left"
+        model.eval()
+
+
+def _merged_while_generating(model: Any, tokenizer: Any) -> list[bool]:
+    """Whether the adapter's layers were merged at each forward pass of generate_answers."""
+    layers = [m for m in model.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+    assert layers
+    seen: list[bool] = []
+    hook = layers[0].register_forward_pre_hook(lambda layer, _: seen.append(layer.merged))
+    try:
+        generate_answers(model, tokenizer, PROMPTS, max_new_tokens=2)
+    finally:
+        hook.remove()
+    assert not any(layer.merged for layer in layers)  # unmerged again after
+    return seen
+
+
+def test_an_adapter_is_merged_while_generating_but_not_on_a_quantized_base(tiny_model_dir):
+    """Merging for the duration saves the adapter's extra matmuls for every token; on a 4-bit
+    base it would be lossy, so there it is not merged. Either way the model ends as it was."""
+    import torch
+    from transformers import AutoTokenizer, BitsAndBytesConfig
+
+    from peftkit.testing import peft_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = peft_model(tiny_model_dir)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.1)  # an adapter that changes the output
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert set(_merged_while_generating(model, tokenizer)) == {True}
+    after = dict(model.named_parameters())
+    assert all(torch.allclose(after[n], before[n], atol=1e-6) for n in before)
+    quantized = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, quantization_config=quantized)
+    four_bit = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear"))
+    assert set(_merged_while_generating(four_bit, tokenizer)) == {False}

@@ -1,95 +1,21 @@
-"""The benchmarks run end to end and writes its section of the benchmarks page.
-
-Here on the tiny model with the script's ``--quick`` budgets, so the script cannot rot between
-``make bench`` runs; the published figures come from ``make bench`` on SmolLM2.
-"""
+"""The benchmarks' own logic and the pages they write, in seconds: the sections are rendered
+from results made up here (the published figures come from ``make bench`` on SmolLM2, which
+runs them for real), and the cheap scripts run end to end."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def test_recipe_quality_writes_its_section_and_keeps_the_others(
-    tiny_model_dir: Path, tmp_path: Path
-):
-    doc = tmp_path / "benchmarks.md"
-    doc.write_text("# Benchmarks\n\n<!-- begin other -->\nkept\n<!-- end other -->\n")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "recipe_quality.py",
-            "--quick",
-            "--model",
-            str(tiny_model_dir),
-            "--doc",
-            str(doc),
-        ],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    text = doc.read_text()
-    assert "<!-- begin other -->\nkept\n<!-- end other -->" in text
-    section = text.split("<!-- begin recipe-quality -->")[1].split("<!-- end recipe-quality -->")[0]
-    assert "### json: `json-output` recipe" in section
-    assert "### docs: `domain-adaptation` recipe" in section
-    # The verdict table: every configuration, ranked at both budgets.
-    for task in ("json", "docs"):
-        table = section.split(f"### {task}:")[1].split("- **")[0]
-        rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
-        assert len(rows) == 11  # the recipe, 3 published configurations, 7 sweep points
-        assert sum(" | baseline | " in row for row in rows) == 3
-        assert sum(" | sweep | " in row for row in rows) == 7
-        assert sorted(int(row.split("|")[5]) for row in rows) == list(range(1, 12))
-        assert f"- **{task}, same examples**: the recipe ranks " in section
-        assert f"- **{task}, same wall time**: the recipe ranks " in section
-    # Three seeds for the recipe and the two best competitors, with their spread.
-    seeded = [line for line in section.splitlines() if line.startswith("| same examples |")]
-    assert sum("| **peftkit recipe** | 44 |" in line for line in seeded) == 2
-    assert sum("| 44 |" in line for line in seeded) == 6
-    assert section.count(" ± ") >= 2 * 2 * 3
-    # Every published configuration is cited and read back from the objects it builds.
-    for source in ("peft_integration.md", "Conversational.ipynb", "examples/llama-3/lora-1b.yml"):
-        assert source in section
-    assert "| peftkit recipe | 16 / 32 / 0.05 | all-linear |" in section
-    assert "| peftkit recipe | 64 / 128 / 0.05 | all-linear |" in section
-    assert "| TRL docs LoRA example | 32 / 16 / 0.05 | q_proj, v_proj | 0.0002 linear" in section
-    assert "| Unsloth notebook | 16 / 16 / 0 | " in section and "adamw_8bit" in section
-    assert "| axolotl lora-1b example | 16 / 32 / 0.05 | " in section
-
-
-def test_short_runs_reads_early_stopping_off_the_curve(tmp_path: Path):
-    """The longer-runs benchmark, --quick: json at the default epochs and one more, warmup 0.1,
-    the rival, a stop for each relative min_delta, and the docs curves."""
-    doc = tmp_path / "benchmarks.md"
-    run = subprocess.run(
-        [sys.executable, "short_runs.py", "--quick", "--doc", str(doc)],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    section = doc.read_text().split("<!-- begin short-runs -->")[1]
-    json_rows = section.split("**json**")[1].split("**docs**")[0]
-    # epochs (the recipe's default 2, and one more), optimizer steps; the rival standalone is
-    # twice the recipe's learning rate
-    assert "| peftkit recipe | 2 | 2 |" in json_rows and "| peftkit recipe | 3 | 3 |" in json_rows
-    assert "| lr 0.0016 | 2 | 2 |" in json_rows and "| warmup 0.1 | 2 | 2 |" in json_rows
-    assert section.count(" of best | ") == 4
-    docs_rows = [line for line in section.split("**docs**")[1].splitlines() if "| 1 |" in line]
-    assert [row.split(" | ")[0] for row in docs_rows] == ["| peftkit recipe", "| lr 0.0016"]
 
 
 def test_verdict_counts_no_win_inside_the_spread(monkeypatch: pytest.MonkeyPatch):
@@ -109,22 +35,6 @@ def test_verdict_counts_no_win_inside_the_spread(monkeypatch: pytest.MonkeyPatch
     said = goals(recipe, [recipe, best])
     assert said[0].endswith("**no** (-3 points)")
     assert said[1].endswith("**no** (+2.6%)")
-
-
-def test_callbacks_benchmark_compares_with_the_fair_baseline():
-    """The callbacks benchmark, --quick on the tiny model: the overhead table for both models
-    and the comparison with save_strategy="best" + load_best_model_at_end."""
-    run = subprocess.run(
-        [sys.executable, "callbacks.py", "--quick"],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = [line for line in run.stdout.splitlines() if line.startswith("| tiny Llama")]
-    assert len(rows) == 2 and all("**" in row for row in rows)  # the ratios, in bold
-    assert '`save_strategy="best"` + `load_best_model_at_end=True`' in run.stdout
 
 
 def test_memory_table_reports_the_judged_error_apart_from_the_calibration():
@@ -320,3 +230,154 @@ def test_gpu_check_quantizes_in_memory_as_from_pretrained_and_trains(gpu_check):
     assert (packed, constants) == quantized_bytes(shape_of(config), setup)
     optimizer = gpu_check.train_steps(model, setup, steps=2)
     assert len(optimizer.state) == sum(p.requires_grad for p in model.parameters())
+
+
+# --- the pages the benchmarks write, from results made up here (seconds, no training) ----------
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The benchmarks folder importable (its scripts import their neighbours)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import recipe_quality
+    import short_runs
+
+    return SimpleNamespace(recipe_quality=recipe_quality, short_runs=short_runs)
+
+
+def _made_up_runs(bench: Any, task: Any, model: Path) -> list[Any]:
+    """Every contender once (seed 42), the recipe and the two best competitors with seeds 43
+    and 44, and each run standing for the same wall time too: the recipe best, then the
+    contenders in the order they are listed (each a little worse)."""
+    from sft_runs import RECIPE, SEEDS, Run
+
+    names = [c.name for c in bench.recipe_quality.contenders(task, model)]
+    seeded = {RECIPE, names[1], names[2]}
+
+    def run(rank: int, name: str, seed: int) -> Any:
+        loss = 1.0 + rank / 10 + (seed - 42) / 1000
+        scores = {"eval_loss": loss, "perplexity": math.exp(loss)}
+        if task.schema is not None:
+            scores |= {"schema_valid_rate": 0.9 - rank / 20, "json_valid_rate": 0.95 - rank / 20}
+        return Run(name, "same examples", seed, 10, 60.0 + rank, 1000, scores)
+
+    runs = [
+        run(rank, name, seed)
+        for rank, name in enumerate(names)
+        for seed in (SEEDS if name in seeded else SEEDS[:1])
+    ]
+    return runs + [replace(r, budget="same wall time", copied=True) for r in runs]
+
+
+def test_recipe_quality_page_ranks_every_configuration(bench: Any, tiny_model_dir: Path, tmp_path):
+    """The section of one task: all 11 configurations ranked at both budgets in the order of
+    their scores, seeds with their spread, every run, and what each configuration sets (read
+    back from the objects it builds); written into the page without touching the others."""
+    from report import write_section
+    from sft_runs import tasks
+
+    sections = []
+    for task in tasks(quick=True):
+        runs = _made_up_runs(bench, task, tiny_model_dir)
+        base = {"eval_loss": 3.0, "schema_valid_rate": 0.0, "perplexity": 20.1}
+        section, verdicts = bench.recipe_quality.task_section(task, base, runs, tiny_model_dir)
+        assert section.startswith(f"### {task.name}: `{task.recipe}` recipe")
+        assert "Untrained model: held-out loss 3.000, " in section
+        table = section.split("- **")[0]
+        rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+        assert len(rows) == 11  # the recipe, 3 published configurations, 7 sweep points
+        assert sum(" | baseline | " in row for row in rows) == 3
+        assert sum(" | sweep | " in row for row in rows) == 7
+        assert [int(row.split("|")[5]) for row in rows] == list(range(1, 12))  # as made up
+        assert "peftkit recipe" in rows[0]
+        assert f"- **{task.name}, same examples**: the recipe ranks 1 of 11" in section
+        assert f"- **{task.name}, same wall time**: the recipe ranks 1 of 11" in section
+        seeded = [line for line in section.splitlines() if line.startswith("| same examples |")]
+        assert sum("| **peftkit recipe** | 44 |" in line for line in seeded) == 1
+        assert sum("| 44 |" in line for line in seeded) == 3
+        assert len(seeded) == 11 + 2 * 3  # every same-examples run; the copies are not repeated
+        assert section.count(" ± ") >= 2 * 3  # the three seeded configurations at both budgets
+        assert verdicts and all(v.startswith("- **") for v in verdicts)
+        sections.append(section)
+    both = "\n\n".join(sections)
+    assert "| peftkit recipe | 16 / 32 / 0.05 | all-linear |" in both
+    assert "| peftkit recipe | 64 / 128 / 0.05 | all-linear |" in both
+    assert "| TRL docs LoRA example | 32 / 16 / 0.05 | q_proj, v_proj | 0.0002 linear" in both
+    assert "| Unsloth notebook | 16 / 16 / 0 | " in both and "adamw_8bit" in both
+    assert "| axolotl lora-1b example | 16 / 32 / 0.05 | " in both
+    cited = "\n".join(bench.recipe_quality.sources())
+    for source in ("peft_integration.md", "Conversational.ipynb", "examples/llama-3/lora-1b.yml"):
+        assert source in cited
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n<!-- begin other -->\nkept\n<!-- end other -->\n")
+    write_section("recipe-quality", "first", doc)
+    write_section("recipe-quality", both, doc)
+    text = doc.read_text()
+    assert "<!-- begin other -->\nkept\n<!-- end other -->" in text and "first" not in text
+    assert text.count("<!-- begin recipe-quality -->") == 1 and both in text
+
+
+def test_short_runs_page_reads_early_stopping_off_the_curve(bench: Any):
+    """The longer-runs section from made-up curves: one row per run, the recipe's curve by
+    step, where early stopping stops for each relative min_delta, and the docs runs."""
+    from sft_runs import RECIPE, tasks
+
+    short_runs = bench.short_runs
+    json_task, docs_task = tasks(quick=True)
+    scores = {"eval_loss": 0.5, "schema_valid_rate": 0.75, "json_valid_rate": 1.0}
+    curve = [(3, 1.0), (6, 0.8), (9, 0.795), (12, 0.79), (15, 0.9), (18, 0.95), (21, 0.97)]
+    json_runs = [
+        short_runs.Curve(RECIPE, 2, curve, 30.0, 21, scores),
+        short_runs.Curve(RECIPE, 3, [], 45.0, 32, scores),
+        short_runs.Curve("warmup 0.1", 2, [], 31.0, 21, scores),
+        short_runs.Curve("lr 0.0016", 2, [], 29.0, 21, scores),
+    ]
+    docs_runs = [
+        short_runs.Curve(RECIPE, 1, [(3, 2.5), (6, 2.4)], 10.0, 6, {"perplexity": 11.0}),
+        short_runs.Curve("lr 0.0016", 1, [(3, 2.6), (6, 2.3)], 10.0, 6, {"perplexity": 10.0}),
+    ]
+    text = short_runs.section(json_task, json_runs, docs_task, docs_runs, 1.0)
+    json_rows = text.split("**json**")[1].split("**docs**")[0]
+    assert "| peftkit recipe | 2 | 21 | 30 | 0.500 | 75% (100%) | 12: 0.790 |" in json_rows
+    assert "| peftkit recipe | 3 | 32 | 45 | 0.500 | 75% (100%) | - |" in json_rows
+    assert (
+        "| warmup 0.1 | 2 | 21 | 31 |" in json_rows and "| lr 0.0016 | 2 | 21 | 29 |" in json_rows
+    )
+    assert "by step: 3: 1.000, 6: 0.800, 9: 0.795, 12: 0.790, 15: 0.900" in json_rows
+    stops = [line for line in json_rows.splitlines() if " of best | " in line]
+    assert len(stops) == len(short_runs.RELATIVE_DELTAS)
+    for share, line in zip(short_runs.RELATIVE_DELTAS, stops, strict=True):
+        at, best_step, best = short_runs.stop(curve, share)
+        assert line == f"| {share:.1%} of best | {at} | {at / 21:.0%} | {best_step} | {best:.3f} |"
+    docs_rows = [line for line in text.split("**docs**")[1].splitlines() if "| 6 |" in line]
+    assert docs_rows == [
+        "| peftkit recipe | 6 | 10 | 11.00 | 3: 2.500, 6: 2.400 |",
+        "| lr 0.0016 | 6 | 10 | 10.00 | 3: 2.600, 6: 2.300 |",
+    ]
+
+
+def test_early_stopping_on_a_curve_stops_after_patience_evaluations(bench: Any):
+    """min_delta as a share of the best loss: a gain smaller than that share is no gain."""
+    stop = bench.short_runs.stop
+    curve = [(3, 1.0), (6, 0.8), (9, 0.795), (12, 0.79), (15, 0.9), (18, 0.95), (21, 0.97)]
+    assert stop(curve, 0.0) == (21, 12, 0.79)  # three evaluations without a new best
+    assert stop(curve, 0.01) == (21, 12, 0.79)  # 0.79 gains more than 1% of 0.8
+    assert stop(curve, 0.02) == (15, 6, 0.8)  # 0.795 and 0.79 gain less than 2% of 0.8
+    assert stop([(3, 1.0), (6, 0.9)], 0.0) == (6, 6, 0.9)  # never stops: its last evaluation
+
+
+def test_callbacks_page_reports_the_overhead_and_the_fair_baseline(monkeypatch):
+    """The callbacks section from made-up timings: the ratio in bold, its spread, the share
+    inside the callbacks, and what each way of keeping the best adapter cost."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from callbacks import section
+
+    cost = {"plain": 1.0, "checked": 1.01, "cpu": 1.012, "cpu_spread": 0.004, "wall": 1.02,
+            "wall_spread": 0.01, "inside": 0.0031}  # fmt: skip
+    best = {"ours": (2.5, 2_100_000), "theirs": (5.0, 63_000_000)}
+    text = section("SmolLM2-135M-Instruct", 5, cost, 24, cost, 200, best, 40)
+    assert "| SmolLM2-135M-Instruct | 24 | 1.00 | 1.01 | **1.012** (spread 0.004) | " in text
+    assert "| tiny Llama (ms steps) | 200 | " in text and "| 0.31% |" in text
+    assert "| `EarlyStopping(restore_best=True)` | 2.50 | 2.10 |" in text
+    assert '`save_strategy="best"` + `load_best_model_at_end=True`' in text
+    assert "wrote 2.10 MB where the Trainer wrote 63 MB, in 0.50x the time" in text

@@ -28,7 +28,7 @@ from peftkit.callbacks import (
 from peftkit.errors import RecipeError
 from peftkit.testing import peft_model, text_rows, trainable, trainer
 
-NAN = float("nan")
+NAN, INF = float("nan"), float("inf")
 
 
 class WeightsAtEvaluation(TrainerCallback):
@@ -64,6 +64,20 @@ class WeightsAtEvaluation(TrainerCallback):
             3,
             StopReason.STOPPING_THRESHOLD,
             id="stopping-threshold",
+        ),
+        pytest.param(
+            [1.0, 0.8, 0.6, 0.4],
+            {"stopping_threshold": 0.6},
+            3,
+            StopReason.STOPPING_THRESHOLD,
+            id="exactly-at-the-stopping-threshold",
+        ),
+        pytest.param(
+            [1.0, 1.2, 3.0, 3.5],
+            {"divergence_threshold": 3.0},
+            4,
+            StopReason.DIVERGENCE,
+            id="exactly-at-the-divergence-threshold-goes-on",
         ),
         pytest.param(
             [1.0, 1.2, 5.0, 0.1],
@@ -120,21 +134,44 @@ def test_stop_step_min_mode(tiny_model_dir, tmp_path, sequence, options, stop_st
             id="threshold",
         ),
         pytest.param(
+            [0.1, 0.5, 0.9, 0.95],
+            {"stopping_threshold": 0.9},
+            3,
+            StopReason.STOPPING_THRESHOLD,
+            id="exactly-at-the-threshold",
+        ),
+        pytest.param(
             [0.5, 0.4, 0.05],
             {"divergence_threshold": 0.1},
             3,
             StopReason.DIVERGENCE,
             id="divergence",
         ),
+        pytest.param(
+            [0.5, 0.1, 0.05],
+            {"divergence_threshold": 0.1},
+            3,
+            StopReason.DIVERGENCE,
+            id="exactly-at-the-divergence-threshold-goes-on",
+        ),
+        pytest.param(
+            [0.5, 0.52, 0.54, 0.55, 0.9],
+            {"patience": 3, "min_delta": 0.05},
+            4,
+            StopReason.PATIENCE,
+            id="min_delta",
+        ),
     ],
 )
 def test_stop_step_max_mode(tiny_model_dir, tmp_path, sequence, options, stop_step, reason):
-    """mode='auto' infers max from 'accuracy'; the same rules apply mirrored."""
+    """mode='auto' infers max from 'accuracy'; the same rules apply mirrored: a rise of at most
+    min_delta is no improvement, a value at the stopping threshold stops, one at the divergence
+    threshold does not."""
     stopper = EarlyStopping(metric="eval_accuracy", mode="auto", restore_best=False, **options)
     script = ScriptedMetric(scripted(sequence), key="eval_accuracy")
-    run = trainer(tiny_model_dir, tmp_path, [script, stopper])
+    run = trainer(tiny_model_dir, tmp_path, [script, stopper], max_steps=len(sequence))
     run.train()
-    assert stopper.monitor.mode == "max"
+    assert stopper.monitor.mode == "max" and stopper.stop is not None
     assert (run.state.global_step, stopper.stop.reason) == (stop_step, reason)
 
 
@@ -440,3 +477,161 @@ def test_callback_state_is_json_serialisable(tiny_model_dir, tmp_path):
     for callback in callbacks:
         json.dumps(callback.state())
         assert math.isfinite(json.loads(json.dumps(callback.state()))["args"].get("patience", 1))
+
+
+# --- GradientCheck on exact sequences of norms -------------------------------------------------
+
+
+def _fed(norms: list[float], checks: GradientCheck | None = None, **settings: Any) -> Any:
+    """A GradientCheck given ``norms`` one optimizer step at a time, as GradientNormMixin hands
+    them over (real TrainingArguments, TrainerState and TrainerControl; no model, so a
+    non-finite norm has no gradients to drop)."""
+    import warnings as _warnings
+
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    checks = checks or GradientCheck(min_steps=5)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", FutureWarning)
+        args = TrainingArguments("unused", use_cpu=True, report_to="none", **settings)
+    state, control = TrainerState(), TrainerControl()
+    checks.training = True
+    for norm in norms:
+        checks.on_grad_norm(args, state, control, grad_norm=torch.tensor(norm))
+        state.global_step += 1
+    return checks, args, state, control
+
+
+def test_spikes_are_judged_against_the_median_of_the_recent_norms():
+    """A norm above spike_factor x the median of the last norms is a spike, once ten norms are
+    there to judge by; the window keeps the last `window` norms; the largest is kept."""
+    checks, *_ = _fed([1.0] * 9 + [50.0], GradientCheck(spike_factor=10))
+    assert checks.spikes == 0  # nine norms: too few to judge
+    checks, *_ = _fed([1.0] * 10 + [50.0], GradientCheck(spike_factor=10))
+    assert checks.spikes == 1  # ten are enough
+    checks, *_ = _fed([1.0] * 10 + [10.0, 10.5, 30.0], GradientCheck(spike_factor=10, window=12))
+    assert checks.spikes == 2  # 10.0 is not above 10 x 1.0; 10.5 is; 30 is too
+    assert len(checks.recent) == 12 and checks.recent[-3:] == [10.0, 10.5, 30.0]
+    assert checks.max_norm_seen == 30.0 and checks.steps == 13 and checks.per_step
+    zeros, *_ = _fed([0.0] * 12 + [5.0])
+    assert zeros.spikes == 0  # a median of zero judges nothing
+
+
+def test_clipping_is_counted_above_max_grad_norm_and_warned_from_min_steps(recwarn):
+    """Clipped: a norm above max_grad_norm (not at it). The warning comes once the share of
+    clipped steps reaches clipped_warn_fraction after min_steps, and suggests a third of the
+    learning rate."""
+    checks, *_ = _fed([1.0, 1.5, 2.0], max_grad_norm=1.5)
+    assert checks.clipped == 1 and checks.clipped_fraction == pytest.approx(1 / 3)
+    settings = {"max_grad_norm": 1.0, "learning_rate": 3e-4}
+    quiet = GradientCheck(min_steps=4, clipped_warn_fraction=0.75)
+    _fed([2.0, 2.0, 2.0, 0.5], quiet, **settings)  # 3 of 4 clipped: exactly the share
+    ours = [w for w in recwarn if issubclass(w.category, PeftkitWarning)]
+    assert len(ours) == 1 and "75% of 4 steps were clipped at max_grad_norm=1" in str(
+        ours[0].message
+    )
+    assert "training.learning_rate=0.0001" in str(ours[0].message)
+    recwarn.clear()
+    _fed([2.0, 2.0, 2.0], GradientCheck(min_steps=4, clipped_warn_fraction=0.5), **settings)
+    assert not [w for w in recwarn if issubclass(w.category, PeftkitWarning)]  # before min_steps
+    _fed([2.0, 0.5, 0.5, 0.5], GradientCheck(min_steps=4, clipped_warn_fraction=0.5), **settings)
+    assert not [w for w in recwarn if issubclass(w.category, PeftkitWarning)]  # 25% < 50%
+    assert GradientCheck().clipped_fraction == 0.0
+
+
+def test_a_non_finite_norm_stops_at_the_step_before_it():
+    checks, *_, control = _fed([1.0, 1.0, NAN, 1.0])
+    assert checks.non_finite == 1 and control.should_training_stop
+    assert checks.stop.reason is StopReason.NON_FINITE_GRADIENT and checks.stop.step == 2
+    assert checks.stop.message.startswith("gradient norm is nan at step 3; stopped before")
+    assert checks.max_norm_seen == 1.0  # the NaN is not a norm seen
+
+
+def test_with_fp16_a_non_finite_norm_is_counted_not_stopped_on():
+    """fp16's gradient scaler skips such steps itself and lowers its scale. (fp16 needs a GPU:
+    the setting is put on the arguments after they were made.)"""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    args = TrainingArguments("unused", use_cpu=True, report_to="none")
+    args.fp16 = True
+    checks, state, control = GradientCheck(), TrainerState(), TrainerControl()
+    for norm in (1.0, INF, NAN, 1.0):
+        checks.on_grad_norm(args, state, control, grad_norm=torch.tensor(norm))
+    assert (checks.non_finite, checks.steps, checks.stop) == (2, 4, None)
+    assert not control.should_training_stop
+
+
+def test_skipped_batches_are_named_with_accumulation_and_epoch():
+    from peftkit.callbacks.gradients import _micro_batches
+
+    class Args:
+        gradient_accumulation_steps = 4
+
+    class State:
+        epoch = 1.25
+
+    assert _micro_batches(3, Args(), State()) == "micro-batches 8-11, epoch 1.25"
+    State.epoch = None
+    assert _micro_batches(1, Args(), State()) == "micro-batches 0-3"
+
+
+def test_rollback_counts_skipped_steps_in_a_row_and_reports_each(caplog):
+    """On a real module (a Linear layer whose gradients are dropped): a NaN at the very first
+    step is skipped like any other; a finite norm resets the count in a row; max_rollbacks in
+    a row stop. Each skip is logged, with its batches, and reported in the next log event."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    layer = torch.nn.Linear(2, 2)
+    layer(torch.ones(1, 2)).sum().backward()
+    args = TrainingArguments("unused", use_cpu=True, report_to="none")
+    checks = GradientCheck(on_nonfinite="rollback", max_rollbacks=2)
+    state, control = TrainerState(), TrainerControl()
+    state.epoch = 0.0
+    checks.training = True
+    for norm in (NAN, 1.0, NAN, INF):
+        control.should_log = False
+        checks.on_grad_norm(args, state, control, grad_norm=torch.tensor(norm), model=layer)
+        state.global_step += 1
+        if state.global_step == 1:
+            assert control.should_log and not control.should_training_stop
+            assert layer.weight.grad is None  # dropped, not zeroed
+            logs = {"loss": 1.0}
+            state.log_history.append({"step": 1})
+            checks.on_log(args, state, control, logs=logs)
+            assert (logs["skipped_step"], logs["skipped_steps"]) == (1, 1)
+            assert logs["skipped_batches"] == "micro-batches 0-0, epoch 0.00"
+    assert (checks.skipped, checks.skipped_in_a_row, checks.non_finite) == (3, 2, 3)
+    assert checks.stop.reason is StopReason.NON_FINITE_STEPS and checks.stop.step == 4
+    assert control.should_training_stop
+    assert caplog.messages[0] == (
+        "skipped step 1 (micro-batches 0-0, epoch 0.00): gradient norm nan"
+    )
+
+
+def test_each_training_log_event_gets_the_clipping_figures():
+    """The share of clipped steps (4 decimals), the spikes, and the largest norm since the
+    previous log event, which starts again from zero; the first norm seen may be below 1."""
+    checks, args, state, control = _fed([0.5, 2.0, 0.4], max_grad_norm=1.0)
+    assert checks.max_norm_seen == 2.0
+    logs = {"loss": 1.0, "grad_norm": 0.4}
+    checks.on_log(args, state, control, logs=logs)
+    assert (logs["clipped_fraction"], logs["grad_spikes"], logs["grad_norm_max"]) == (
+        0.3333,
+        0,
+        2.0,
+    )
+    small, *_ = _fed([0.25])
+    assert small.max_norm_seen == 0.25
+    assert checks._largest_since_log == 0.0
+
+
+def test_a_spike_is_measured_against_the_median_times_the_factor():
+    checks, *_ = _fed([2.0] * 10 + [10.0], GradientCheck(spike_factor=10))
+    assert checks.spikes == 0  # 10 is not above 10 x 2
+    checks, *_ = _fed([2.0] * 10 + [21.0], GradientCheck(spike_factor=10))
+    assert checks.spikes == 1
+
+
+def test_the_mixin_needs_a_trainer_after_it():
+    with pytest.raises(TypeError, match="GradientNormMixin needs a transformers Trainer"):
+        type("NotATrainer", (GradientNormMixin, object), {})

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_validation import BAD_RECIPES, RECIPE_FILE, YAML_ERRORS
+from test_validation import RECIPE_FILE, YAML_ERRORS
 from train_helpers import peftkit_cli
 
 from peftkit import recipes
@@ -124,16 +124,6 @@ def test_validate_prints_warnings_and_succeeds(tmp_path: Path) -> None:
 
 
 # --- user errors --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("source", "path"), BAD_RECIPES)
-def test_validate_reports_bad_recipe(
-    source: str | dict[str, Any], path: str, tmp_path: Path
-) -> None:
-    """Every bad recipe of the validation table exits 2 with the field path and no traceback."""
-    text = source if isinstance(source, str) else yaml.safe_dump(source, sort_keys=False)
-    (tmp_path / RECIPE_FILE).write_text(text, encoding="utf-8")
-    assert_user_error(peftkit_cli("validate", RECIPE_FILE, cwd=tmp_path), path)
 
 
 @pytest.mark.parametrize(("text", "overrides", "names"), YAML_ERRORS)

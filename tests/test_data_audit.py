@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -179,17 +181,67 @@ def _long(rows: list[dict[str, str]], every: int, prompt: bool = False) -> list[
     ]
 
 
-def test_answers_cut_by_max_length(tmp_path, tiny_model_dir, tokenizer):
-    rows = prompt_completion_rows(40)
-    rows = [{**r, "completion": r["completion"][:-1] + ', "x": "' + "a " * (i % 5) * 40 + '"}'}
-            for i, r in enumerate(rows)]  # fmt: skip
-    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=96")
+NO_EVALUATION = (
+    "training.eval_fraction=0",
+    "training.eval_strategy=no",
+    "callbacks.early_stopping.enabled=false",
+    "callbacks.overfit.enabled=false",
+)
+"""Every row is a training row (no held-out share), so that counts are exact."""
+
+
+def _rows_of_length(tokenizer: Any, extra: list[int]) -> list[dict[str, str]]:
+    """Prompt/completion rows whose token count is a base length plus ``extra[i]``: each extra
+    " the" in the prompt is one token (checked here, with the trainer's own tokenization)."""
+    rows = [
+        {"prompt": f"Describe the status{' the' * k}.", "completion": json.dumps({"code": 200})}
+        for k in extra
+    ]
+    totals = [len(ids) for ids in tokenize(rows, "prompt-completion", tokenizer, True).ids]
+    base = totals[0] - extra[0]
+    assert totals == [base + k for k in extra]
+    return rows
+
+
+def test_answers_cut_by_max_length_are_counted_exactly(tmp_path, tiny_model_dir, tokenizer):
+    """max_length cuts the end, where the answer is: rows of max_length tokens are whole, rows
+    one or two tokens longer are cut (3 of 10 rows, exactly), and the warning names those."""
+    extra = [0, 0, 1, 1, 2, 2, 2, 3, 4, 12]
+    rows = _rows_of_length(tokenizer, extra)
+    limit = len(tokenize(rows[4:5], "prompt-completion", tokenizer, True).ids[0])  # extra 2
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, f"training.max_length={limit}",
+                   *NO_EVALUATION)  # fmt: skip
+    assert found.stats["truncated_share"] == 0.3
+    assert found.stats["completion_truncated_share"] == 0.3
     (cut,) = [f for f in found.findings if f.code == "completions-truncated"]
-    assert cut.level == "warning" and "set training.max_length=" in cut.fix
-    assert 0.5 < found.stats["completion_truncated_share"] < 0.9  # 4 rows in 5 are long
-    suggested = found.stats["suggested_max_length"]
-    totals = found.stats["tokens"]["total"]
-    assert suggested % 64 == 0 and suggested >= totals["p95"]
+    assert cut.level == "warning" and cut.message.startswith("3 of 10 rows (30%)")
+    assert cut.rows == tuple(f"{tmp_path / 'train.jsonl'}, line {n}" for n in (8, 9, 10))
+    assert cut.fix.startswith("set training.max_length=64,")  # 34 tokens at most, rounded up
+    everything = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=64",
+                        *NO_EVALUATION)  # fmt: skip
+    assert everything.stats["truncated_share"] == 0.0
+    assert not [f for f in everything.findings if f.code == "completions-truncated"]
+
+
+@pytest.mark.parametrize(
+    ("short", "long", "suggested"),
+    [
+        pytest.param(99, 1, 64, id="99-of-100-short-are-enough"),
+        pytest.param(98, 2, 192, id="98-of-100-short-are-not"),
+        pytest.param(49, 1, 192, id="49-of-50-short-are-not"),
+    ],
+)
+def test_suggested_max_length_keeps_99_percent_of_rows_whole(
+    short, long, suggested, tmp_path, tiny_model_dir, tokenizer
+):
+    """The smallest multiple of 64 that keeps at least 99% of the rows whole: short rows fit in
+    64 tokens, long ones need 130 (192)."""
+    lengths = _rows_of_length(tokenizer, [0, 108])  # 22 and 130 tokens with this tokenizer
+    rows = [lengths[0]] * short + [lengths[1]] * long
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=64",
+                   *NO_EVALUATION)  # fmt: skip
+    assert found.stats["tokens"]["total"]["max"] == 130
+    assert found.stats["suggested_max_length"] == suggested
 
 
 def test_every_answer_cut_and_nothing_left_to_train_are_errors(tmp_path, tiny_model_dir, tokenizer):
@@ -315,20 +367,86 @@ def test_train_keeps_the_audit_in_its_metrics_and_no_check_skips_it(tmp_path, ti
 
 
 def test_large_data_is_measured_in_workers_with_the_same_result(
-    tiny_model_dir, tokenizer, monkeypatch
+    tiny_model_dir, tokenizer, monkeypatch, tmp_path
 ):
-    """Forked workers measure large data; they must give what one process gives."""
+    """From PARALLEL_ROWS rows on, forked workers (one per core, two here) measure the data;
+    they must give what one process gives. Fewer rows, one core, or no fork: this process."""
     from peftkit.data import measure as measuring
 
     rows = prompt_completion_rows(40) * 3
     stops = {tokenizer.eos_token_id}
-    alone = measuring.measure(rows, "prompt-completion", tokenizer, True, 48, stops)
-    monkeypatch.setattr(measuring, "PARALLEL_ROWS", 1)
-    monkeypatch.setattr(measuring, "BATCH", 16)
-    monkeypatch.setattr("peftkit.data.tokens.BATCH", 16)
-    shared = measuring.measure(rows, "prompt-completion", tokenizer, True, 48, stops)
-    assert shared == alone and len(alone) == 120
+    monkeypatch.setenv(PIDS, str(tmp_path))
+    monkeypatch.setattr(sys.modules[__name__], "_measure_batch", measuring._measure_batch)
+
+    def measured_in(cores: int, parallel_rows: int) -> tuple[list[Any], set[int]]:
+        for old in tmp_path.glob("pid-*"):
+            old.unlink()
+        with monkeypatch.context() as patched:
+            patched.setattr(measuring, "_measure_batch", _recorded)
+            patched.setattr(measuring.os, "cpu_count", lambda: cores)  # a machine fact
+            patched.setattr(measuring, "PARALLEL_ROWS", parallel_rows)
+            patched.setattr(measuring, "BATCH", 16)
+            patched.setattr("peftkit.data.tokens.BATCH", 16)
+            found = measuring.measure(rows, "prompt-completion", tokenizer, True, 48, stops)
+        return found, {int(p.name.split("-")[1]) for p in tmp_path.glob("pid-*")}
+
+    here = os.getpid()
+    alone, where = measured_in(2, len(rows) + 1)
+    assert where == {here} and len(alone) == 120
+    shared, where = measured_in(2, len(rows))  # exactly PARALLEL_ROWS rows
+    assert shared == alone and here not in where and 1 <= len(where) <= 2
+    one_core, where = measured_in(1, 1)
+    assert one_core == alone and where == {here}
     assert any(kept < trained for _, trained, kept, *_ in alone)  # 48 tokens cut some answers
+
+
+PIDS = "PEFTKIT_TEST_PIDS"
+_measure_batch: Any = None
+"""The real batch measurement, while _recorded stands in for it (a module-level function, so
+that the pool can send it to its workers)."""
+
+
+def _recorded(start: int) -> Any:
+    """Measure a batch, and note which process did it: a file per process in $PEFTKIT_TEST_PIDS."""
+    (Path(os.environ[PIDS]) / f"pid-{os.getpid()}").touch()
+    return _measure_batch(start)
+
+
+def test_where_a_rows_trained_tokens_end_and_whether_with_a_stop():
+    """A stop token among the last TAIL + 1 trained positions ends the row (chat templates put
+    a newline after the end-of-turn token); one earlier does not; no trained token, no end."""
+    from peftkit.data.measure import TAIL, _measured, normalized
+
+    assert TAIL == 2
+    stop = frozenset({0})
+    row = {"text": "x"}
+
+    def ends(ids: list[int], mask: list[int]) -> bool:
+        return _measured(row, ids, mask, 100, stop)[3]
+
+    assert ends([9, 0, 8, 8, 9, 9], [0, 1, 1, 1, 0, 0])  # 2 before the last trained
+    assert not ends([9, 0, 8, 8, 8, 9], [0, 1, 1, 1, 1, 0])  # 3 before: too early
+    assert not ends([0, 5, 5, 5, 5, 5], [1, 1, 1, 1, 1, 1])
+    assert ends([0, 5], [1, 1]) and ends([5, 0], [1, 1]) and ends([0], [1])
+    assert not ends([5, 5, 0], [1, 1, 0])  # an untrained stop is not learned
+    assert not ends([0, 0], [0, 0])
+    total, trained, kept, _, key = _measured(row, [1, 2, 3, 4], [0, 1, 1, 1], 3, stop)
+    assert (total, trained, kept, key) == (4, 3, 2, hash(normalized(row)))
+
+
+def test_rows_that_differ_only_in_spacing_case_or_key_order_are_the_same_row():
+    from peftkit.data.measure import normalized
+
+    same = [
+        {"prompt": "Say Hi", "completion": "CAFÉ ok"},
+        {"completion": "café ok", "prompt": "say hi"},  # key order, case (not only ASCII)
+        {"prompt": "  Say\nHi ", "completion": "café\tok"},  # escaped newline, tab, spaces
+        {"prompt": "Say\r\nHi", "completion": "café   ok "},
+    ]
+    assert len({normalized(row) for row in same}) == 1
+    assert normalized({"prompt": "Say Hi"}) == '{"prompt":"say hi"}'
+    different = [{"prompt": "Say Hi!", "completion": "café ok"}, {"prompt": "SayHi"}]
+    assert all(normalized(row) != normalized(same[0]) for row in different)
 
 
 @pytest.mark.parametrize(

@@ -50,3 +50,41 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _vote(rank: int, store: str, flags: tuple[bool, bool], results: object) -> None:
+    """One of two processes: join the group, share this rank's flag, report what it got."""
+    import torch.distributed as dist
+
+    from peftkit.callbacks.distributed import any_rank
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        results.put((rank, any_rank(flags[rank])))  # type: ignore[attr-defined]
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_flag_on_any_rank_is_true_on_every_rank(tmp_path: Path):
+    """The shared stop itself, between two real processes (forked from this one, so that they
+    run the code this process imported): true on both ranks when either rank says so."""
+    import multiprocessing
+
+    from peftkit.callbacks.distributed import any_rank
+
+    assert any_rank(True) is True and any_rank(False) is False  # one process: its own flag
+    context = multiprocessing.get_context("fork")
+    for number, flags in enumerate([(False, True), (True, False), (False, False), (True, True)]):
+        results = context.Queue()
+        store = tmp_path / f"store-{number}"
+        workers = [
+            context.Process(target=_vote, args=(rank, str(store), flags, results))
+            for rank in (0, 1)
+        ]
+        for worker in workers:
+            worker.start()
+        got = dict(results.get(timeout=60) for _ in workers)
+        for worker in workers:
+            worker.join(timeout=60)
+            assert worker.exitcode == 0
+        assert got == {0: any(flags), 1: any(flags)}, flags

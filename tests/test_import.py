@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from fix_reader import ASSIGNMENT, fix_of, overrides
 from pydantic import ValidationError
-from test_fixes import apply, edits, found
+from recipe_fixes import apply, edits, found
 from train_helpers import assert_user_error, peftkit_cli, run_main
 
 from peftkit import PeftkitWarning, recipes
 from peftkit.errors import Problem, ProblemsError, RecipeError, problems
-from peftkit.recipes.foreign_keys import FOREIGN_KEYS, field_at, unknown_key_error
+from peftkit.recipes.foreign_keys import FOREIGN_KEYS, UNKNOWN_KEY, field_at, unknown_key_error
 from peftkit.recipes.importing import convert, import_file
 from peftkit.recipes.registry import ALL
 
@@ -546,9 +546,17 @@ def test_the_table() -> None:
 
 @pytest.mark.parametrize("value", [None, [], {}, "", "x", 1.5, -1, True, [{"a": 1}], {"p": 1}])
 def test_any_value_gives_a_message_never_a_crash(value: Any) -> None:
-    for name in FOREIGN_KEYS:
+    """Whatever the value, each foreign key gets a problem at its own place, holding the value
+    it was given, with a rule and a fix that name the key and, where it has one, its home."""
+    for name, foreign in FOREIGN_KEYS.items():
         for kind in ALL.values():
-            assert unknown_key_error(kind, name, value) is not None
+            error = unknown_key_error(kind, name, value)
+            assert error["loc"] == (name,) and error["input"] is value
+            assert error["type"].type == UNKNOWN_KEY
+            rule, fix = error["type"].context["rule"], error["type"].context["fix"]
+            assert rule.strip() and fix.strip() and error["type"].message() == rule
+            assert name in rule + fix, (name, rule, fix)
+            assert foreign.home is None or foreign.home in rule + fix, (name, rule, fix)
 
 
 def test_a_dotted_override_gets_the_same_message_and_its_fix_works(monkeypatch) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from train_helpers import (
     adapter_weights,
-    assert_user_error,
     cli_env,
     earlier_output,
     load_recipe,
@@ -386,20 +385,6 @@ def test_eval_data_replaces_the_split(tiny_model_dir: Path, tmp_path: Path):
 # --- the output folder ---------------------------------------------------------------------------
 
 
-def test_a_non_empty_output_folder_is_refused(tiny_model_dir: Path, tmp_path: Path):
-    data = write_data(tmp_path / "d.jsonl", prompt_completion_rows(12))
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    result = peftkit_cli(
-        "train", "json-output", *short(tiny_model_dir), "--data", str(data),
-        "--output", str(out), cwd=tmp_path, timeout=120,
-    )  # fmt: skip
-    assert_user_error(result.returncode, result.stderr, str(out), "notes.txt", "did not write")
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
-    assert (out / "notes.txt").read_text() == "mine"
-
-
 def test_train_refuses_a_non_empty_folder_in_process(tiny_model_dir: Path, tmp_path: Path):
     (tmp_path / "notes.txt").write_text("mine")
     recipe = load_recipe("json-output", short(tiny_model_dir))
@@ -619,45 +604,6 @@ def test_ctrl_c_during_the_final_evaluation_keeps_the_trained_adapter(tiny_model
 
 
 # --- JSON evaluation -----------------------------------------------------------------------------
-
-
-def test_json_validity_metric_module_computes_the_rates():
-    import evaluate
-
-    from peftkit.evaluation import METRIC_PATH
-
-    metric = evaluate.load(METRIC_PATH)
-    predictions = [
-        '{"code": 200, "phrase": "OK"}',  # JSON, schema-valid
-        '  {"code": 404, "phrase": "Not Found"}\n',  # whitespace aside: the same
-        '{"code": "404"}',  # JSON, not schema-valid
-        "[1, 2]",  # JSON, not an object
-        'Sure! {"code": 200}',  # not JSON as a whole
-        "",
-    ]
-    found = metric.compute(predictions=predictions, schema=SCHEMA)
-    assert found == {
-        "json_valid_rate": pytest.approx(4 / 6),
-        "schema_valid_rate": pytest.approx(2 / 6),
-        "count": 6,
-    }
-    assert metric.compute(predictions=predictions) == {
-        "json_valid_rate": pytest.approx(4 / 6),
-        "count": 6,
-    }
-
-
-def test_json_validity_rejects_what_json_parsers_reject():
-    """NaN and Infinity are not JSON (RFC 8259); Python's json.loads accepts them, a program
-    downstream (JSON.parse, serde_json, ...) does not."""
-    import evaluate
-
-    from peftkit.evaluation import METRIC_PATH
-
-    found = evaluate.load(METRIC_PATH).compute(
-        predictions=["NaN", "-Infinity", '{"score": NaN}', '{"score": Infinity}']
-    )
-    assert found["json_valid_rate"] == 0
 
 
 def test_json_answers_during_training_adds_the_rate_to_the_metrics(tiny_model_dir, tmp_path):

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from peftkit.memory import Setup, estimate, read_config, shape_of
+from peftkit.memory import estimate, read_config, shape_of
 from peftkit.memory.measure import CASES, SavedTensors, load, measure
 
 NEEDS_SMOLLM2 = pytest.mark.skipif(
@@ -103,15 +103,3 @@ def test_saved_tensors_count_a_shared_storage_once_and_release_it():
         assert saved.live == x.nbytes * 2  # x once, exp's output once, the weight never
         sum(v.sum() for v in views).backward()
     assert saved.peak == x.nbytes * 2 and saved.live == 0
-
-
-def test_the_cases_cover_every_branch_of_the_activation_formula():
-    """LoRA with and without dropout, fp32 adapters on 16-bit activations and on fp32 ones,
-    bf16 adapters (QLoRA), some targets, full fine-tuning, each with checkpointing somewhere."""
-    setups = [setup for _, setup in CASES.values()]
-    assert {s.method for s in setups} == {"lora", "qlora", "full"}
-    assert {s.lora_dropout > 0 for s in setups if s.method != "full"} == {True, False}
-    assert {s.activation_bytes for s in setups} == {2, 4}
-    assert {s.activation_checkpointing for s in setups if s.method == "full"} == {True, False}
-    assert any(s.targets != Setup().targets for s in setups)
-    assert {s.optimizer for s in setups} == {"adamw_torch", "adamw_8bit"}

@@ -68,16 +68,6 @@ def test_merged_folder_holds_the_tokenizer(lora_run):
     assert tokenizer("hello")["input_ids"]
 
 
-def test_a_non_empty_output_is_refused(lora_run, monkeypatch):
-    target = lora_run.folder / "taken"
-    target.mkdir()
-    (target / "notes.txt").write_text("mine")
-    code, _, err = run_main(monkeypatch, "merge", str(lora_run.adapter), "--output", str(target))
-    assert_user_error(code, err, str(target), "notes.txt", "did not write")
-    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
-    assert (target / "notes.txt").read_text() == "mine"
-
-
 def test_overwrite_replaces_an_earlier_output(lora_run, monkeypatch, tiny_model_dir):
     import torch
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
+from test_loss_labels import _trained_runs
 
 from peftkit import recipes
 from peftkit.testing import prompt_completion_rows, text_rows
@@ -89,22 +93,43 @@ def test_full_method_builds_no_lora_config_and_trains_every_weight(
     )
     assert recipe.build_lora_config() is None
     assert recipe.build_bnb_config() is None
+    from transformers import AutoModelForCausalLM
+
+    before = dict(AutoModelForCausalLM.from_pretrained(tiny_model_dir).named_parameters())
     trainer = _train(recipe, tiny_model_dir, tmp_path / "out", prompt_completion_rows(16))
-    params = list(trainer.model.parameters())
-    assert all(p.requires_grad for p in params)
+    after = dict(trainer.model.named_parameters())
+    assert after.keys() == before.keys() and all(p.requires_grad for p in after.values())
+    unchanged = [n for n, p in after.items() if torch.equal(p.detach(), before[n].detach())]
+    assert unchanged == []  # every weight tensor of the model moved in 3 steps
     assert all(math.isfinite(x) for x in _losses(trainer, "loss"))
 
 
+def _trained_texts(trainer: Any) -> list[list[str]]:
+    """For each training example, the text of each run of tokens that carries a label, in a
+    batch the trainer's own collator builds (what the loss is computed on)."""
+    examples = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    batch = trainer.data_collator(examples)
+    rows = zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True)
+    return [[trainer.processing_class.decode(run) for run in _trained_runs(*row)] for row in rows]
+
+
+def _answers_only(trained: list[list[str]], rows: list[dict[str, Any]]) -> None:
+    """Each example trains on its answer and the end of the turn, and on nothing else (an
+    answer longer than max_length is cut, so its start is what is trained)."""
+    assert len(trained) == len(rows)
+    for runs, (question, answer) in zip(trained, rows, strict=True):
+        assert len(runs) == 1 and runs[0], runs
+        assert (answer + "<|im_end|>").startswith(runs[0]) and len(runs[0]) >= 8
+        assert question not in runs[0]
+
+
 def test_messages_format_trains_on_assistant_turns(tiny_model_dir: Path, tmp_path: Path):
-    """Chat data goes through the chat template; completion-only loss maps to assistant turns."""
+    """Chat data goes through the chat template, and the loss is on the assistant turns only:
+    read off the labels of a batch the trainer builds."""
+    pairs = [(r["prompt"], r["completion"]) for r in prompt_completion_rows(16)]
     rows = [
-        {
-            "messages": [
-                {"role": "user", "content": r["prompt"]},
-                {"role": "assistant", "content": r["completion"]},
-            ]
-        }
-        for r in prompt_completion_rows(16)
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in pairs
     ]
     recipe = recipes.load(
         "json-output",
@@ -112,23 +137,30 @@ def test_messages_format_trains_on_assistant_turns(tiny_model_dir: Path, tmp_pat
     )
     assert recipe.build_sft_config(tmp_path).assistant_only_loss is True
     trainer = _train(recipe, tiny_model_dir, tmp_path / "out", rows)
-    assert all(math.isfinite(x) for x in _losses(trainer, "loss"))
+    assert trainer.state.global_step == 3
+    by_text = {json.dumps(r): pair for r, pair in zip(rows, pairs, strict=True)}
+    trained_rows = [by_text[json.dumps({"messages": e["messages"]})] for e in trainer.train_dataset]
+    _answers_only(_trained_texts(trainer), trained_rows)
 
 
 def test_chat_turn_prompts_and_completions_train(tiny_model_dir: Path, tmp_path: Path):
     """Prompt/completion rows written as chat turns (which peftkit's data checks accept) go
-    through the chat template and train, with loss on the completion."""
+    through the chat template and train, with the loss on the completion only."""
+    pairs = [(r["prompt"], r["completion"]) for r in prompt_completion_rows(16)]
     rows = [
         {
-            "prompt": [{"role": "user", "content": r["prompt"]}],
-            "completion": [{"role": "assistant", "content": r["completion"]}],
+            "prompt": [{"role": "user", "content": q}],
+            "completion": [{"role": "assistant", "content": a}],
         }
-        for r in prompt_completion_rows(16)
+        for q, a in pairs
     ]
     recipe = recipes.load("json-output", [f"model.name={tiny_model_dir}", *SHORT_RUN])
     trainer = _train(recipe, tiny_model_dir, tmp_path / "out", rows)
-    assert _losses(trainer, "loss") and all(math.isfinite(x) for x in _losses(trainer, "loss"))
-    assert all(math.isfinite(x) for x in _losses(trainer, "eval_loss"))
+    assert trainer.state.global_step == 3
+    trained_rows = [
+        (e["prompt"][0]["content"], e["completion"][0]["content"]) for e in trainer.train_dataset
+    ]
+    _answers_only(_trained_texts(trainer), trained_rows)
 
 
 def test_building_configs_emits_no_future_warning(tmp_path: Path, tiny_model_dir: Path):

@@ -252,14 +252,28 @@ def test_resume_without_a_checkpoint_says_so(tiny_model_dir, data, tmp_path, res
     assert not (tmp_path / "out").exists()
 
 
-def test_resume_takes_a_checkpoint_folder(tiny_model_dir, data, tmp_path):
-    """An explicit path: continue a finished run's last checkpoint with more steps, in a new
-    output (``fork``: a checkpoint of another run is never resumed into an output unasked)."""
-    first = _run(tiny_model_dir, data, tmp_path / "first", *LONGER)
-    checkpoint = tmp_path / "first" / "checkpoints" / "checkpoint-8"
-    more = (*LONGER, "training.max_steps=10")
-    again = _run(tiny_model_dir, data, tmp_path / "again", *more, resume=checkpoint, fork=True)
-    assert (first["global_step"], again["global_step"]) == (8, 10)
+def test_resume_continues_the_checkpoint_it_is_given(tiny_model_dir, data, tmp_path):
+    """An explicit path: continue another run's checkpoint-4 in a new output (``fork``). The
+    resumed run is at another seed, which a resume does not fix: its first four logged steps
+    are the checkpoint's, those of the first run, and it trains four more; a fresh run at that
+    seed (the checkpoint ignored) logs other losses from step 1."""
+    keep = (*LONGER, "callbacks.early_stopping.restore_best=false", "training.learning_rate=3e-3")
+    _run(tiny_model_dir, data, tmp_path / "first", *keep)
+    checkpoint = tmp_path / "first" / "checkpoints" / "checkpoint-4"
+    other_seed = (*keep, "training.seed=7")
+    again = _run(
+        tiny_model_dir, data, tmp_path / "again", *other_seed, resume=checkpoint, fork=True
+    )
+    assert again["global_step"] == 8
+    _run(tiny_model_dir, data, tmp_path / "fresh", *other_seed)  # the checkpoint ignored
+    logged = {
+        name: [h for h in resumed_history(tmp_path / name) if "loss" in h]
+        for name in ("first", "again", "fresh")
+    }
+    assert [h["step"] for h in logged["again"]] == list(range(1, 9))
+    first_four = {name: [h["loss"] for h in logged[name][:4]] for name in logged}
+    assert first_four["again"] == pytest.approx(first_four["first"], rel=1e-6)
+    assert first_four["fresh"] != pytest.approx(first_four["first"], rel=1e-3)
 
 
 # --- model cards and the Hub ------------------------------------------------------------------

@@ -64,6 +64,13 @@ def test_a_utf8_bom_and_windows_line_ends_are_read(monkeypatch, tiny_model_dir, 
         monkeypatch, *args, "--data", str(data), "--output", str(tmp_path / "o")
     )
     assert code == 0, err
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["data"]["train_rows"] + metrics["data"]["eval_rows"] == 12  # every line
+    adapter = json.loads((tmp_path / "o" / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"]) == (8, 16)  # the recipe file was read
+    prompts = {row["prompt"] for row in prompt_completion_rows(12)}
+    asked = [example["prompt"] for example in metrics["after"]["examples"]]
+    assert asked and all(prompt in prompts for prompt in asked)  # no BOM, no \r in the text
 
 
 def test_debug_shows_the_traceback_of_a_user_error(monkeypatch, tmp_path):

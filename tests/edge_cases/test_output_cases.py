@@ -6,6 +6,7 @@ output was accepted leave an earlier output exactly as it was.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,16 @@ def previous_run(folder: Path, *extra: str) -> None:
 
 def with_previous_run(*extra: str):
     return lambda folder: previous_run(folder, *extra)
+
+
+def previous_run_edited_in_place(folder: Path) -> None:
+    """An earlier run whose metrics.json the user then edited to text of the same size, its
+    modification time put back (as an editor or a copy that keeps times can leave it)."""
+    previous_run(folder)
+    edited = folder / "out" / "metrics.json"
+    times = edited.stat()
+    edited.write_text("[]")  # "{}" before: same size
+    os.utime(edited, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
 FAKE_ADAPTER = {
@@ -100,6 +111,9 @@ OUTPUTS = [
     Case("overwrite-a-run-whose-file-was-edited",
          train("--data", "t.jsonl", "--output", "out", "--overwrite"),
          ("metrics.json", "changed"), {"t.jsonl": ROWS}, with_previous_run("metrics.json"), True),
+    Case("overwrite-a-run-whose-file-was-edited-keeping-its-size-and-time",
+         train("--data", "t.jsonl", "--output", "out", "--overwrite"),
+         ("metrics.json", "changed"), {"t.jsonl": ROWS}, previous_run_edited_in_place, True),
     Case("overwrite-a-run-with-data-that-is-refused",
          train("--data", "bad.jsonl", "--output", "out", "--overwrite"), ("bad.jsonl",),
          {"bad.jsonl": [{"prompt": "p", "completion": None}] * 4}, previous_run, True),

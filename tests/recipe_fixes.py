@@ -1,14 +1,8 @@
-"""Every fix a recipe error suggests works exactly as written.
-
-For each bad recipe of the validation table, every problem's fix is read the way a user reads
-it, and applied: an assignment such as ``set training.eval_strategy=no`` becomes that dotted
-override (the syntax ``peftkit validate FILE training.eval_strategy=no`` takes as written),
-"remove it" removes the key, "did you mean 'alpha'?" renames it, "e.g. 16" and "at least 1" set
-that value. Each alternative of a fix ("set A, or B") is applied on its own, and the problem is
-gone after it. A fix may reveal a rule that depends on the new value (``lora.r`` at least 1,
-then ``lora.alpha`` for that r): following the first fix of each new problem then ends in a
-valid recipe within a few rounds, as it does for a user.
-"""
+"""Applying the fix a recipe error suggests exactly as written, the way a user reads it: an
+assignment such as ``set training.eval_strategy=no`` becomes that dotted override (the syntax
+``peftkit validate FILE training.eval_strategy=no`` takes as written), "remove it" removes the
+key, "did you mean 'alpha'?" renames it, "e.g. 16" and "at least 1" set that value. Each
+alternative of a fix ("set A, or B") is one list of edits."""
 
 from __future__ import annotations
 
@@ -21,7 +15,6 @@ import pytest
 import yaml
 from fix_reader import overrides
 from pydantic import ValidationError
-from test_validation import BAD_RECIPES
 
 from peftkit import PeftkitWarning
 from peftkit.errors import Problem, problems
@@ -101,7 +94,7 @@ def apply(data: dict[str, Any], alternative: list[tuple[str, ...]]) -> dict[str,
     return changed
 
 
-def _problems_of(data: dict[str, Any]) -> list[Problem]:
+def problems_of(data: dict[str, Any]) -> list[Problem]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PeftkitWarning)
         with pytest.raises(ValidationError) as info:
@@ -109,31 +102,5 @@ def _problems_of(data: dict[str, Any]) -> list[Problem]:
     return problems(info.value)
 
 
-@pytest.mark.parametrize(("source", "path"), BAD_RECIPES)
-def test_every_suggested_fix_works_as_written(source: Any, path: str) -> None:
-    data = raw(source)
-    for problem in _problems_of(data):
-        if problem.fix.startswith(ADVICE_ONLY):
-            continue
-        choices = edits(problem)
-        assert choices, f"no edit can be read from the fix of {problem}"
-        for alternative in choices:
-            after = found(apply(data, alternative))
-            assert (problem.path, problem.rule) not in after, (problem, alternative)
-
-
 ROUNDS = 3
-
-
-@pytest.mark.parametrize(("source", "path"), BAD_RECIPES)
-def test_following_the_first_fixes_ends_in_a_valid_recipe(source: Any, path: str) -> None:
-    data = raw(source)
-    for _ in range(ROUNDS):
-        listed = _problems_of(data)
-        if any(p.fix.startswith(ADVICE_ONLY) for p in listed):
-            return
-        for problem in listed:
-            data = apply(data, edits(problem)[0])
-        if not found(data):
-            return
-    pytest.fail(f"still invalid after {ROUNDS} rounds of fixes: {found(data)}")
+"""Rounds of first fixes after which a bad recipe must be valid."""
