@@ -86,9 +86,7 @@ def section(results: dict[str, list[dict]], minutes: float) -> str:
         base = per_step[name.replace("auto", "float32", 1).replace(" (the default)", "")]
         resolved = runs[0]["resolved"]
         chosen = f"{resolved['model.dtype']['value']}, {resolved['training.precision']['value']}"
-        lines.append(
-            f"| {name} | {chosen} | {per_step[name]:.2f} | {per_step[name] / base:.2f}x |"
-        )
+        lines.append(f"| {name} | {chosen} | {per_step[name]:.2f} | {per_step[name] / base:.2f}x |")
     return "\n".join(lines)
 
 

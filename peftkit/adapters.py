@@ -58,7 +58,8 @@ def evaluate_adapter(
 
     folder = Path(adapter)
     trained = adapter_recipe(folder, recipe)
-    no_split = trained.training.model_copy(update={"eval_fraction": 0})
+    # Every row is scored, nothing held out, and no tracker hears of it.
+    no_split = trained.training.model_copy(update={"eval_fraction": 0, "report_to": ["none"]})
     trained = trained.model_copy(update={"training": no_split})
     splits = prepare(trained, data, None)  # every row checked, nothing held out
     found = trained.data.model_copy(update={"format": splits.format})
@@ -88,7 +89,7 @@ def _scoring_trainer(recipe: Recipe, model: Any, tokenizer: Any, rows: Any, scra
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTTrainer
 
-    overrides = {"report_to": "none", "disable_tqdm": True}
+    overrides = {"disable_tqdm": True}
     trainer = SFTTrainer(
         model=model,
         args=recipe.build_sft_config(scratch, model, **overrides),

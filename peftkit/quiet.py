@@ -35,6 +35,13 @@ def quiet() -> None:
         os.environ.setdefault(name, value)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_warnings()
+
+
+def quiet_warnings() -> None:
+    """Only the warnings the HF stack raises at itself (no user can act on them): what the
+    library does when it builds a config, leaving the user's progress bars and log levels
+    alone. Filtering one message twice keeps one filter."""
     for category, message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
 

@@ -109,12 +109,7 @@ class Section(BaseModel):
                     )
                 )
                 continue
-            warnings.warn(
-                f"'{old}' was renamed to '{new}' in current TRL/transformers; "
-                f"peftkit mapped it. Write '{new}' to silence this warning.",
-                PeftkitDeprecationWarning,
-                stacklevel=2,
-            )
+            warn_renamed(old, new, stacklevel=3)
             data[new] = data.pop(old)
         return data, conflicts
 
@@ -202,6 +197,16 @@ def _flat_args(annotation: Any) -> list[Any]:
 def _unknown_here(item: dict[str, Any]) -> bool:
     """An unknown key of this very section (not of a nested one)."""
     return item["type"] == "extra_forbidden" and len(item["loc"]) == 1
+
+
+def warn_renamed(old: str, new: str, stacklevel: int = 2) -> None:
+    """An old TRL/transformers key, mapped: in a recipe and as a builder's keyword alike."""
+    warnings.warn(
+        f"'{old}' was renamed to '{new}' in current TRL/transformers; "
+        f"peftkit mapped it. Write '{new}' to silence this warning.",
+        PeftkitDeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def auto_or(kind: Any) -> Any:

@@ -11,7 +11,6 @@ discarded.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -45,7 +44,7 @@ from peftkit.recipes.resolution import Resolved, for_model
 
 if TYPE_CHECKING:
     from peftkit.data.audit import Audit
-from peftkit.recipes.training import TRACKER_PACKAGES
+from peftkit.recipes.keywords import check_extras
 
 log = logging.getLogger(__name__)
 
@@ -262,13 +261,8 @@ def _check_run_settings(
         field = "callbacks.early_stopping.save_best_to"
         check_other_output(best, field, target, inputs)
         check_target(Path(best).expanduser(), field)
-    for tracker in recipe.training.trackers:
-        if importlib.util.find_spec(TRACKER_PACKAGES[tracker]) is None:
-            raise RecipeError(
-                f"training.report_to: {tracker} needs the {TRACKER_PACKAGES[tracker]} package, "
-                f"which is not installed. Fix: set training.report_to=none, or pip install "
-                f"{TRACKER_PACKAGES[tracker]}."
-            )
+    recipe.training.check_trackers()
+    check_extras(recipe)
     if push_to_hub is not None:
         check_repo(push_to_hub)
     if recipe.distributed.strategy == "fsdp" and world_size() == 1:
@@ -370,9 +364,12 @@ def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, outp
         "disable_tqdm": False,  # one bar for training, whatever transformers' log level
     }
     if recipe.data.chooses_eos:
-        # The EOS the template or the recipe chose: the trainer tells the model, so that
-        # generation stops at the end of an answer.
-        overrides["eos_token"] = tokenizer.eos_token
+        # The EOS the template or the recipe chose: the SFTConfig built from the recipe tells
+        # the model, so that generation stops at the end of an answer.
+        tokens = recipe.data.special_tokens.model_copy(update={"eos_token": tokenizer.eos_token})
+        recipe = recipe.model_copy(
+            update={"data": recipe.data.model_copy(update={"special_tokens": tokens})}
+        )
     with _tracker_logs(recipe, output / LOGS):
         trainer = _trainer_class()(
             model=model,

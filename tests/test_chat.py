@@ -249,8 +249,8 @@ def test_peftkit_train_uses_the_recipe_s_template_and_system_prompt(
     data = write_data(tmp_path / "chat.jsonl", messages_rows(12))
     out = tmp_path / "out"
     chat = ["data.format=messages", "data.chat_template=chatml", f"data.system_prompt={SYSTEM!r}"]
-    chat.append("training.max_length=128")
-    args = ["train", "json-output", *short(no_template_dir), *chat, "--data", str(data)]
+    args = ["train", "json-output", *short(no_template_dir, *chat, "training.max_length=128")]
+    args += ["--data", str(data)]
     code, _, err = run_main(monkeypatch, *args, "--output", str(out))
     assert code == 0, err
     saved = _tokenizer(out / "adapter")

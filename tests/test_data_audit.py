@@ -238,7 +238,9 @@ def test_suggested_max_length_keeps_99_percent_of_rows_whole(
     64 tokens, long ones need 130 (192)."""
     lengths = _rows_of_length(tokenizer, [0, 108])  # 22 and 130 tokens with this tokenizer
     rows = [lengths[0]] * short + [lengths[1]] * long
-    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=64",
+    # A max_length below both lengths, so that the suggestion is the 99% rank itself (one at or
+    # above the max_length already in place is never a suggestion).
+    found = _audit(tmp_path, tiny_model_dir, tokenizer, rows, "training.max_length=32",
                    *NO_EVALUATION)  # fmt: skip
     assert found.stats["tokens"]["total"]["max"] == 130
     assert found.stats["suggested_max_length"] == suggested

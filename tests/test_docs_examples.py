@@ -46,6 +46,8 @@ def _run(page: str, model: Path, folder: Path) -> tuple[str, Path]:
         [sys.executable, "-c", code], env=env, cwd=folder, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr[-3000:]
+    noise = [line for line in run.stderr.splitlines() if re.search(r"[Ww]arn|ignored", line)]
+    assert noise == [], "\n".join(noise)  # no warning the reader of the page cannot act on
     # The Trainer prints each log event first; what the example prints comes after them.
     printed = run.stdout.splitlines()
     train_end = max(i for i, line in enumerate(printed) if line.startswith("{'train_runtime'"))

@@ -87,6 +87,25 @@ def row_format(columns: Container[str]) -> str | None:
     return None
 
 
+def dataset_format(dataset: Any, formats: tuple[str, ...]) -> str:
+    """The format of an in-memory dataset (a ``datasets`` Dataset, IterableDataset or
+    DatasetDict, or a list of row dicts), by its columns as ``peftkit train`` reads a file's."""
+    if hasattr(dataset, "keys") and "train" in dataset and not isinstance(dataset, list):
+        dataset = dataset["train"]  # a DatasetDict: its training split
+    columns = getattr(dataset, "column_names", None)
+    if columns is None:  # a list of rows, or an IterableDataset without features
+        first = next(iter(dataset), None)
+        columns = list(first) if isinstance(first, dict) else []
+    found = row_format(set(columns))
+    if found is None:
+        raise RecipeError(
+            f"the dataset: cannot tell the format from the columns {', '.join(columns) or 'none'}"
+            f". The recipe trains on {describe_formats(formats)}. Fix: rename the columns to "
+            "those of one of these formats."
+        )
+    return found
+
+
 def choose_format(
     columns: set[str],
     counts: Counter[str | None],

@@ -200,28 +200,42 @@ class Recipe(Section):
 
     # --- builders: pure functions of the recipe; heavy imports happen only here ---------------
 
-    def build_lora_config(self) -> LoraConfig | None:
-        """The ``peft.LoraConfig``; None for ``method: full``, which trains every weight."""
+    def build_lora_config(self, **overrides: Any) -> LoraConfig | None:
+        """The ``peft.LoraConfig``; None for ``method: full``, which trains every weight.
+
+        ``overrides`` use LoraConfig's names: one the recipe models (``r``, ``lora_alpha``,
+        ``target_modules``, ...) is checked as that field, with the recipe's messages, and wins;
+        any other LoraConfig field (``init_lora_weights``, ``layers_to_transform``) is checked
+        against LoraConfig's type and passed through, as ``lora.extra`` is."""
         from peftkit.recipes import build
 
-        return build.lora_config(self)
+        return build.lora_config(self, **overrides)
 
-    def build_bnb_config(self, model: Any = None) -> BitsAndBytesConfig | None:
+    def build_bnb_config(self, model: Any = None, **overrides: Any) -> BitsAndBytesConfig | None:
         """The ``transformers.BitsAndBytesConfig``, or None when the base is not quantized; its
-        compute dtype resolved for this machine."""
+        compute dtype resolved for this machine. ``overrides`` use BitsAndBytesConfig's names,
+        as for :meth:`build_lora_config` (``quantization.extra`` in a recipe)."""
         from peftkit.recipes import build
 
-        return build.bnb_config(self, model)
+        return build.bnb_config(self, model, **overrides)
 
     def build_sft_config(
-        self, output_dir: str | Path, model: Any = None, **overrides: Any
+        self, output_dir: str | Path, model: Any = None, dataset: Any = None, **overrides: Any
     ) -> SFTConfig:
-        """The ``trl.SFTConfig``, resolved for this machine and ``model`` (a loaded model, its
+        """The ``trl.SFTConfig``, resolved for this machine, ``model`` (a loaded model, its
         config, or a path; default: ``model.name``, read from a local folder or the Hugging
-        Face cache, which is what ``learning_rate: auto`` needs); ``overrides`` win."""
+        Face cache, which ``learning_rate: auto`` needs) and ``dataset`` (the training data:
+        its format decides how the loss is kept to the answers; needed with ``data.format:
+        auto``).
+
+        ``overrides`` use SFTConfig's names and win: one the recipe models (``learning_rate``,
+        ``gradient_checkpointing``, ``num_train_epochs``, ``bf16``, ...) is checked as that
+        field, with the messages of ``peftkit validate``; any other SFTConfig field
+        (``neftune_noise_alpha``) is checked against SFTConfig's type and passed through, as
+        ``training.extra`` is."""
         from peftkit.recipes import build
 
-        return build.sft_config(self, output_dir, model, **overrides)
+        return build.sft_config(self, output_dir, model, dataset, **overrides)
 
     def model_kwargs(self, model: Any = None) -> dict[str, Any]:
         """Keyword arguments for ``AutoModelForCausalLM.from_pretrained(recipe.model.name,

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftkit.errors import RecipeError, require, with_type
+from peftkit.quiet import quiet_warnings
+from peftkit.recipes.keywords import passed_through, with_keywords
 from peftkit.recipes.resolution import Resolved, learning_rate, model_name, resolve
 
 if TYPE_CHECKING:
@@ -26,7 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def lora_config(recipe: Recipe) -> LoraConfig | None:
+def lora_config(recipe: Recipe, **overrides: Any) -> LoraConfig | None:
+    """The LoraConfig; ``overrides`` (LoraConfig's names) are checked as the lora section's
+    fields, or passed through (:mod:`peftkit.recipes.keywords`)."""
+    recipe, rest = with_keywords(recipe, "lora", overrides)
     if recipe.method == "full":
         log.info("method 'full' trains every weight: there is no LoraConfig to build")
         return None
@@ -45,10 +50,14 @@ def lora_config(recipe: Recipe) -> LoraConfig | None:
         bias=lora.bias,
         modules_to_save=list(lora.modules_to_save) or None,
         task_type="CAUSAL_LM",
+        **passed_through(recipe, "lora", rest),
     )
 
 
-def bnb_config(recipe: Recipe, model: Any = None) -> BitsAndBytesConfig | None:
+def bnb_config(recipe: Recipe, model: Any = None, **overrides: Any) -> BitsAndBytesConfig | None:
+    """The BitsAndBytesConfig, None for an unquantized base; ``overrides`` as for
+    :func:`lora_config`, with BitsAndBytesConfig's names."""
+    recipe, rest = with_keywords(recipe, "bnb", overrides)
     q = recipe.quantization
     if q.bits is None:
         return None
@@ -56,8 +65,9 @@ def bnb_config(recipe: Recipe, model: Any = None) -> BitsAndBytesConfig | None:
     import torch
     from transformers import BitsAndBytesConfig
 
+    extra = passed_through(recipe, "bnb", rest)
     if q.bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, **extra)
     resolved = resolve(recipe, model)
     assert resolved.compute_dtype is not None and resolved.storage_dtype is not None
     return BitsAndBytesConfig(
@@ -66,6 +76,7 @@ def bnb_config(recipe: Recipe, model: Any = None) -> BitsAndBytesConfig | None:
         bnb_4bit_use_double_quant=q.double_quant,
         bnb_4bit_compute_dtype=getattr(torch, str(resolved.compute_dtype.value)),
         bnb_4bit_quant_storage=getattr(torch, str(resolved.storage_dtype.value)),
+        **extra,
     )
 
 
@@ -133,6 +144,9 @@ def sft_config_kwargs(
     if t.activation_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs (adapters) without hooks.
         kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
+    if d.special_tokens.eos_token is not None:
+        # TRL sets it on the model too, so that generation stops at the end of an answer.
+        kwargs["eos_token"] = d.special_tokens.eos_token
     if d.format == "messages":
         kwargs["assistant_only_loss"] = bool(d.completion_only_loss)
     else:
@@ -183,20 +197,58 @@ def _fsdp_kwargs(recipe: Recipe) -> dict[str, Any]:
 
 
 def sft_config(
-    recipe: Recipe, output_dir: str | Path, model: Any = None, **overrides: Any
+    recipe: Recipe,
+    output_dir: str | Path,
+    model: Any = None,
+    dataset: Any = None,
+    **overrides: Any,
 ) -> SFTConfig:
     """The SFTConfig as the recipe resolves on this machine for ``model`` (default: the recipe's
-    model, read from a local folder or the Hugging Face cache). A loaded model gets no
+    model, read from a local folder or the Hugging Face cache) and ``dataset`` (its format
+    decides where the loss applies). ``overrides`` (SFTConfig's names) are checked as the
+    recipe's fields, or passed through (:mod:`peftkit.recipes.keywords`). A loaded model gets no
     ``model_init_kwargs``: SFTTrainer would only warn that it ignores them."""
     from trl import SFTConfig
 
+    recipe, rest = with_keywords(recipe, "sft", overrides)
+    recipe = with_data_format(recipe, dataset)
+    recipe.training.check_trackers()
     resolved = resolve(recipe, model)
     for line in resolved.lines():
         log.info("%s", line)
     kwargs = sft_config_kwargs(recipe, output_dir, resolved, model_name(recipe, model))
     if hasattr(model, "config") and hasattr(model, "forward"):
         kwargs["model_init_kwargs"] = None
-    return SFTConfig(**{**kwargs, **overrides})
+    quiet_warnings()  # what TRL and peft trigger inside transformers while this config trains
+    return SFTConfig(**{**kwargs, **passed_through(recipe, "sft", rest)})
+
+
+def with_data_format(recipe: Recipe, dataset: Any) -> Recipe:
+    """The recipe with the format of ``dataset``, which decides whether TRL restricts the loss
+    through ``completion_only_loss`` or, for chat data, ``assistant_only_loss`` (TRL ignores the
+    first on messages data, and every token trains). Without a dataset, ``format: auto`` and
+    loss on the answers cannot be built right, so it is refused with the fix."""
+    data = recipe.data
+    if dataset is None:
+        if data.format == "auto" and data.completion_only_loss:
+            raise RecipeError(
+                "data.format: 'auto' with data.completion_only_loss=true, and no dataset to tell "
+                "the format: SFTConfig restricts the loss to the answers by one setting for "
+                "prompt/completion data and by another for chat (messages) data, where the first "
+                "trains every token. Fix: pass the training dataset (build_sft_config(out, "
+                "model, dataset=train)), or set data.format=prompt-completion (or messages)."
+            )
+        return recipe
+    from peftkit.data.rows import dataset_format
+
+    found = dataset_format(dataset, recipe.DATA_FORMATS)
+    if data.format not in ("auto", found):
+        raise RecipeError(
+            f"data.format: got '{data.format}', and the dataset is {found} data. Fix: set "
+            f"data.format={found} (or auto), or pass {data.format} data."
+        )
+    recipe.check_data_format(found, "the dataset")
+    return recipe.model_copy(update={"data": data.model_copy(update={"format": found})})
 
 
 def callbacks(recipe: Recipe, best_adapter_dir: str | Path | None = None) -> list[TrainerCallback]:

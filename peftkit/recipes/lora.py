@@ -105,6 +105,21 @@ class LoraSection(Section):
     def attention_only(self) -> bool:
         return self.target_modules != "all-linear" and set(self.target_modules) <= ATTENTION_ONLY
 
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="LoraConfig fields the recipe does not model (init_lora_weights such as "
+        "pissa or olora, layers_to_transform, rank_pattern, ...), passed through; checked "
+        "against LoraConfig when the config is built.",
+    )
+
+    @model_validator(mode="after")
+    def _extra_is_passed_through(self) -> LoraSection:
+        """A key the recipe models belongs in its field (one home for it)."""
+        from peftkit.recipes.keywords import extra_problems
+
+        raise_all(type(self).__name__, extra_problems("lora", self.extra))
+        return self
+
     @model_validator(mode="after")
     def _check(self) -> LoraSection:
         errors = []

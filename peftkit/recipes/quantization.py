@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import rule_error
+from peftkit.errors import raise_all, rule_error
 from peftkit.section import Section
 
 ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -49,6 +49,21 @@ class QuantizationSection(Section):
         description="Container dtype of packed 4-bit weights; 'auto' is uint8, or under FSDP "
         "(which needs it equal to compute_dtype) the compute dtype.",
     )
+
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="BitsAndBytesConfig fields the recipe does not model (llm_int8_threshold, "
+        "llm_int8_skip_modules, ...), passed through; checked against BitsAndBytesConfig when "
+        "the config is built.",
+    )
+
+    @model_validator(mode="after")
+    def _extra_is_passed_through(self) -> QuantizationSection:
+        """A key the recipe models belongs in its field (one home for it)."""
+        from peftkit.recipes.keywords import extra_problems
+
+        raise_all(type(self).__name__, extra_problems("bnb", self.extra))
+        return self
 
     @classmethod
     def _prepare(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[InitErrorDetails]]:

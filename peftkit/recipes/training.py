@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import raise_all, rule_error
+from peftkit.errors import RecipeError, raise_all, rule_error
 from peftkit.memory.plan import SHORTEST_SEQUENCE
 from peftkit.section import Section, auto_or
 
@@ -190,6 +190,21 @@ class TrainingSection(Section):
             )
         return data, found
 
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="SFTConfig fields the recipe does not model (neftune_noise_alpha, "
+        "dataloader_num_workers, ...), passed through; checked against SFTConfig when the "
+        "config is built.",
+    )
+
+    @model_validator(mode="after")
+    def _extra_is_passed_through(self) -> TrainingSection:
+        """A key the recipe models belongs in its field (one home for it)."""
+        from peftkit.recipes.keywords import extra_problems
+
+        raise_all(type(self).__name__, extra_problems("sft", self.extra))
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _one_tracker_is_a_list(cls, data: Any) -> Any:
@@ -238,6 +253,19 @@ class TrainingSection(Section):
             )
         raise_all(type(self).__name__, errors)
         return self
+
+    def check_trackers(self) -> None:
+        """Each tracker's package is installed: the Trainer's integration fails without it, in
+        the middle of building the trainer (the run and the library check it before)."""
+        import importlib.util
+
+        for tracker in self.trackers:
+            if importlib.util.find_spec(TRACKER_PACKAGES[tracker]) is None:
+                raise RecipeError(
+                    f"training.report_to: {tracker} needs the {TRACKER_PACKAGES[tracker]} "
+                    "package, which is not installed. Fix: set training.report_to=none, or pip "
+                    f"install {TRACKER_PACKAGES[tracker]}."
+                )
 
     @property
     def trackers(self) -> list[str]:
