@@ -39,6 +39,7 @@ def test_two_ranks_stop_together_and_write_once(tiny_model_dir: Path, tmp_path: 
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["best", "rank0.json", "rank1.json", "run"]  # no staging or stale copies
     assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [
+        ".peftkit-output.json",  # the inventory every folder peftkit writes carries
         "README.md",
         "adapter_config.json",
         "adapter_model.safetensors",

@@ -658,8 +658,8 @@ gradient_checkpointing: true
 logging_steps: 1
 flash_attention: true
 warmup_steps: 10
-evals_per_epoch: 4
-saves_per_epoch: 1
+eval_steps: 50
+save_steps: 200
 weight_decay: 0.0
 special_tokens:
   pad_token: <|end_of_text|>
@@ -667,7 +667,8 @@ special_tokens:
 tokens:
   - <|reserved_special_token_0|>
 """
-"""axolotl's examples/llama-3/instruct-lora-8b.yml, with a system message and both tokens."""
+"""axolotl's examples/llama-3/instruct-lora-8b.yml, with a system message and both tokens, and
+its per-epoch cadences written in steps (peftkit refuses per-epoch ones: test_import_meaning)."""
 
 
 def test_an_axolotl_chat_config_keeps_its_template_and_special_tokens(tmp_path: Path) -> None:
