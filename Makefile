@@ -13,7 +13,7 @@ TORCH ?= torch==2.13.0
 LOWEST_TESTS := tests/test_build.py tests/test_callbacks.py tests/test_callbacks_in_trainer.py \
 	tests/test_recipes_in_sft_trainer.py tests/test_validation.py tests/test_cli.py \
 	tests/test_data_rows.py tests/test_plot.py tests/test_portability.py \
-	tests/edge_cases/test_recipe_cases.py
+	tests/edge_cases/test_recipe_cases.py tests/test_answer_only_loss.py
 LOWEST_VENV ?= .venv-lowest
 LOWEST_PY := $(LOWEST_VENV)/bin/python
 LOWEST_STAMP := $(LOWEST_VENV)/.stamp-install

@@ -138,8 +138,12 @@ def test_messages_format_trains_on_assistant_turns(tiny_model_dir: Path, tmp_pat
     assert recipe.build_sft_config(tmp_path).assistant_only_loss is True
     trainer = _train(recipe, tiny_model_dir, tmp_path / "out", rows)
     assert trainer.state.global_step == 3
-    by_text = {json.dumps(r): pair for r, pair in zip(rows, pairs, strict=True)}
-    trained_rows = [by_text[json.dumps({"messages": e["messages"]})] for e in trainer.train_dataset]
+    # Keys sorted: datasets may store a turn's keys in another order than the rows had them.
+    by_text = {json.dumps(r, sort_keys=True): pair for r, pair in zip(rows, pairs, strict=True)}
+    trained_rows = [
+        by_text[json.dumps({"messages": e["messages"]}, sort_keys=True)]
+        for e in trainer.train_dataset
+    ]
     _answers_only(_trained_texts(trainer), trained_rows)
 
 
