@@ -17,8 +17,8 @@ import pytest
 from test_loss_labels import IGNORED, _rows, _trained_runs
 from train_helpers import assert_user_error, load_recipe, run_main, short
 
+from peftkit.core.errors import RecipeError
 from peftkit.data import add_system_prompt, use_chat_template
-from peftkit.errors import RecipeError
 from peftkit.recipes.chat_templates import CHAT_TEMPLATES
 from peftkit.testing import messages_rows, prompt_completion_rows, write_data
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from peftkit.callbacks.monitor import Monitor, is_evaluation, metric_value, resolve_mode
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 
 NAN, INF = float("nan"), float("inf")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from peftkit.errors import RecipeError
-from peftkit.outputs import (
+from peftkit.core.errors import RecipeError
+from peftkit.run.outputs import (
     MARKER,
     NAME_MAX,
     OutputFolder,
@@ -358,7 +358,7 @@ def test_folders_are_exchanged_in_one_step_where_the_system_can(tmp_path, monkey
     here), two renames do it, leaving nothing beside."""
     import sys
 
-    from peftkit import outputs
+    from peftkit.run import outputs
 
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from peftkit import outputs, train
+from peftkit.run import outputs, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from peftkit import outputs
+from peftkit.run import outputs
 from peftkit.callbacks import saving
 from peftkit.testing import peft_model
 

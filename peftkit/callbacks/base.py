@@ -35,7 +35,10 @@ from pydantic import BaseModel, ValidationError
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler, ExportableState
 
-from peftkit.errors import PeftkitWarning, ProblemsError, problems
+from peftkit.core.errors import PeftkitWarning, ProblemsError, problems
+from peftkit.core.quiet import quiet_warnings
+
+quiet_warnings()  # what peft triggers inside transformers while any of these callbacks trains
 
 C = TypeVar("C", bound="PeftkitCallback")
 

@@ -37,10 +37,10 @@ import math
 import statistics
 from typing import Any, Literal
 
-from peftkit.callback_settings import GradientCheckSettings
 from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
+from peftkit.callbacks.settings import GradientCheckSettings
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The one place that decides "is this metric value better": the direction, ``min_delta`` and
 thresholds, so that ``min_delta`` and ``mode`` mean the same wherever a best value is tracked
 (as Keras' MonitorCallback and Lightning's EarlyStopping do). Early stopping uses it; the
-direction of a metric comes from the Trainer or from :mod:`peftkit.direction`.
+direction of a metric comes from the Trainer or from :mod:`peftkit.core.metrics`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from peftkit.direction import Mode, eval_name, mode_from_name
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
+from peftkit.core.metrics import Mode, eval_name, mode_from_name
 
 
 def resolve_mode(metric: str, mode: str, args: Any) -> Mode:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from peftkit.callback_settings import OverfitSettings
 from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
 from peftkit.callbacks.distributed import any_rank
 from peftkit.callbacks.monitor import is_evaluation, metric_value
+from peftkit.callbacks.settings import OverfitSettings
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
 
 _D = defaults(OverfitSettings)

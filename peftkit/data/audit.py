@@ -1,7 +1,7 @@
 """The data audit: what the trainer would silently do to the data, found before training.
 
 `peftkit check` and the start of every `peftkit train` (one preparation for both,
-:func:`peftkit.train.audit_data`) tokenize the rows as ``SFTTrainer`` will
+:func:`peftkit.run.train.audit_data`) tokenize the rows as ``SFTTrainer`` will
 (:mod:`peftkit.data.tokens`) and report what goes wrong there and nowhere else: answers cut
 by ``max_length`` (a JSON answer cut in half teaches broken JSON), rows left with no trained
 token (the trainer drops them without a word), trained rows that do not end with a trained EOS
@@ -101,7 +101,7 @@ def audit(
 
 def refuse_errors(found: Audit) -> None:
     """Stop before training when the audit found that training would be meaningless."""
-    from peftkit.errors import Problem, ProblemsError
+    from peftkit.core.errors import Problem, ProblemsError
 
     if found.errors:
         raise ProblemsError(

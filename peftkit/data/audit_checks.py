@@ -74,8 +74,8 @@ def spread(values: list[int]) -> dict[str, float]:
 def check_template(found: Audit, splits: Splits, tokenizer: Any, masked: bool) -> bool:
     """Chat data needs a chat template, and assistant-only loss a template that marks the
     assistant's turns; False when the rest of the audit cannot go on."""
+    from peftkit.core.errors import RecipeError
     from peftkit.data.splits import check_chat
-    from peftkit.errors import RecipeError
 
     if splits.format != "messages":
         return True
@@ -181,7 +181,7 @@ def _memory(recipe: Recipe, model_config: Any, length: int) -> dict[str, float] 
     """Estimated peak GB at the recipe's max_length and at ``length``; None without a config."""
     if model_config is None:
         return None
-    from peftkit.errors import RecipeError
+    from peftkit.core.errors import RecipeError
     from peftkit.memory import estimate, shape_of
 
     try:

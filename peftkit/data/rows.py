@@ -15,9 +15,9 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
-from peftkit.data.files import Found, Source
-from peftkit.errors import MISSING, Problem, RecipeError, json_kind
-from peftkit.recipes.data import FORMAT_COLUMNS, describe_formats
+from peftkit.core.errors import MISSING, Problem, RecipeError, json_kind
+from peftkit.data.reading import Found, Source
+from peftkit.recipes.data_section import FORMAT_COLUMNS, describe_formats
 
 ROLES = ("system", "user", "assistant", "tool")
 ROLE_ALIASES = {

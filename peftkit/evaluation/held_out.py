@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 from peftkit.evaluation.json_answers import content_rates, generate_answers, json_rates
-from peftkit.recipes.data import FORMAT_COLUMNS
+from peftkit.recipes.data_section import FORMAT_COLUMNS
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.callback_settings import CallbackSettings
-from peftkit.errors import PeftkitWarning, RecipeError, raise_all
-from peftkit.memory.estimate import Method
-from peftkit.recipes.data import DataFormat, DataSection, describe_formats
+from peftkit.callbacks.settings import CallbackSettings
+from peftkit.core.errors import PeftkitWarning, RecipeError, raise_all
+from peftkit.core.section import Section
+from peftkit.memory.peak import Method
+from peftkit.recipes.data_section import DataFormat, DataSection, describe_formats
 from peftkit.recipes.distributed import DistributedSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.model import ModelSection
 from peftkit.recipes.quantization import QuantizationSection
 from peftkit.recipes.rules import DOUBTS, RULES
 from peftkit.recipes.training import TrainingSection
-from peftkit.section import Section
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from peftkit.core.section import Section
 from peftkit.memory.gpus import GpuName
-from peftkit.section import Section
 
 
 class BudgetSection(Section):

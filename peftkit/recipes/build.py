@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import RecipeError, require, with_type
-from peftkit.quiet import quiet_warnings
+from peftkit.core.errors import RecipeError, require, with_type
+from peftkit.core.quiet import quiet_warnings
 from peftkit.recipes.keywords import passed_through, with_keywords
 from peftkit.recipes.resolution import Resolved, learning_rate, model_name, resolve
 
@@ -169,7 +169,7 @@ def _save_kwargs(recipe: Recipe) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"save_total_limit": t.save_total_limit}
     if t.save == "steps":
         return {**kwargs, "save_strategy": "steps", "save_steps": t.save_every}
-    from peftkit.direction import eval_name, mode_from_name
+    from peftkit.core.metrics import eval_name, mode_from_name
 
     metric = recipe.callbacks.early_stopping.metric
     mode = recipe.callbacks.early_stopping.mode

@@ -10,12 +10,12 @@ from typing import Any
 
 import yaml
 
-from peftkit.errors import RecipeError, did_you_mean, with_type
+from peftkit.core.errors import RecipeError, did_you_mean, with_type
+from peftkit.core.text import read_text
 from peftkit.recipes.base import Recipe
 from peftkit.recipes.foreign_keys import superseded
 from peftkit.recipes.registry import BUILTIN, from_dict, summary
 from peftkit.recipes.yaml_loading import RecipeDumper, parse_yaml, parse_yaml_file
-from peftkit.text import read_text
 
 
 def builtin_dir() -> Path:

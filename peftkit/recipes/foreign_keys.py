@@ -30,7 +30,7 @@ import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from peftkit.section import UNKNOWN_KEY, Section, _numeric
+from peftkit.core.section import UNKNOWN_KEY, Section, _numeric
 
 TRL = "TRL"
 """``trl sft --config``: SFTConfig/TrainingArguments, ModelConfig and ScriptArguments keys."""
@@ -359,7 +359,7 @@ def _chat_template(value: Any) -> Translation:
 def _special_tokens(value: Any) -> Translation:
     """axolotl's ``special_tokens`` mapping, token by token; ``tokens`` and other names it
     adds to the vocabulary have no peftkit setting (peftkit adds no token)."""
-    from peftkit.recipes.data import SpecialTokens
+    from peftkit.recipes.data_section import SpecialTokens
 
     names = tuple(SpecialTokens.model_fields)
     if not isinstance(value, dict) or not value:

@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from peftkit.errors import Problem, ProblemsError, RecipeError, did_you_mean, problems
+from peftkit.core.errors import Problem, ProblemsError, RecipeError, did_you_mean, problems
+from peftkit.core.text import read_text
 from peftkit.recipes.base import Recipe
 from peftkit.recipes.files import apply_overrides, check_new_file, create_file, field_key
 from peftkit.recipes.foreign_keys import (
@@ -38,7 +39,6 @@ from peftkit.recipes.foreign_keys import (
 )
 from peftkit.recipes.registry import ALL, from_dict
 from peftkit.recipes.yaml_loading import parse_yaml_file
-from peftkit.text import read_text
 
 UNKNOWN = "not a TRL or axolotl setting that peftkit knows"
 SUFFIX = ".peftkit.yaml"

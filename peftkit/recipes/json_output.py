@@ -7,11 +7,11 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import rule_error
+from peftkit.core.errors import rule_error
+from peftkit.core.section import Section, with_defaults
 from peftkit.recipes.base import Recipe, section
-from peftkit.recipes.data import DataSection
+from peftkit.recipes.data_section import DataSection
 from peftkit.recipes.training import TrainingSection
-from peftkit.section import Section, with_defaults
 
 _Training = with_defaults(
     TrainingSection,

@@ -21,7 +21,7 @@ import typing
 import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
-from peftkit.errors import MISSING, PeftkitWarning, Problem, ProblemsError, problems
+from peftkit.core.errors import MISSING, PeftkitWarning, Problem, ProblemsError, problems
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
@@ -93,9 +93,9 @@ def _sft_home(key: str, value: Any) -> dict[str, Any] | Problem | None:
     """SFTConfig's keywords through TRL's row of the foreign-key table; the precision flags
     and ``max_steps=-1`` mean what they mean in SFTConfig (off, not set), not what an imported
     file means by them."""
+    from peftkit.core.section import warn_renamed
     from peftkit.recipes.foreign_keys import BOTH, FOREIGN_KEYS, TRL
     from peftkit.recipes.training import TrainingSection
-    from peftkit.section import warn_renamed
 
     if key in TrainingSection.RENAMED:
         warn_renamed(key, TrainingSection.RENAMED[key], stacklevel=7)
@@ -244,7 +244,7 @@ def _spelled(hint: Any) -> str:
 def extra_problems(target: Target, extra: dict[str, Any]) -> list[Any]:
     """Keys of a section's ``extra`` that the recipe models (their home named in the fix);
     whether the others are fields of the HF class is checked when the config is built."""
-    from peftkit.errors import rule_error
+    from peftkit.core.errors import rule_error
     from peftkit.recipes.foreign_keys import token
 
     found = []

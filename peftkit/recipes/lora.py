@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import PeftkitWarning, raise_all, rule_error
-from peftkit.section import Section
+from peftkit.core.errors import PeftkitWarning, raise_all, rule_error
+from peftkit.core.section import Section
 
 ATTENTION_ONLY = frozenset(
     {"q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "qkv_proj", "Wqkv"}

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from peftkit.section import Section
+from peftkit.core.section import Section
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """Small enough to fine-tune on a laptop CPU, large enough to be useful; peftkit's demo model."""

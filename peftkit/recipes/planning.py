@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from peftkit.memory.estimate import Setup, auto_dtype
-from peftkit.memory.plan import Budget, Request, check_budget
+from peftkit.memory.peak import Setup, auto_dtype
+from peftkit.memory.planner import Budget, Request, check_budget
 from peftkit.recipes.resolution import fused_loss
 
 if TYPE_CHECKING:

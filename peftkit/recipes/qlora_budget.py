@@ -7,14 +7,14 @@ from typing import Literal
 from pydantic import Field
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import rule_error
-from peftkit.memory.estimate import Method
+from peftkit.core.errors import rule_error
+from peftkit.core.section import with_defaults
+from peftkit.memory.peak import Method
 from peftkit.recipes.base import Recipe, section
 from peftkit.recipes.budget import BudgetSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.quantization import QuantizationSection
 from peftkit.recipes.training import TrainingSection
-from peftkit.section import with_defaults
 
 _Lora = with_defaults(
     LoraSection, "QLoRABudgetLora", LoraSection.__doc__ or "", r=64, alpha=16.0, dropout=0.1

@@ -7,8 +7,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import raise_all, rule_error
-from peftkit.section import Section
+from peftkit.core.errors import raise_all, rule_error
+from peftkit.core.section import Section
 
 ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
 _BOOL = TypeAdapter(bool)

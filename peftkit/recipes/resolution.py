@@ -3,7 +3,7 @@
 The builders, the loader, ``peftkit train``, ``check``, ``plan`` and ``show --model`` all ask
 :func:`resolve`, so a run uses, records and reports the same values. Machine-dependent choices
 (precision, the weights' and the 4-bit compute dtype, attention, Liger) come from
-:mod:`peftkit.hardware`; the learning rate from the model's size
+:mod:`peftkit.core.hardware`; the learning rate from the model's size
 (:mod:`peftkit.recipes.learning_rate`). A resolved choice is checked again by the rules that
 relate precision and dtypes (:mod:`peftkit.recipes.rules`), with the same text as at validation.
 """
@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from peftkit import hardware
-from peftkit.errors import RecipeError, format_problems, problems
-from peftkit.hardware import (
+from peftkit.core import hardware
+from peftkit.core.errors import RecipeError, format_problems, problems
+from peftkit.core.hardware import (
     Choice,
     Machine,
     ResolvedPrecision,
@@ -84,8 +84,8 @@ def model_config(model: Any, name: str) -> dict[str, Any] | None:
     config.json or folder path, or a hub id whose config is in the local Hugging Face cache
     (loading the model puts it there); None for a hub id that is not (nothing is downloaded
     here: offline, that would only retry for half a minute)."""
-    from peftkit.loading import is_local
     from peftkit.memory import read_config
+    from peftkit.run.loading import is_local
 
     source = name if model is None else model
     if hasattr(source, "config") and hasattr(source.config, "to_dict"):
@@ -185,7 +185,7 @@ def _warn_emulated(precision: ResolvedPrecision, dtype: Choice, machine: Machine
     """A written dtype or precision the machine does not compute in runs, emulated."""
     import warnings
 
-    from peftkit.errors import PeftkitWarning
+    from peftkit.core.errors import PeftkitWarning
 
     slow = []
     if precision.dtype not in machine.native:
@@ -227,7 +227,7 @@ def _check_resolved(
     )
     from pydantic import ValidationError
 
-    from peftkit.errors import raise_all
+    from peftkit.core.errors import raise_all
     from peftkit.recipes.rules import PRECISION_RULES
 
     try:

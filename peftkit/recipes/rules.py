@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from pydantic_core import InitErrorDetails
 
-from peftkit.direction import mode_from_name
-from peftkit.errors import rule_error
+from peftkit.core.errors import rule_error
+from peftkit.core.metrics import mode_from_name
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
@@ -112,7 +112,7 @@ def check_bf16_with_fp16_compute(recipe: Recipe) -> list[InitErrorDetails]:
 
 def check_fsdp_storage_dtype(recipe: Recipe) -> list[InitErrorDetails]:
     """With ``auto`` on either side, the resolution makes them equal
-    (:func:`peftkit.hardware.storage_dtype`); this rule judges two written values, before and
+    (:func:`peftkit.core.hardware.storage_dtype`); this rule judges two written values, before and
     after ``compute_dtype: auto`` resolves."""
     q = recipe.quantization
     fsdp_4bit = recipe.distributed.strategy == "fsdp" and q.bits == 4

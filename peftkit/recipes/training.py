@@ -12,9 +12,9 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import RecipeError, raise_all, rule_error
-from peftkit.memory.plan import SHORTEST_SEQUENCE
-from peftkit.section import Section, auto_or
+from peftkit.core.errors import RecipeError, raise_all, rule_error
+from peftkit.core.section import Section, auto_or
+from peftkit.memory.planner import SHORTEST_SEQUENCE
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Optimizer = Literal[

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from peftkit.errors import Problem, ProblemsError, RecipeError
-from peftkit.text import MAX_DEPTH, MAX_DIGITS
+from peftkit.core.errors import Problem, ProblemsError, RecipeError
+from peftkit.core.text import MAX_DEPTH, MAX_DIGITS
 
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"

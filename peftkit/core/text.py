@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from peftkit.errors import Problem, ProblemsError, RecipeError
+from peftkit.core.errors import Problem, ProblemsError, RecipeError
 
 GUESS_BYTES = 1 << 20
 """Bytes looked at to guess an encoding: enough to tell, fast on a huge file."""

@@ -2,7 +2,7 @@
 plot out. ``peftkit train`` is a thin wrapper around :func:`train`.
 
 Every input is checked and loaded before anything is written, and the results are swapped into
-the output folder only at the end (:mod:`peftkit.outputs`). Only the main process writes files;
+the output folder only at the end (:mod:`peftkit.run.outputs`). Only the main process writes files;
 under ``torchrun`` every rank trains and evaluates. Ctrl-C stops training cleanly: the best
 adapter so far is restored and saved like at a normal end, and ``metrics.json`` records the
 interruption; when the output held an earlier run, that run is kept and the interrupted one
@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.checkpoints import BEST_ADAPTER, CHECKPOINTS, Resume, check_checkpoint, plan_resume
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
+from peftkit.core.processes import is_main_process, world_size
 from peftkit.evaluation.held_out import evaluate, held_out_prompts
-from peftkit.hub import check_repo, push
-from peftkit.outputs import (
+from peftkit.recipes.base import Recipe
+from peftkit.recipes.resolution import Resolved, for_model
+from peftkit.run.checkpoints import BEST_ADAPTER, CHECKPOINTS, Resume, check_checkpoint, plan_resume
+from peftkit.run.hub import check_repo, push
+from peftkit.run.outputs import (
     ADAPTER,
     LOGS,
     METRICS,
@@ -38,9 +41,6 @@ from peftkit.outputs import (
     output_path,
     staging_of,
 )
-from peftkit.processes import is_main_process, world_size
-from peftkit.recipes.base import Recipe
-from peftkit.recipes.resolution import Resolved, for_model
 
 if TYPE_CHECKING:
     from peftkit.data.audit import Audit
@@ -68,7 +68,7 @@ def _peak_memory_gb() -> float | None:
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 1e9, 3)
     try:
-        import resource  # POSIX only: imported here so that peftkit.train imports everywhere
+        import resource  # POSIX only: imported here so that peftkit.run.train imports everywhere
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
@@ -90,7 +90,7 @@ def train(
     share) and write the outputs to ``output``; return the metrics.
 
     ``sources`` names other files the run read (the recipe file), which the output must not
-    touch. ``resume`` continues from a checkpoint (:func:`peftkit.checkpoints.find_checkpoint`:
+    touch. ``resume`` continues from a checkpoint (:func:`peftkit.run.checkpoints.find_checkpoint`:
     ``"auto"`` or a path) of this output's run, and replaces the output it continues; with
     ``fork``, a checkpoint of another run starts a new run in ``output``. ``push_to_hub``
     uploads the adapter to that Hub repository at the end. ``check`` audits the data as the
@@ -100,7 +100,7 @@ def train(
     to keep an earlier one.
     """
     from peftkit import data as data_module
-    from peftkit.loading import load_model
+    from peftkit.run.loading import load_model
 
     data, eval_data = recipe.data.train_path, recipe.data.eval_path
     if data is None:
@@ -162,7 +162,7 @@ def _prepared(recipe: Recipe) -> Prepared:
     context, its LoRA targets): the one preparation of `peftkit train` and `peftkit check`, so
     that the two never disagree."""
     from peftkit import data as data_module
-    from peftkit.loading import check_model, load_tokenizer
+    from peftkit.run.loading import check_model, load_tokenizer
 
     splits = data_module.prepare(recipe, recipe.data.train_path, recipe.data.eval_path)
     recipe = _resolved(recipe, splits.format)
@@ -292,8 +292,8 @@ def _check_monitored_metric(recipe: Recipe) -> None:
 def _resolved(recipe: Recipe, fmt: str) -> Recipe:
     """The recipe as it runs: the detected format, and absolute data and model paths, so that
     recipe.yaml reruns the same run from any folder (and the adapter names its base so)."""
-    from peftkit.loading import is_local
     from peftkit.recipes.chat_templates import is_template_file
+    from peftkit.run.loading import is_local
 
     def absolute(path: str) -> str:
         return str(Path(path).expanduser().resolve())
@@ -316,10 +316,10 @@ def _resolved(recipe: Recipe, fmt: str) -> Recipe:
 def _fitted_length(recipe: Recipe) -> Recipe:
     """The recipe's default ``max_length``, when the model has no positions for it, is
     lowered to the model's context, with a notice; another length (one the user chose) is
-    left for :func:`~peftkit.loading.check_model` to refuse. The default is recognised by its
+    left for :func:`~peftkit.run.loading.check_model` to refuse. The default is recognised by its
     value: a built-in recipe file spells out every field, so "set" cannot tell."""
-    from peftkit.loading import load_config
-    from peftkit.memory.plan import SHORTEST_SEQUENCE
+    from peftkit.memory.planner import SHORTEST_SEQUENCE
+    from peftkit.run.loading import load_config
 
     training = recipe.training
     if training.max_length != type(training).model_fields["max_length"].default:
@@ -343,7 +343,7 @@ def _fitted_length(recipe: Recipe) -> Recipe:
 def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, output: Path) -> Any:
     from transformers.trainer_callback import ProgressCallback
 
-    from peftkit.quiet import training_progress
+    from peftkit.core.quiet import training_progress
 
     saving = recipe.training.save != "none"
     # The best adapter goes to disk only with the checkpoints, where a resume looks for it.
@@ -473,8 +473,8 @@ def _write_outputs(
     adapter_name: str,
     notes: dict[str, str],
 ) -> None:
-    from peftkit.card import CARD, adapter_card
-    from peftkit.plot import plot_training
+    from peftkit.run.card import CARD, adapter_card
+    from peftkit.run.plot import plot_training
 
     checkpoints = output / CHECKPOINTS
     (checkpoints / "README.md").unlink(missing_ok=True)  # TRL's card; the adapter has peftkit's

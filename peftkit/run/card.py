@@ -21,7 +21,7 @@ def hub_id(model: str) -> str | None:
     """The Hub repository a base model came from: the name itself when it is one, or for a
     local folder the ``_name_or_path`` its config.json records, when that is a Hub id. None
     when neither is known (the card then names the folder in its text only)."""
-    from peftkit.loading import is_local
+    from peftkit.run.loading import is_local
 
     if not is_local(model):
         return model
@@ -124,7 +124,7 @@ def merged_card(base: str, adapter: Path, adapter_text: str | None) -> str:
 
 
 def _results(metrics: dict[str, Any]) -> list[str]:
-    from peftkit.report import RESULT_ROWS, formatted
+    from peftkit.run.report import RESULT_ROWS, formatted
 
     before, after = metrics.get("before") or {}, metrics.get("after") or {}
     rows = ["| held-out | before | after |", "| --- | --- | --- |"]

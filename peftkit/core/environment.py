@@ -24,7 +24,7 @@ def describe() -> dict[str, Any]:
     """Versions (None when not installed), the GPUs with their memory, and bf16 support."""
     import torch
 
-    from peftkit.hardware import cpu_has_native_bf16
+    from peftkit.core.hardware import cpu_has_native_bf16
 
     versions: dict[str, str | None] = {}
     for name in PACKAGES:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import Problem, ProblemsError, RecipeError
+from peftkit.core.errors import Problem, ProblemsError, RecipeError
 from peftkit.recipes.foreign_keys import token
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def plan_resume(
 def _run_of(checkpoint: Path) -> Path | None:
     """The output whose run wrote ``checkpoint`` (OUT/checkpoints/checkpoint-N, or the staging
     folder of OUT), None for a checkpoint elsewhere."""
-    from peftkit.outputs import STAGING
+    from peftkit.run.outputs import STAGING
 
     if checkpoint.parent.name != CHECKPOINTS:
         return None
@@ -305,7 +305,7 @@ def _settings(recipe: Recipe) -> dict[str, Any]:
 
 
 def _differs(field: str, earlier: Any, now: Any) -> bool:
-    if now == "auto":  # not resolved yet: compared again once it is (peftkit.train)
+    if now == "auto":  # not resolved yet: compared again once it is (peftkit.run.train)
         return False
     if field == "model.name":
         return _model_key(earlier) != _model_key(now)
@@ -318,7 +318,7 @@ def _differs(field: str, earlier: Any, now: Any) -> bool:
 
 def _model_key(name: Any) -> Any:
     """A model name as one spelling: a local folder by its absolute path."""
-    from peftkit.loading import is_local
+    from peftkit.run.loading import is_local
 
     if isinstance(name, str) and is_local(name):
         return str(Path(name).expanduser().resolve())

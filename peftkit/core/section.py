@@ -3,8 +3,8 @@
 Pydantic reports an unknown key as "Extra inputs are not permitted". People paste keys from
 LoraConfig, BitsAndBytesConfig or an older SFTConfig, so each section knows the foreign names
 users reach for (``SUGGEST``) and the keys older TRL/transformers releases used (``RENAMED``).
-Renamed keys are accepted with a :class:`~peftkit.errors.PeftkitDeprecationWarning`; unknown keys
-stay errors, with a "did you mean" suggestion in the message itself, so a plain
+Renamed keys are accepted with a :class:`~peftkit.core.errors.PeftkitDeprecationWarning`;
+unknown keys stay errors, with a "did you mean" suggestion in the message itself, so a plain
 ``except ValidationError`` in user code shows it too.
 """
 
@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticKnownError, core_schema
 
-from peftkit.errors import PeftkitDeprecationWarning, did_you_mean, raise_all, rule_error
+from peftkit.core.errors import PeftkitDeprecationWarning, did_you_mean, raise_all, rule_error
 
 _CORE_ERROR_TYPES = frozenset(typing.get_args(core_schema.ErrorType))
 UNKNOWN_KEY = "unknown_key"

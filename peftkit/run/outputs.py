@@ -30,8 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from peftkit.checkpoints import CHECKPOINTS, last_checkpoint
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
+from peftkit.run.checkpoints import CHECKPOINTS, last_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import MISSING, Problem, ProblemsError, RecipeError
+from peftkit.core.errors import MISSING, Problem, ProblemsError, RecipeError
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def adaptable_modules(config: Any, trust_remote_code: bool = False) -> dict[str,
 def check_model(recipe: Recipe, max_length: int) -> Any:
     """Everything about the model that does not need its weights: the folder, the config, the
     context length, the LoRA targets. Returns the config."""
-    from peftkit.targets import check_targets
+    from peftkit.core.targets import check_targets
 
     name = recipe.model.name
     config = load_config(name, recipe.model.trust_remote_code)

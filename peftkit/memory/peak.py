@@ -28,7 +28,7 @@ b = micro-batch, L = layers, h = hidden size, V = vocabulary):
   the layer's own dropout output and 1-byte mask with dropout, autocast's 16-bit copy when the
   adapters are fp32 and the activations 16-bit, else the shared input. With activation
   checkpointing only each layer's input is kept, plus one layer recomputed at a time. Measured
-  tensor by tensor in tests/test_memory_terms.py (:mod:`peftkit.memory.measure`).
+  tensor by tensor in tests/test_memory_terms.py (:mod:`calibration.terms`).
 - ``logits``: s*b*V*12 bytes, the peak of the loss's backward pass: the fp32 log-softmax saved
   by the forward, the fp32 gradient of the loss and the fp32 gradient of the log-softmax
   (transformers upcasts logits to fp32 for the loss; the 16-bit logits are freed with the
@@ -39,7 +39,7 @@ b = micro-batch, L = layers, h = hidden size, V = vocabulary):
   ``_CHUNKED_LOGPROB_CHUNK_SIZE``) plus the fp32 gradient of the hidden states, an upper bound
   read from TRL's code, not measured here.
 - ``overhead``: CUDA context and allocator slack, CONTEXT_BYTES + SLACK x the rest, fitted
-  to the two *calibration* rows of :mod:`peftkit.memory.published` (Qwen's LoRA peaks at 256
+  to the two *calibration* rows of :mod:`calibration.published` (Qwen's LoRA peaks at 256
   tokens, where the other terms leave little but the overhead): 1.5 GB, and no slack that grows
   with the rest. tests/test_memory.py refits them; only the other (judged) rows test them.
 

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 NAME = "SmolLM2-135M-Instruct"

@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from peftkit.card import CARD, merged_card
-from peftkit.errors import RecipeError
-from peftkit.hub import check_repo, push
-from peftkit.outputs import OutputFolder, check_output
+from peftkit.core.errors import RecipeError
+from peftkit.run.card import CARD, merged_card
+from peftkit.run.hub import check_repo, push
+from peftkit.run.outputs import OutputFolder, check_output
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
@@ -135,7 +135,7 @@ def _check_fits(adapter: Path, adapter_config: dict[str, Any], base: str, traine
     every module its targets name covered (a base with more layers would keep layers the
     adapter never trained), and the same architecture and layer count as the model it was
     trained on (when that one's config can be read)."""
-    from peftkit.loading import adaptable_modules, load_config
+    from peftkit.run.loading import adaptable_modules, load_config
 
     config = load_config(base, field="--base")
     if isinstance(trained_on, str) and trained_on:
@@ -174,7 +174,7 @@ variant of the same model does; another model of the same sizes does not)."""
 def _check_architecture(base: str, config: Any, trained_on: str, fix: str) -> None:
     """``base`` against the model the adapter names, when that model's config is at hand (a
     local folder, or a Hub model in the cache); nothing to compare otherwise."""
-    from peftkit.loading import load_config
+    from peftkit.run.loading import load_config
 
     try:
         theirs = load_config(trained_on, field="the adapter's base_model_name_or_path")

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from peftkit.section import Section
+from peftkit.core.section import Section
 
 
 class EarlyStoppingSettings(Section):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 
 ResolvedName = Literal["bf16", "fp16", "fp32"]
 HALF_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}

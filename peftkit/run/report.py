@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from peftkit.checkpoints import CHECKPOINTS
 from peftkit.memory import Plan
-from peftkit.outputs import LOGS, RESULTS
+from peftkit.run.checkpoints import CHECKPOINTS
+from peftkit.run.outputs import LOGS, RESULTS
 
 if TYPE_CHECKING:
     from peftkit.data.audit import Audit

@@ -6,9 +6,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from peftkit.errors import did_you_mean, raise_all, rule_error
+from peftkit.core.errors import did_you_mean, raise_all, rule_error
+from peftkit.core.section import Section
 from peftkit.recipes.chat_templates import CHAT_TEMPLATES, is_builtin_name
-from peftkit.section import Section
 
 DataFormat = Literal["auto", "text", "prompt-completion", "messages"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 
 
 def check_repo(repo: str) -> None:

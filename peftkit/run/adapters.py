@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from peftkit.errors import RecipeError
-from peftkit.loading import TOKENIZER_FILES
-from peftkit.merging import _read_adapter, _recipe_beside
+from peftkit.core.errors import RecipeError
 from peftkit.recipes.base import Recipe
+from peftkit.run.loading import TOKENIZER_FILES
+from peftkit.run.merging import _read_adapter, _recipe_beside
 
 RECIPE_FILE = "recipe.yaml"
 
@@ -54,7 +54,7 @@ def evaluate_adapter(
 
     from peftkit.data import prepare
     from peftkit.evaluation import evaluate
-    from peftkit.loading import load_model
+    from peftkit.run.loading import load_model
 
     folder = Path(adapter)
     trained = adapter_recipe(folder, recipe)
@@ -107,7 +107,7 @@ def adapter_tokenizer(adapter: Path, recipe: Recipe) -> Any:
     the base model's with the recipe's chat settings."""
     from transformers import AutoTokenizer
 
-    from peftkit.loading import load_tokenizer
+    from peftkit.run.loading import load_tokenizer
 
     if not any((adapter / name).is_file() for name in TOKENIZER_FILES):
         return load_tokenizer(recipe)
@@ -147,7 +147,7 @@ def generate(
 
     from peftkit import recipes
     from peftkit.evaluation import generate_answers
-    from peftkit.loading import load_model
+    from peftkit.run.loading import load_model
 
     if not isinstance(prompt, str) or not prompt.strip():
         raise RecipeError("PROMPT: empty. Fix: give the text to answer, in quotes.")
