@@ -26,6 +26,7 @@ from peftkit.core.errors import (
     describe,
     problems_of,
 )
+from peftkit.core.limits import SHORTEST_SEQUENCE
 from peftkit.core.quiet import quiet
 
 if TYPE_CHECKING:
@@ -262,7 +263,7 @@ def estimate(
     seq_len: Annotated[
         int | None,
         typer.Option(
-            min=16,
+            min=SHORTEST_SEQUENCE,
             help="Tokens per sequence, at most the model's context (default: 1024, or the "
             "model's context when shorter).",
         ),
@@ -379,8 +380,8 @@ def check(
 ) -> None:
     """Audit --data as the trainer will see it (lengths, labels, template, duplicates, JSON
     answers, run length) without loading weights; exit 2 when training would be meaningless."""
+    from peftkit.run.prepare import audit_data
     from peftkit.run.report import print_audit
-    from peftkit.run.train import audit_data
 
     found = audit_data(_with_inputs(recipe, overrides, model, data, eval_data))
     if as_json:
@@ -441,7 +442,15 @@ def train_command(
     sources = {"the recipe file": recipe} if Path(recipe).is_file() else {}
     target = _path(output, "--output")
     metrics = train(
-        loaded, target, overwrite, sources, resume, push_to_hub, not no_check, print_audit, fork
+        loaded,
+        target,
+        overwrite=overwrite,
+        sources=sources,
+        resume=resume,
+        push_to_hub=push_to_hub,
+        check=not no_check,
+        on_audit=print_audit,
+        fork=fork,
     )
     if is_main_process():
         _report(metrics, target, as_json)

@@ -39,6 +39,7 @@ MODULES = {
     "json_answers": "peftkit/evaluation/json_answers.py",
     "evaluation_callback": "peftkit/evaluation/callback.py",
     "json_validity": "peftkit/evaluation/json_validity/json_validity.py",
+    "folders": "peftkit/core/folders.py",
     "outputs": "peftkit/run/outputs.py",
     "checkpoints": "peftkit/run/checkpoints.py",
     "rules": "peftkit/recipes/rules.py",

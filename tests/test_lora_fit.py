@@ -14,7 +14,7 @@ from train_helpers import load_recipe, merged, with_data
 from peftkit import recipes
 from peftkit.core.errors import PeftkitWarning
 from peftkit.recipes.capacity import BATCH_WARN
-from peftkit.run.train import audit_data
+from peftkit.run.prepare import audit_data
 from peftkit.testing import prompt_completion_rows, text_rows, write_data
 
 

@@ -33,8 +33,9 @@ from train_helpers import (
 
 from peftkit import recipes
 from peftkit.core.errors import RecipeError
+from peftkit.core.folders import MARKER
 from peftkit.data import prepare
-from peftkit.run.outputs import MARKER, STAGING
+from peftkit.run.outputs import STAGING
 from peftkit.run.train import train
 from peftkit.testing import messages_rows, prompt_completion_rows, text_rows, write_data
 

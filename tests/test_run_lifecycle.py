@@ -25,7 +25,8 @@ from train_helpers import (
 )
 
 from peftkit.core.errors import RecipeError
-from peftkit.run.outputs import MARKER, STAGING
+from peftkit.core.folders import MARKER
+from peftkit.run.outputs import STAGING
 from peftkit.run.train import train
 from peftkit.testing import prompt_completion_rows, write_data
 

@@ -91,7 +91,7 @@ def with_data(
 def earlier_output(folder: Path, files: dict[str, str], command: str = "train") -> Path:
     """``folder`` as an earlier peftkit command left it: ``files`` (relative path -> text) and
     the marker that lists them, so that --overwrite may replace it."""
-    from peftkit.run.outputs import MARKER, inventory
+    from peftkit.core.folders import MARKER, inventory
 
     for name, text in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)

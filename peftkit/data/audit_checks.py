@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from peftkit.core.limits import LONGEST_SEQUENCE
 from peftkit.data.measure import Measured, normalized
 
 if TYPE_CHECKING:
@@ -168,13 +169,11 @@ def longest_length(recipe: Recipe, model_config: Any) -> tuple[int, str]:
     field's own bound, or the model's context (stretched by its rope scaling)."""
     from peftkit.memory.shapes import usable_context
 
-    info = type(recipe.training).model_fields["max_length"]
-    bound = min(int(m.le) for m in info.metadata if getattr(m, "le", None) is not None)
     config = model_config if isinstance(model_config, dict) else {}
     context, key = usable_context(config)
-    if context is not None and context < bound:
+    if context is not None and context < LONGEST_SEQUENCE:
         return context, f"the model takes: {key}"
-    return bound, "training.max_length takes"
+    return LONGEST_SEQUENCE, "training.max_length takes"
 
 
 def _memory(recipe: Recipe, model_config: Any, length: int) -> dict[str, float] | None:

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftkit.core.errors import ProblemsError, RecipeError
+from peftkit.core.formats import row_format
 from peftkit.data.chat import add_system_prompt
 from peftkit.data.reading import Source, read, read_eval_split
-from peftkit.data.rows import Checked, check_rows, choose_format, row_format
+from peftkit.data.rows import Checked, check_rows, choose_format
 from peftkit.recipes.chat_templates import CHAT_TEMPLATES
 
 if TYPE_CHECKING:

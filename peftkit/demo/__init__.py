@@ -93,4 +93,4 @@ def demo(task: str = "json", output: str | Path = "demo-output", overwrite: bool
             },
         }
     )
-    return train(recipe, output, overwrite)
+    return train(recipe, output, overwrite=overwrite)

@@ -12,8 +12,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from peftkit.core.errors import RecipeError
+from peftkit.core.formats import row_format
 from peftkit.evaluation.json_answers import content_rates, generate_answers, json_rates
-from peftkit.recipes.data_section import FORMAT_COLUMNS
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 def data_format(rows: Any) -> str:
     """The format of evaluation rows (a Dataset), by their columns as TRL reads them."""
     columns = set(rows.column_names)
-    for name, needed in FORMAT_COLUMNS.items():
-        if set(needed) <= columns:
-            return name
+    found = row_format(columns)
+    if found is not None:
+        return found
     raise RecipeError(
         f"evaluation data: columns {sorted(columns)} are no data format TRL reads. Fix: give "
         "messages, prompt and completion, or text columns."

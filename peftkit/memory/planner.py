@@ -28,6 +28,7 @@ from numbers import Integral, Real
 from typing import Any
 
 from peftkit.core.errors import Problem, ProblemsError, RecipeError
+from peftkit.core.limits import MAX_ACCUMULATION, MAX_GPUS, SHORTEST_SEQUENCE
 from peftkit.memory.gpus import CATALOG
 from peftkit.memory.peak import GB, Breakdown, Setup, estimate
 from peftkit.memory.shapes import ModelShape
@@ -39,12 +40,6 @@ FULL_UTILISATION_TOKENS = 4096
 DEQUANT_SLOWDOWN = 0.7
 MIN_RANK = 8
 MIN_LENGTH = 256
-MAX_GPUS = 1024
-"""As many GPUs as a recipe's ``budget.gpus`` allows."""
-SHORTEST_SEQUENCE = 16
-"""The shortest training.max_length (and --seq-len) peftkit takes."""
-MAX_ACCUMULATION = 4096
-"""The most training.gradient_accumulation_steps a recipe takes."""
 COST_SETTINGS = ("usd", "gpu_hourly_usd", "dataset_tokens")
 """The budget settings that only the cost estimate uses."""
 EXAMPLE_TOKENS = 10_000_000

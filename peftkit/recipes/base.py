@@ -16,9 +16,10 @@ from pydantic_core import InitErrorDetails
 
 from peftkit.callbacks.settings import CallbackSettings
 from peftkit.core.errors import PeftkitWarning, RecipeError, raise_all
+from peftkit.core.formats import DataFormat, describe_formats
 from peftkit.core.section import Section
 from peftkit.memory.peak import Method
-from peftkit.recipes.data_section import DataFormat, DataSection, describe_formats
+from peftkit.recipes.data_section import DataSection
 from peftkit.recipes.distributed import DistributedSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.model import ModelSection

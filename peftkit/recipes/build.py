@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftkit.core.errors import RecipeError, require, with_type
+from peftkit.core.formats import dataset_format
 from peftkit.core.quiet import quiet_warnings
 from peftkit.recipes.keywords import passed_through, with_keywords
 from peftkit.recipes.resolution import Resolved, learning_rate, model_name, resolve
@@ -239,8 +240,6 @@ def with_data_format(recipe: Recipe, dataset: Any) -> Recipe:
                 "model, dataset=train)), or set data.format=prompt-completion (or messages)."
             )
         return recipe
-    from peftkit.data.rows import dataset_format
-
     found = dataset_format(dataset, recipe.DATA_FORMATS)
     if data.format not in ("auto", found):
         raise RecipeError(

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
 from peftkit.core.errors import did_you_mean, raise_all, rule_error
+from peftkit.core.formats import DataFormat
 from peftkit.core.section import Section
 from peftkit.recipes.chat_templates import CHAT_TEMPLATES, is_builtin_name
-
-DataFormat = Literal["auto", "text", "prompt-completion", "messages"]
-
-FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "messages": ("messages",),
-    "prompt-completion": ("prompt", "completion"),
-    "text": ("text",),
-}
-"""The columns each data format needs (TRL's dataset formats), in the order detection tries
-them."""
-
-
-def describe_formats(formats: tuple[str, ...] | None = None) -> str:
-    """``formats`` (default: all) with their columns, for messages."""
-    chosen = formats or tuple(FORMAT_COLUMNS)
-    return " or ".join(
-        f"{name} (column{'s' if len(FORMAT_COLUMNS[name]) > 1 else ''} "
-        f"{', '.join(FORMAT_COLUMNS[name])})"
-        for name in chosen
-    )
 
 
 class SpecialTokens(Section):

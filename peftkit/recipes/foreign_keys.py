@@ -23,13 +23,13 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from peftkit.core.names import is_local
 from peftkit.core.section import UNKNOWN_KEY, Section, _numeric
 
 TRL = "TRL"
@@ -288,16 +288,14 @@ def _fsdp(value: Any) -> Translation:
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 """Files ``peftkit train --data`` reads; a folder saved with ``save_to_disk`` works too."""
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DATASET_TYPES = {"completion": "text", "pretrain": "text", "chat_template": "messages"}
 """axolotl dataset types whose rows peftkit reads as they are, with the data format."""
 
 
 def is_local_data(path: str) -> bool:
-    """Whether ``path`` names local data (a file or folder) rather than a Hub dataset id."""
-    if path.lower().endswith(DATA_SUFFIXES) or path.startswith((".", "/", "~")):
-        return True
-    return Path(path).expanduser().exists() or not HUB_ID.match(path)
+    """Whether ``path`` names local data (a file or folder) rather than a Hub dataset id: a
+    data file by its suffix, else by the rule for every name (:mod:`peftkit.core.names`)."""
+    return path.lower().endswith(DATA_SUFFIXES) or is_local(path)
 
 
 def _data_path(path: Any, text: bool = False) -> Translation:

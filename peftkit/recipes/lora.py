@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
 from peftkit.core.errors import PeftkitWarning, raise_all, rule_error
+from peftkit.core.limits import MAX_RANK
 from peftkit.core.section import Section
 
 ATTENTION_ONLY = frozenset(
@@ -38,7 +39,7 @@ class LoraSection(Section):
         "targets": "target_modules",
     }
 
-    r: int = Field(16, ge=1, le=1024, description="Rank of the low-rank update matrices.")
+    r: int = Field(16, ge=1, le=MAX_RANK, description="Rank of the low-rank update matrices.")
     alpha: float = Field(
         32.0,
         gt=0,

@@ -27,6 +27,7 @@ from peftkit.core.hardware import (
     storage_dtype,
     weights_dtype,
 )
+from peftkit.core.names import is_local
 from peftkit.recipes.learning_rate import auto_rate, model_width
 
 if TYPE_CHECKING:
@@ -85,7 +86,6 @@ def model_config(model: Any, name: str) -> dict[str, Any] | None:
     (loading the model puts it there); None for a hub id that is not (nothing is downloaded
     here: offline, that would only retry for half a minute)."""
     from peftkit.memory import read_config
-    from peftkit.run.loading import is_local
 
     source = name if model is None else model
     if hasattr(source, "config") and hasattr(source.config, "to_dict"):

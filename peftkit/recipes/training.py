@@ -13,8 +13,13 @@ from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
 from peftkit.core.errors import RecipeError, raise_all, rule_error
+from peftkit.core.limits import (
+    LONGEST_SEQUENCE,
+    MAX_ACCUMULATION,
+    MAX_BATCH,
+    SHORTEST_SEQUENCE,
+)
 from peftkit.core.section import Section, auto_or
-from peftkit.memory.planner import SHORTEST_SEQUENCE
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Optimizer = Literal[
@@ -85,14 +90,16 @@ class TrainingSection(Section):
     max_steps: int | None = Field(
         None, ge=1, description="Optimizer steps to train for; overrides epochs when set."
     )
-    batch_size: int = Field(4, ge=1, le=4096, description="Examples per device per forward pass.")
+    batch_size: int = Field(
+        4, ge=1, le=MAX_BATCH, description="Examples per device per forward pass."
+    )
     gradient_accumulation_steps: int = Field(
-        4, ge=1, le=4096, description="Forward passes per optimizer step."
+        4, ge=1, le=MAX_ACCUMULATION, description="Forward passes per optimizer step."
     )
     max_length: int = Field(
         1024,
         ge=SHORTEST_SEQUENCE,
-        le=1_048_576,
+        le=LONGEST_SEQUENCE,
         description="Tokens per example; longer ones are truncated.",
     )
     packing: bool = Field(

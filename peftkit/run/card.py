@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from peftkit.core.names import is_hub_id
+
 CARD = "README.md"
 TAGS = ["peftkit", "sft", "text-generation"]
 ADAPTER_TAGS = [*TAGS, "peft", "lora"]
@@ -21,16 +23,14 @@ def hub_id(model: str) -> str | None:
     """The Hub repository a base model came from: the name itself when it is one, or for a
     local folder the ``_name_or_path`` its config.json records, when that is a Hub id. None
     when neither is known (the card then names the folder in its text only)."""
-    from peftkit.run.loading import is_local
-
-    if not is_local(model):
+    if is_hub_id(model):
         return model
     config = Path(model) / "config.json"
     try:
         recorded = json.loads(config.read_text(encoding="utf-8")).get("_name_or_path")
     except (OSError, ValueError, AttributeError):
         return None
-    if isinstance(recorded, str) and recorded.count("/") == 1 and not is_local(recorded):
+    if isinstance(recorded, str) and is_hub_id(recorded):
         return recorded
     return None
 

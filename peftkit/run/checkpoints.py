@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftkit.core.errors import Problem, ProblemsError, RecipeError
+from peftkit.core.names import is_local
 from peftkit.recipes.foreign_keys import token
 
 if TYPE_CHECKING:
@@ -318,8 +319,6 @@ def _differs(field: str, earlier: Any, now: Any) -> bool:
 
 def _model_key(name: Any) -> Any:
     """A model name as one spelling: a local folder by its absolute path."""
-    from peftkit.run.loading import is_local
-
     if isinstance(name, str) and is_local(name):
         return str(Path(name).expanduser().resolve())
     return name

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftkit.core.errors import MISSING, Problem, ProblemsError, RecipeError
+from peftkit.core.names import is_local
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,6 @@ _OPTIONS = {"model.name": "--model", "--base": "--base"}
 """The command-line option that sets a field, for fixes."""
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
-
-
-def is_local(name: str) -> bool:
-    """A path on this machine rather than a hub id (``org/name``): the one rule for every
-    command that takes a model name (a missing ``dir/name`` still reads as a hub id)."""
-    return name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") != 1
 
 
 def check_model_folder(name: str, field: str = "model.name", tokenizer: bool = True) -> None:

@@ -1,12 +1,15 @@
 """The main job: a recipe, a model and data in; an adapter, the resolved recipe, metrics and a
 plot out. ``peftkit train`` is a thin wrapper around :func:`train`.
 
-Every input is checked and loaded before anything is written, and the results are swapped into
-the output folder only at the end (:mod:`peftkit.run.outputs`). Only the main process writes files;
-under ``torchrun`` every rank trains and evaluates. Ctrl-C stops training cleanly: the best
-adapter so far is restored and saved like at a normal end, and ``metrics.json`` records the
-interruption; when the output held an earlier run, that run is kept and the interrupted one
-discarded.
+Every input is checked and loaded before anything is written (:mod:`peftkit.run.prepare`, which
+`peftkit check` shares), and the results are swapped into the output folder only at the end
+(:mod:`peftkit.run.outputs`). Only the main process writes files; under ``torchrun`` every rank
+trains and evaluates. Ctrl-C stops training cleanly: the best adapter so far is restored and
+saved like at a normal end, and ``metrics.json`` records the interruption; when the output held
+an earlier run, that run is kept and the interrupted one discarded.
+
+A run always loads the HF stack, so this module imports it at the top; `peftkit check` and
+validating a recipe never import this module.
 """
 
 from __future__ import annotations
@@ -18,15 +21,26 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from transformers.trainer_callback import ProgressCallback
+from trl import SFTTrainer
+
+from peftkit.callbacks import EarlyStopping, GradientNormMixin, OverfitDetector, find
+from peftkit.callbacks.saving import check_target
 from peftkit.core.errors import RecipeError
 from peftkit.core.processes import is_main_process, world_size
+from peftkit.core.quiet import training_progress
+from peftkit.data import check_chat
+from peftkit.data.audit import Audit, audit, refuse_errors
+from peftkit.evaluation.callback import JsonAnswers
 from peftkit.evaluation.held_out import evaluate, held_out_prompts
 from peftkit.recipes.base import Recipe
-from peftkit.recipes.resolution import Resolved, for_model
+from peftkit.recipes.keywords import check_extras
+from peftkit.run import loading
+from peftkit.run.card import CARD, adapter_card
 from peftkit.run.checkpoints import BEST_ADAPTER, CHECKPOINTS, Resume, check_checkpoint, plan_resume
 from peftkit.run.hub import check_repo, push
 from peftkit.run.outputs import (
@@ -41,19 +55,13 @@ from peftkit.run.outputs import (
     output_path,
     staging_of,
 )
-
-if TYPE_CHECKING:
-    from peftkit.data.audit import Audit
-from peftkit.recipes.keywords import check_extras
+from peftkit.run.plot import plot_training
+from peftkit.run.prepare import prepare
 
 log = logging.getLogger(__name__)
 
 
 def _trainer_class() -> type:
-    from trl import SFTTrainer
-
-    from peftkit.callbacks import GradientNormMixin
-
     class PeftkitSFTTrainer(GradientNormMixin, SFTTrainer):
         """SFTTrainer whose callbacks see the gradient norm of every step."""
 
@@ -63,8 +71,6 @@ def _trainer_class() -> type:
 def _peak_memory_gb() -> float | None:
     """Peak GPU memory, or on a CPU this process's peak resident memory, in GB (3 decimals);
     None where the platform does not report it (Windows has no ``resource`` module)."""
-    import torch
-
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 1e9, 3)
     try:
@@ -78,6 +84,7 @@ def _peak_memory_gb() -> float | None:
 def train(
     recipe: Recipe,
     output: str | Path,
+    *,
     overwrite: bool = False,
     sources: Mapping[str, str | Path] | None = None,
     resume: str | Path | None = None,
@@ -99,9 +106,6 @@ def train(
     ``metrics["output"]`` is the folder written, or None when an interrupted run was discarded
     to keep an earlier one.
     """
-    from peftkit import data as data_module
-    from peftkit.run.loading import load_model
-
     data, eval_data = recipe.data.train_path, recipe.data.eval_path
     if data is None:
         raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
@@ -113,13 +117,13 @@ def train(
     own = resumed is not None and resumed.own
     target = check_output(output, {**inputs, **(sources or {})}, overwrite or own)
     _check_run_settings(recipe, target, inputs, push_to_hub)
-    prepared = _prepared(recipe)
+    prepared = prepare(recipe)
     recipe, splits, tokenizer = prepared.recipe, prepared.splits, prepared.tokenizer
     if resumed is not None:
         check_checkpoint(resumed.checkpoint, recipe)  # with the learning rate auto gave
-    data_module.check_chat(splits, tokenizer)
+    check_chat(splits, tokenizer)
     audited = _audit(recipe, splits, tokenizer, on_audit, prepared.config) if check else None
-    model = load_model(recipe, prepared.config)
+    model = loading.load_model(recipe, prepared.config)
     continues = resumed is not None and staging_of(target) in resumed.checkpoint.parents
     with OutputFolder(target, "train", is_main_process(), resume=continues) as folder:
         checkpoint = _continued(folder, resumed, recipe)
@@ -140,58 +144,6 @@ def train(
     if push_to_hub is not None and is_main_process():
         metrics["pushed_to"] = push(target / ADAPTER, push_to_hub)
     return metrics
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What `peftkit train` and `peftkit check` prepare before any weight loads."""
-
-    recipe: Recipe
-    """The recipe as it runs: format detected, paths absolute, length fitted, the learning
-    rate ``auto`` gave."""
-    splits: Any
-    tokenizer: Any
-    config: Any
-    """The model's config (transformers'), checked against the recipe."""
-    resolved: Resolved
-
-
-def _prepared(recipe: Recipe) -> Prepared:
-    """The recipe as it runs, its data split as the trainer gets it, the tokenizer and what the
-    recipe's ``auto`` settings resolve to, after every check that needs no weights (the model's
-    context, its LoRA targets): the one preparation of `peftkit train` and `peftkit check`, so
-    that the two never disagree."""
-    from peftkit import data as data_module
-    from peftkit.run.loading import check_model, load_tokenizer
-
-    splits = data_module.prepare(recipe, recipe.data.train_path, recipe.data.eval_path)
-    recipe = _resolved(recipe, splits.format)
-    _check_monitored_metric(recipe)
-    recipe = _fitted_length(recipe)
-    config = check_model(recipe, recipe.training.max_length)
-    resolved, recipe = for_model(recipe, config)
-    return Prepared(recipe, splits, load_tokenizer(recipe), config, resolved)
-
-
-def audit_data(recipe: Recipe) -> Audit:
-    """`peftkit check`: the audit that `peftkit train` runs before training, of the same data,
-    recipe and model as train prepares them, without loading weights or training; its stats
-    name the learning rate the run would use."""
-    from peftkit.data.audit import audit
-
-    if recipe.data.train_path is None:
-        raise RecipeError("no data to check. Fix: pass --data FILE (or set data.train_path).")
-    prepared = _prepared(recipe)
-    found = audit(
-        prepared.recipe,
-        prepared.splits,
-        prepared.tokenizer,
-        prepared.config.to_dict(),
-        world_size(),
-    )
-    rate = prepared.resolved.learning_rate
-    found.stats["learning_rate"] = {"value": rate.value, "why": rate.why}
-    return found
 
 
 def _fit(trainer: Any, recipe: Recipe, splits: Any, checkpoint: Path | None) -> dict[str, Any]:
@@ -222,8 +174,6 @@ def _audit(
     on_audit: Callable[[Audit], None] | None,
     config: Any,
 ) -> Audit:
-    from peftkit.data.audit import audit, refuse_errors
-
     found = audit(recipe, splits, tokenizer, config.to_dict(), world_size())
     if on_audit is not None and is_main_process():
         on_audit(found)
@@ -254,8 +204,6 @@ def _check_run_settings(
     """What the recipe asks of this run, checked before any data or model loads: a folder
     early stopping writes, the trackers' packages, the Hub repository, and a strategy that needs
     several processes."""
-    from peftkit.callbacks.saving import check_target
-
     best = recipe.callbacks.early_stopping.save_best_to
     if best is not None and recipe.callbacks.early_stopping.enabled:
         field = "callbacks.early_stopping.save_best_to"
@@ -273,86 +221,13 @@ def _check_run_settings(
         )
 
 
-def _check_monitored_metric(recipe: Recipe) -> None:
-    """Early stopping must watch a metric this run produces: found now, not after the model
-    loaded and trained until the first evaluation."""
-    stopping = recipe.callbacks.early_stopping
-    if not stopping.enabled or recipe.training.eval_strategy == "no":
-        return
-    produced = recipe.train_metrics()
-    if stopping.metric in produced or f"eval_{stopping.metric}" in produced:
-        return
-    raise RecipeError(
-        f"callbacks.early_stopping.metric: got '{stopping.metric}', which `peftkit train` does "
-        f"not produce with this recipe (it produces: {', '.join(produced)}). Fix: "
-        f"{recipe.metric_fix(stopping.metric)}."
-    )
-
-
-def _resolved(recipe: Recipe, fmt: str) -> Recipe:
-    """The recipe as it runs: the detected format, and absolute data and model paths, so that
-    recipe.yaml reruns the same run from any folder (and the adapter names its base so)."""
-    from peftkit.recipes.chat_templates import is_template_file
-    from peftkit.run.loading import is_local
-
-    def absolute(path: str) -> str:
-        return str(Path(path).expanduser().resolve())
-
-    data = recipe.data
-    template = data.chat_template
-    section = data.model_copy(
-        update={
-            "format": fmt,
-            "train_path": absolute(data.train_path or ""),
-            "eval_path": None if data.eval_path is None else absolute(data.eval_path),
-            "chat_template": absolute(template) if is_template_file(template) else template,
-        }
-    )
-    name = recipe.model.name
-    model = recipe.model.model_copy(update={"name": absolute(name) if is_local(name) else name})
-    return recipe.model_copy(update={"data": section, "model": model})
-
-
-def _fitted_length(recipe: Recipe) -> Recipe:
-    """The recipe's default ``max_length``, when the model has no positions for it, is
-    lowered to the model's context, with a notice; another length (one the user chose) is
-    left for :func:`~peftkit.run.loading.check_model` to refuse. The default is recognised by its
-    value: a built-in recipe file spells out every field, so "set" cannot tell."""
-    from peftkit.memory.planner import SHORTEST_SEQUENCE
-    from peftkit.run.loading import load_config
-
-    training = recipe.training
-    if training.max_length != type(training).model_fields["max_length"].default:
-        return recipe
-    config = load_config(recipe.model.name, recipe.model.trust_remote_code)
-    context = getattr(config, "max_position_embeddings", None)
-    if not isinstance(context, int) or not SHORTEST_SEQUENCE <= context < training.max_length:
-        return recipe
-    log.warning(
-        "training.max_length: the recipe's default of %d is more than the %d positions of %s, "
-        "so this run uses %d; set training.max_length to choose another length.",
-        training.max_length,
-        context,
-        recipe.model.name,
-        context,
-    )
-    fitted = training.model_copy(update={"max_length": context})
-    return recipe.model_copy(update={"training": fitted})
-
-
 def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, output: Path) -> Any:
-    from transformers.trainer_callback import ProgressCallback
-
-    from peftkit.core.quiet import training_progress
-
     saving = recipe.training.save != "none"
     # The best adapter goes to disk only with the checkpoints, where a resume looks for it.
     best = output / CHECKPOINTS / BEST_ADAPTER if saving else None
     callbacks = recipe.build_callbacks(best_adapter_dir=best)
     settings = getattr(recipe, "generation", None)
     if settings is not None and settings.during_training and splits.format != "text":
-        from peftkit.evaluation.callback import JsonAnswers
-
         prompts, _ = held_out_prompts(splits.eval, splits.format, settings.during_training)
         schema = recipe.json_schema  # type: ignore[attr-defined]
         answers = JsonAnswers(
@@ -411,8 +286,6 @@ def _tracker_logs(recipe: Recipe, logs: Path) -> Iterator[None]:
 
 
 def _restore_best(trainer: Any) -> None:
-    from peftkit.callbacks import EarlyStopping
-
     stopper = _attached(trainer, EarlyStopping)
     if stopper is not None:
         stopper.restore(trainer.model)
@@ -427,8 +300,6 @@ def _metrics(
     train_seconds: float,
     interrupted: bool,
 ) -> dict[str, Any]:
-    from peftkit.callbacks import EarlyStopping, OverfitDetector
-
     stopper = _attached(trainer, EarlyStopping)
     detector = _attached(trainer, OverfitDetector)
     stops = [h for h in trainer.state.log_history if "peftkit_stop" in h]
@@ -473,9 +344,6 @@ def _write_outputs(
     adapter_name: str,
     notes: dict[str, str],
 ) -> None:
-    from peftkit.run.card import CARD, adapter_card
-    from peftkit.run.plot import plot_training
-
     checkpoints = output / CHECKPOINTS
     (checkpoints / "README.md").unlink(missing_ok=True)  # TRL's card; the adapter has peftkit's
     if checkpoints.is_dir() and not any(checkpoints.iterdir()):
@@ -499,8 +367,6 @@ def _write_outputs(
 
 def _attached(trainer: Any, kind: type) -> Any:
     """The trainer's callback of type ``kind``; None when the recipe leaves it out."""
-    from peftkit.callbacks import find
-
     try:
         return find(trainer, kind)
     except LookupError:

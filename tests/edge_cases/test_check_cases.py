@@ -49,7 +49,7 @@ def test_check_refuses_what_train_refuses(case: Case, tmp_path, monkeypatch, tin
 
 def _audit(recipe_overrides: list[str], data: Path, model: Path) -> tuple[Audit, Any]:
     """The audit `peftkit check` prints, through train's own preparation."""
-    from peftkit.run.train import audit_data
+    from peftkit.run.prepare import audit_data
 
     recipe = load_recipe("json-output", merged(f"model.name={json.dumps(str(model))}",
                                                *recipe_overrides))  # fmt: skip

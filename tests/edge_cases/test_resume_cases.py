@@ -19,7 +19,8 @@ import pytest
 from corpus import Case, run_case, snapshot, write_files
 from train_helpers import SHORT_GENERATION, SHORT_RUN, load_recipe, merged, run_main, with_data
 
-from peftkit.run.outputs import MARKER, STAGING
+from peftkit.core.folders import MARKER
+from peftkit.run.outputs import STAGING
 from peftkit.testing import prompt_completion_rows
 
 ROWS = prompt_completion_rows(12)
