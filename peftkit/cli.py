@@ -28,6 +28,7 @@ from peftkit.core.errors import (
 )
 from peftkit.core.limits import SHORTEST_SEQUENCE
 from peftkit.core.quiet import quiet
+from peftkit.memory.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
     from peftkit.memory import Plan
@@ -277,10 +278,7 @@ def estimate(
     ] = False,
     optimizer: Annotated[
         str,
-        typer.Option(
-            help="adamw_torch, adamw_torch_fused, adamw_8bit, paged_adamw_8bit, "
-            "paged_adamw_32bit, adafactor or sgd."
-        ),
+        typer.Option(help=f"{', '.join(list(OPTIMIZERS)[:-1])} or {list(OPTIMIZERS)[-1]}."),
     ] = "adamw_torch",
     gpu_memory: Annotated[
         float | None,
@@ -318,11 +316,11 @@ def _check_choices(ctx: typer.Context, method: str, optimizer: str) -> None:
     """`peftkit estimate`'s --method and --optimizer, refused as the parser refuses options."""
     from typing import get_args
 
-    from peftkit.memory.peak import OPTIMIZER_STATE_BYTES, Method
+    from peftkit.memory.peak import Method
 
     choices = {
         "--method": (method, get_args(Method)),
-        "--optimizer": (optimizer, tuple(OPTIMIZER_STATE_BYTES)),
+        "--optimizer": (optimizer, tuple(OPTIMIZERS)),
     }
     for option, (value, allowed) in choices.items():
         if value not in allowed:

@@ -136,3 +136,25 @@ def test_no_circle_of_packages(start: str):
         if package not in seen:
             seen.add(package)
             todo.extend(graph.get(package, ()))
+
+
+def test_no_package_binds_a_name_over_its_own_module():
+    """``import peftkit.memory.plan as m`` once gave the function ``plan``: a name a package
+    binds is never one of its submodules, so a name found by grep is the one meant."""
+    clashes = []
+    for init in PACKAGE.rglob("__init__.py"):
+        folder = init.parent
+        modules = {p.stem for p in folder.glob("*.py")} | {
+            p.name for p in folder.iterdir() if (p / "__init__.py").is_file()
+        }
+        bound = set()
+        for node in ast.parse(init.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                bound |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+                bound.add(node.name)
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                bound |= {t.id for t in targets if isinstance(t, ast.Name)}
+        clashes += [f"{init.relative_to(ROOT)}: {name}" for name in sorted(bound & modules)]
+    assert not clashes, clashes

@@ -398,6 +398,7 @@ SAMPLES: dict[str, Any] = {
     "dtype": "bfloat16",
     "torch_dtype": "bfloat16",
     "trust_remote_code": True,
+    "attn_implementation": "sdpa",
     "lora_r": 32,
     "lora_alpha": 64,
     "lora_dropout": 0.1,

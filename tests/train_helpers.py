@@ -169,6 +169,21 @@ def assert_user_error(code: int, stderr: str, *mentions: str) -> None:
 
 # --- models -------------------------------------------------------------------------------------
 
+
+def without_chat_template(model_dir: Path, folder: Path) -> Path:
+    """A copy of the model in ``folder`` whose tokenizer has no chat template, as a base model
+    ships."""
+    import shutil
+
+    shutil.copytree(model_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("chat_template", None)
+    config_file.write_text(json.dumps(config))
+    return folder
+
+
 FIXED_IDS = [[5, 17, 42, 99, 200, 311, 7, 64, 128, 3], [450, 12, 9, 300, 77, 1, 260, 33, 81, 500]]
 """A fixed input (two sequences of ten token ids) to compare models on."""
 

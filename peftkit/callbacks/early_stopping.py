@@ -34,12 +34,12 @@ from typing import Any, Literal
 
 from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
 from peftkit.callbacks.distributed import any_rank
-from peftkit.callbacks.monitor import Monitor, is_evaluation, metric_value, resolve_mode
+from peftkit.callbacks.monitor import Monitor, metric_value, resolve_mode
 from peftkit.callbacks.saving import check_target, save_atomically
 from peftkit.callbacks.settings import EarlyStoppingSettings
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
 from peftkit.core.errors import RecipeError
-from peftkit.core.metrics import eval_name
+from peftkit.core.metrics import eval_name, is_evaluation
 from peftkit.core.processes import is_main_process
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ class EarlyStopping(PeftkitCallback):
 
     STATE = ("best", "best_step", "wait", "evaluations", "stop_record")
     FROM_TRAINER = frozenset({"metric"})
-    AT_EVALUATIONS = True
 
     def __init__(
         self,
@@ -100,14 +99,8 @@ class EarlyStopping(PeftkitCallback):
         self.best_step: int | None = None
         self.wait = 0
         self.evaluations = 0
-        self.stop_record: dict[str, Any] | None = None
         self.best_weights: dict[str, Any] | None = None
         self.restored = False
-
-    @property
-    def stop(self) -> Stop | None:
-        """Why this callback stopped training, or None if it did not."""
-        return Stop.from_dict(self.stop_record)
 
     # --- Trainer events ---------------------------------------------------------------------
 
@@ -178,7 +171,6 @@ class EarlyStopping(PeftkitCallback):
             self.report(**{f"{key}_best": self.best, f"{key}_best_step": self.best_step})
         if any_rank(stop is not None):
             stop = stop or Stop(StopReason.PATIENCE, "another process decided to stop", step)
-            self.stop_record = stop.to_dict()
             record_stop(self, stop, control)
 
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):

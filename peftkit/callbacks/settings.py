@@ -11,7 +11,7 @@ its ``build_sft_config`` sets the Trainer's from it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -20,6 +20,9 @@ from peftkit.core.section import Section
 
 class EarlyStoppingSettings(Section):
     """Stop when the monitored metric stops improving, and keep the best adapter."""
+
+    AT_EVALUATIONS: ClassVar[bool] = True
+    """Its callback decides at evaluations: a run without evaluations leaves it nothing to do."""
 
     enabled: bool = Field(True, description="Attach early stopping.")
     metric: str = Field("eval_loss", min_length=1, description="Metric to monitor.")
@@ -59,6 +62,8 @@ class EarlyStoppingSettings(Section):
 class OverfitSettings(Section):
     """Watch the gap between training and evaluation loss."""
 
+    AT_EVALUATIONS: ClassVar[bool] = True
+
     enabled: bool = Field(True, description="Attach overfit detection.")
     action: Literal["warn", "stop"] = Field(
         "warn", description="What to do when overfitting starts."
@@ -74,6 +79,8 @@ class OverfitSettings(Section):
 
 class GradientCheckSettings(Section):
     """Make clipping and gradient health visible."""
+
+    AT_EVALUATIONS: ClassVar[bool] = False
 
     enabled: bool = Field(True, description="Attach gradient checks.")
     spike_factor: float = Field(
@@ -108,3 +115,19 @@ class CallbackSettings(Section):
     gradient_checks: GradientCheckSettings = Field(
         default_factory=GradientCheckSettings, description=GradientCheckSettings.__doc__
     )
+
+
+AT_EVALUATIONS: tuple[str, ...] = tuple(
+    name
+    for name, field in CallbackSettings.model_fields.items()
+    if getattr(field.annotation, "AT_EVALUATIONS", False)
+)
+"""The callbacks (by their recipe section) that decide at evaluations; switching evaluation off
+switches them off (:data:`peftkit.recipes.rules.EVALUATION_OFF`)."""
+
+CLIPPING_OFF = (
+    "max_grad_norm is 0: gradient clipping is off, so one bad batch can wreck the weights. Fix: "
+    "max_grad_norm=1.0 (training.max_grad_norm in a recipe; 0.3 for QLoRA)."
+)
+"""What a recipe that switches clipping off and GradientCheck at the start of such a run say:
+one text, warned from one place (:func:`peftkit.core.errors.warn`), so a run says it once."""

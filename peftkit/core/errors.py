@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,14 @@ class MissingExtraError(ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+def warn(message: str) -> None:
+    """A PeftkitWarning raised from this one line, wherever the doubt is found. Python shows a
+    warning once per message and place it is raised from, so a doubt two places find (a recipe
+    that switches clipping off when it loads, and GradientCheck when its run starts) is shown
+    once."""
+    warnings.warn(message, PeftkitWarning, stacklevel=1)
 
 
 def require(package: str, extra: str, feature: str) -> None:

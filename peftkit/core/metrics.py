@@ -1,5 +1,6 @@
-"""Which way is better for a metric, from its name: one rule for the callbacks (at the start of
-training) and for recipes (at validation, which must not import transformers).
+"""What a metric's name says: which way is better, and the key the Trainer logs it under in an
+evaluation (``eval_``). One rule for the callbacks (at the start of training) and for recipes
+(at validation, which must not import transformers).
 
 A metric named like a loss or an error is better lower; one named like an accuracy, a score or
 a rate is better higher. A name that says neither is not guessed: the caller asks for ``mode``.
@@ -7,7 +8,7 @@ a rate is better higher. A name that says neither is not guessed: the caller ask
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["min", "max"]
 
@@ -40,6 +41,21 @@ def mode_from_name(metric: str) -> Mode | None:
     return None
 
 
+EVAL_PREFIX = "eval_"
+"""What the Trainer puts before the name of every metric of an evaluation."""
+
+
 def eval_name(metric: str) -> str:
     """The key the Trainer logs an evaluation metric under (``eval_loss`` for ``loss``)."""
-    return metric if metric.startswith("eval_") else f"eval_{metric}"
+    return metric if is_eval_key(metric) else f"{EVAL_PREFIX}{metric}"
+
+
+def is_eval_key(key: str) -> bool:
+    """Whether ``key`` names a metric of an evaluation, as the Trainer logs it."""
+    return key.startswith(EVAL_PREFIX)
+
+
+def is_evaluation(logs: dict[str, Any]) -> bool:
+    """Whether a log event carries an evaluation's metrics (the Trainer logs them under the
+    ``eval_`` prefix; a user's ``metric_key_prefix="test"`` run is not ours)."""
+    return any(is_eval_key(key) for key in logs)

@@ -2,7 +2,9 @@
 
 Pydantic reports an unknown key as "Extra inputs are not permitted". People paste keys from
 LoraConfig, BitsAndBytesConfig or an older SFTConfig, so each section knows the foreign names
-users reach for (``SUGGEST``) and the keys older TRL/transformers releases used (``RENAMED``).
+users reach for (``SUGGEST``) and the keys older TRL/transformers releases used (``RENAMED``);
+a recipe's sections take both from the table of TRL and axolotl keys
+(:mod:`peftkit.recipes.foreign_keys`).
 Renamed keys are accepted with a :class:`~peftkit.core.errors.PeftkitDeprecationWarning`;
 unknown keys stay errors, with a "did you mean" suggestion in the message itself, so a plain
 ``except ValidationError`` in user code shows it too.

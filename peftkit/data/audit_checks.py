@@ -283,7 +283,8 @@ def check_json(found: Audit, recipe: Recipe, splits: Splits, records: list[dict[
 
     from peftkit.evaluation.json_answers import NOT_JSON, parsed_json
 
-    schema = getattr(recipe, "json_schema", None)
+    checks = recipe.answer_checks()
+    schema = None if checks is None else checks.schema
     validator = validators.validator_for(schema)(schema) if schema is not None else None
     answers = _answers(splits.format, records)
     not_json, invalid = [], []
@@ -343,7 +344,7 @@ def _placer(places: tuple[str, ...]) -> Any:
 # --- the run's length ----------------------------------------------------------------------------
 
 
-def check_budget(found: Audit, recipe: Recipe, rows: list[Row], world_size: int = 1) -> None:
+def check_run_length(found: Audit, recipe: Recipe, rows: list[Row], world_size: int = 1) -> None:
     """Rows, tokens and optimizer steps the recipe will take, and a run too short for its
     cadences or so long that it passes over the data more often than is usual."""
     from peftkit.recipes.rules import MAX_USUAL_EPOCHS, cadences_longer_than

@@ -201,29 +201,37 @@ def _not_object(where: str, value: Any) -> Problem:
     )
 
 
+def _objects(
+    path: Path, unit: str, numbered: list[tuple[int, Any]], problems: list[Found]
+) -> Source:
+    """The rows among the ``numbered`` values (the objects) and where each is; every other
+    value is a problem, reported in file order with the ``problems`` found reading."""
+    rows, places = [], []
+    for number, row in numbered:
+        if isinstance(row, dict):
+            rows.append(row)
+            places.append(number)
+        else:
+            problems.append((number, _not_object(f"{path}, {unit} {number}", row)))
+    return Source(str(path), rows, places, unit, sorted(problems, key=lambda found: found[0]))
+
+
 def _jsonl(path: Path) -> Source:
-    rows, places, problems = [], [], []
+    parsed, problems = [], []
     # split("\n"), not splitlines(): JSON strings may hold U+2028 and other line separators.
     for number, line in enumerate(_text(path).split("\n"), 1):
         if not line.strip():
             continue
         try:
-            row = loads(line)
+            parsed.append((number, loads(line)))
         except json.JSONDecodeError as error:
             rule = f"not valid JSON: {error.msg} (at character {error.colno})"
             fix = f"correct the line's JSON: one object per line, e.g. {JSON_ROW_EXAMPLE}"
             problems.append((number, Problem(f"{path}, line {number}", line, rule, fix)))
-            continue
         except OddValue as odd:
             problem = Problem(f"{path}, line {number}", odd.value, odd.rule, odd.fix)
             problems.append((number, problem))
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-            places.append(number)
-        else:
-            problems.append((number, _not_object(f"{path}, line {number}", row)))
-    return Source(str(path), rows, places, "line", problems)
+    return _objects(path, "line", parsed, problems)
 
 
 def _json(path: Path) -> Source:
@@ -255,14 +263,7 @@ def _json(path: Path) -> Source:
                 fix += f" (the rows may be the array under '{inner[0]}': save that array alone)"
         rule = "a .json data file must hold an array of rows"
         raise ProblemsError(subject(str(path)), [Problem(str(path), data, rule, fix)])
-    rows, places, problems = [], [], []
-    for number, row in enumerate(data, 1):
-        if isinstance(row, dict):
-            rows.append(row)
-            places.append(number)
-        else:
-            problems.append((number, _not_object(f"{path}, row {number}", row)))
-    return Source(str(path), rows, places, "row", problems)
+    return _objects(path, "row", list(enumerate(data, 1)), [])
 
 
 def _csv(path: Path) -> Source:

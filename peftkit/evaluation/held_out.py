@@ -61,20 +61,20 @@ def evaluate(
     loss = trainer.evaluate()["eval_loss"]
     found["eval_loss"] = loss
     found["perplexity"] = math.exp(loss) if loss < 50 else math.inf
-    settings = getattr(recipe, "generation", None)
+    checks = recipe.answer_checks()
     fmt = None if rows is None else data_format(rows)
-    if settings is None or fmt is None or fmt == "text":
+    if checks is None or fmt is None or fmt == "text":
         return found
-    prompts, references = held_out_prompts(rows, fmt, settings.samples)
+    prompts, references = held_out_prompts(rows, fmt, checks.samples)
     generated = generate_answers(
         trainer.model,
         trainer.processing_class,
         prompts,
-        settings.max_new_tokens,
-        settings.batch_size,
+        checks.max_new_tokens,
+        checks.batch_size,
     )
     answers = generated.texts
-    found.update(json_rates(answers, recipe.json_schema))  # type: ignore[attr-defined]
+    found.update(json_rates(answers, checks.schema))
     found.update(content_rates(answers, references))
     found.update(generated.stop_rates())
     if trained and (note := generated.stop_note()) is not None:

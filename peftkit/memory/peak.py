@@ -52,6 +52,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from peftkit.memory.optimizers import OPTIMIZERS
 from peftkit.memory.shapes import Linear, ModelShape
 
 GB = 1e9
@@ -69,16 +70,6 @@ SLACK = 0.0
 """Fitted with CONTEXT_BYTES; the fit is 0 (it would be negative without the bound at 0)."""
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-OPTIMIZER_STATE_BYTES = {
-    "adamw_torch": None,  # two states in the parameter's dtype
-    "adamw_torch_fused": None,
-    "paged_adamw_32bit": 8,
-    "adamw_8bit": 2,
-    "paged_adamw_8bit": 2,
-    "adafactor": 0,
-    "sgd": 0,
-}
-EIGHT_BIT = ("adamw_8bit", "paged_adamw_8bit")
 EIGHT_BIT_BLOCK = 256
 """Values per fp32 absmax of bitsandbytes' blockwise 8-bit optimizer states."""
 MIN_8BIT_SIZE = 4096
@@ -278,11 +269,11 @@ def optimizer_bytes(shape: ModelShape, setup: Setup, trainable_params: int) -> f
     """Optimizer states. bitsandbytes' 8-bit AdamW keeps two 1-byte states and an fp32 absmax
     per 256 values for a tensor of at least 4,096 values, and two fp32 states for a smaller one
     (its ``min_8bit_size``), which LoRA's B of a narrow k/v projection can be."""
-    state_bytes = OPTIMIZER_STATE_BYTES.get(setup.optimizer)
-    if state_bytes is None:
+    facts = OPTIMIZERS.get(setup.optimizer)
+    if facts is None or facts.state_bytes is None:
         return trainable_params * 2 * _param_bytes(setup)
-    if setup.optimizer not in EIGHT_BIT or setup.method == "full":
-        return trainable_params * state_bytes
+    if not facts.eight_bit or setup.method == "full":
+        return trainable_params * facts.state_bytes
     return sum(
         2 * n + 8 * math.ceil(n / EIGHT_BIT_BLOCK) if n >= MIN_8BIT_SIZE else 8 * n
         for n in _trainable_tensors(shape, setup)

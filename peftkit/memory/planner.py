@@ -30,6 +30,7 @@ from typing import Any
 from peftkit.core.errors import Problem, ProblemsError, RecipeError
 from peftkit.core.limits import MAX_ACCUMULATION, MAX_GPUS, SHORTEST_SEQUENCE
 from peftkit.memory.gpus import CATALOG
+from peftkit.memory.optimizers import OPTIMIZERS, SMALLER_STATES
 from peftkit.memory.peak import GB, Breakdown, Setup, estimate
 from peftkit.memory.shapes import ModelShape
 
@@ -143,9 +144,25 @@ def relative_step_time(shape: ModelShape, setup: Setup, effective_batch: int) ->
     return tokens * flops_per_param_token(setup) * shape.total_params / utilisation(setup)
 
 
+RECOMPUTE_FLOPS = 2
+"""FLOPs per parameter and token that activation checkpointing adds: one more forward pass."""
+
+
 def flops_per_param_token(setup: Setup) -> int:
     """FLOPs per parameter and token: 4 with frozen weights, 6 in full, +2 to recompute."""
-    return (6 if setup.method == "full" else 4) + (2 if setup.activation_checkpointing else 0)
+    recompute = RECOMPUTE_FLOPS if setup.activation_checkpointing else 0
+    return _step_flops(setup.method) + recompute
+
+
+def _step_flops(method: str) -> int:
+    return 6 if method == "full" else 4
+
+
+def recompute_share(method: str) -> float:
+    """What activation checkpointing adds to a step's compute, by this time model: one forward
+    pass more, half again a step on frozen weights (an adapter), a third of one in full
+    fine-tuning. The one figure the recipes' descriptions and the plan's reasons give."""
+    return RECOMPUTE_FLOPS / _step_flops(method)
 
 
 def utilisation(setup: Setup) -> float:
@@ -435,7 +452,9 @@ def _fit_fix(
 def _candidates(base: Setup, effective: int) -> list[list[Setup]]:
     """Tiers of settings, from no sacrifice to the most; within a tier any may be chosen."""
     tiers = []
-    optimizers = [base.optimizer] + (["paged_adamw_8bit"] if "8bit" not in base.optimizer else [])
+    facts = OPTIMIZERS.get(base.optimizer)
+    smaller = [] if facts is not None and facts.eight_bit else [SMALLER_STATES]
+    optimizers = [base.optimizer, *smaller]
     ranks = [base.r]
     while ranks[-1] // 2 >= MIN_RANK:
         ranks.append(ranks[-1] // 2)
@@ -549,11 +568,15 @@ def _reasons(
             )
         else:
             reasons.append(
-                "activation checkpointing on: it costs ~33% more compute, but lets a larger "
-                "micro-batch fit, which is estimated faster overall"
+                f"activation checkpointing on: it costs {recompute_share(chosen.method):.0%} "
+                "more compute, but lets a larger micro-batch fit, which is estimated faster "
+                "overall"
             )
     else:
-        reasons.append("activation checkpointing off: it fits without, and recomputing costs ~33%")
+        reasons.append(
+            "activation checkpointing off: it fits without, and recomputing costs "
+            f"{recompute_share(chosen.method):.0%} more compute"
+        )
     if chosen.optimizer != base.optimizer:
         reasons.append(f"optimizer {chosen.optimizer}: 8-bit states were needed to fit")
     if chosen.r != base.r:

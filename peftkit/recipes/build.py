@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from peftkit.core.errors import RecipeError, require, with_type
 from peftkit.core.formats import dataset_format
 from peftkit.core.quiet import quiet_warnings
+from peftkit.memory.optimizers import OPTIMIZERS
 from peftkit.recipes.keywords import passed_through, with_keywords
 from peftkit.recipes.resolution import Resolved, learning_rate, model_name, resolve
 
@@ -103,7 +104,7 @@ def sft_config_kwargs(
     ``name`` on this machine."""
     t, d = recipe.training, recipe.data
     precision = resolved.precision
-    if t.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
+    if OPTIMIZERS[t.optimizer].bitsandbytes:
         require("bitsandbytes", "qlora", f"training.optimizer={t.optimizer}")
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),

@@ -10,6 +10,16 @@ from peftkit.core.errors import did_you_mean, raise_all, rule_error
 from peftkit.core.formats import DataFormat
 from peftkit.core.section import Section
 from peftkit.recipes.chat_templates import CHAT_TEMPLATES, is_builtin_name
+from peftkit.recipes.foreign_keys import suggestions
+
+TEXT_HAS_NO_COMPLETION = "raw text has no completion to restrict the loss to"
+
+
+def restricts_text(fmt: str, completion_only_loss: bool | None) -> bool:
+    """Whether the loss is to be restricted to completions of raw text, which has none: the one
+    rule for a recipe (a declared or a detected format) and for ``peftkit import`` (axolotl's
+    ``train_on_inputs: false`` with a completion dataset)."""
+    return fmt == "text" and bool(completion_only_loss)
 
 
 class SpecialTokens(Section):
@@ -36,11 +46,9 @@ class SpecialTokens(Section):
 class DataSection(Section):
     """The dataset's format and files; the CLI's --data/--eval-data override the paths."""
 
-    SUGGEST: ClassVar[dict[str, str]] = {
-        "dataset": "train_path",
-        "path": "train_path",
-        "train_file": "train_path",
-    }
+    SUGGEST: ClassVar[dict[str, str]] = suggestions(
+        "data", dataset="train_path", path="train_path", train_file="train_path"
+    )
 
     format: DataFormat = Field(
         "auto",

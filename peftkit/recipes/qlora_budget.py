@@ -57,8 +57,9 @@ class QLoRABudget(Recipe):
       warmup, then constant).
     - ``optimizer=paged_adamw_32bit``: paged optimizer states absorb memory spikes from long
       sequences instead of failing with out-of-memory.
-    - ``activation_checkpointing=true``: trades ~25% time for the activation memory that
-      otherwise dominates at small budgets.
+    - ``activation_checkpointing=true``: trades a forward pass more per step (the planner's
+      time model counts it) for the activation memory that otherwise dominates at small
+      budgets.
 
     ``budget`` names the GPU (memory, count, price) and the data size; :meth:`plan` (and
     ``peftkit plan``) then chooses micro-batch, gradient accumulation, activation checkpointing,
@@ -73,6 +74,9 @@ class QLoRABudget(Recipe):
     quantization: _Quantization = section(_Quantization)  # type: ignore[valid-type]
     training: _Training = section(_Training)  # type: ignore[valid-type]
     budget: BudgetSection = section(BudgetSection)
+
+    def gpu_budget(self) -> BudgetSection:
+        return self.budget
 
     def problems(self) -> list[InitErrorDetails]:
         found = super().problems()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from peftkit.core import hardware
-from peftkit.core.errors import RecipeError, format_problems, problems
+from peftkit.core.errors import RecipeError, format_problems, problems, warn
 from peftkit.core.hardware import (
     Choice,
     Machine,
@@ -182,23 +182,18 @@ def learning_rate(resolved: Resolved, name: str) -> float:
 
 
 def _warn_emulated(precision: ResolvedPrecision, dtype: Choice, machine: Machine) -> None:
-    """A written dtype or precision the machine does not compute in runs, emulated."""
-    import warnings
-
-    from peftkit.core.errors import PeftkitWarning
-
+    """A written dtype or precision the machine does not compute in runs, emulated (said once,
+    however often a run resolves the recipe: :func:`peftkit.core.errors.warn`)."""
     slow = []
     if precision.dtype not in machine.native:
         slow.append(f"training.precision={precision.name}")
     if dtype.value not in (*machine.native, "auto"):
         slow.append(f"model.dtype={dtype.value}")
     if slow:
-        warnings.warn(
+        warn(
             f"{' and '.join(slow)} on this {machine.describe()}: every matmul in that dtype is "
             "emulated, about 10x slower per step (docs/benchmarks.md). Set them to auto, which "
-            "picks what this machine computes in.",
-            PeftkitWarning,
-            stacklevel=1,  # one place: shown once, however often a run resolves the recipe
+            "picks what this machine computes in."
         )
 
 

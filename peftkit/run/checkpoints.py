@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from peftkit.core.errors import Problem, ProblemsError, RecipeError
 from peftkit.core.names import is_local
-from peftkit.recipes.foreign_keys import token
+from peftkit.recipes.overrides import token
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe

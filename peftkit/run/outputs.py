@@ -71,14 +71,13 @@ def check_output(
             f"{flag}: the output {which} the folder you are working in; peftkit never replaces "
             "it. Fix: pass a new folder, e.g. --output runs/first."
         )
-    for name, value in inputs.items():
-        clash = _clash(target, value)
-        if clash:
-            raise RecipeError(
-                f"{flag}: the output {clash} {name} {value}, which the command reads; peftkit "
-                "refuses it with or without --overwrite. Fix: pass an --output folder outside "
-                "your inputs, e.g. --output runs/first."
-            )
+    clash = _clash_with(target, inputs)
+    if clash:
+        raise RecipeError(
+            f"{flag}: the output {clash}, which the command reads; peftkit refuses it with or "
+            "without --overwrite. Fix: pass an --output folder outside your inputs, e.g. "
+            "--output runs/first."
+        )
     _check_parent(target, flag)
     if check_replaceable(target, flag) and not overwrite:
         raise RecipeError(
@@ -100,13 +99,21 @@ def check_other_output(
             f"ends, so it would be lost. Fix: set {field}=null (OUTPUT/adapter is the best "
             "adapter), or a folder outside the output."
         )
+    clash = _clash_with(target, inputs)
+    if clash:
+        raise RecipeError(
+            f"{field}: {path} {clash}, which the command reads. Fix: set {field}=null, or a "
+            "folder outside your inputs."
+        )
+
+
+def _clash_with(target: Path, inputs: Mapping[str, str | Path | None]) -> str:
+    """How ``target`` overlaps the first input it touches ("is --data train.jsonl"), or ''."""
     for name, value in inputs.items():
         clash = _clash(target, value)
         if clash:
-            raise RecipeError(
-                f"{field}: {path} {clash} {name} {value}, which the command reads. Fix: set "
-                f"{field}=null, or a folder outside your inputs."
-            )
+            return f"{clash} {name} {value}"
+    return ""
 
 
 def _clash(target: Path, value: str | Path | None) -> str:

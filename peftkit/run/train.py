@@ -226,12 +226,11 @@ def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, splits: Any, outp
     # The best adapter goes to disk only with the checkpoints, where a resume looks for it.
     best = output / CHECKPOINTS / BEST_ADAPTER if saving else None
     callbacks = recipe.build_callbacks(best_adapter_dir=best)
-    settings = getattr(recipe, "generation", None)
-    if settings is not None and settings.during_training and splits.format != "text":
-        prompts, _ = held_out_prompts(splits.eval, splits.format, settings.during_training)
-        schema = recipe.json_schema  # type: ignore[attr-defined]
+    checks = recipe.answer_checks()
+    if checks is not None and checks.during_training and splits.format != "text":
+        prompts, _ = held_out_prompts(splits.eval, splits.format, checks.during_training)
         answers = JsonAnswers(
-            tokenizer, prompts, schema, settings.max_new_tokens, settings.batch_size
+            tokenizer, prompts, checks.schema, checks.max_new_tokens, checks.batch_size
         )
         callbacks.insert(0, answers)  # before EarlyStopping, which may monitor its rates
     overrides: dict[str, Any] = {
