@@ -556,27 +556,7 @@ def _reasons(
         f"micro-batch {chosen.batch_size} x gradient accumulation {accumulation} keeps the "
         f"recipe's effective batch of {effective}"
     )
-    if chosen.activation_checkpointing:
-        without = [
-            estimate(shape, replace(chosen, activation_checkpointing=False, batch_size=b))
-            for b in (chosen.batch_size, 1)
-        ]
-        if not fits_in(without[1], memory):
-            reasons.append(
-                "activation checkpointing on: without it even micro-batch 1 needs "
-                f"{without[1].total / GB:.1f} GB"
-            )
-        else:
-            reasons.append(
-                f"activation checkpointing on: it costs {recompute_share(chosen.method):.0%} "
-                "more compute, but lets a larger micro-batch fit, which is estimated faster "
-                "overall"
-            )
-    else:
-        reasons.append(
-            "activation checkpointing off: it fits without, and recomputing costs "
-            f"{recompute_share(chosen.method):.0%} more compute"
-        )
+    reasons.append(_checkpointing_reason(shape, chosen, memory))
     if chosen.optimizer != base.optimizer:
         reasons.append(f"optimizer {chosen.optimizer}: 8-bit states were needed to fit")
     if chosen.r != base.r:
@@ -603,6 +583,24 @@ def _reasons(
                 f"4-bit base kept: 16-bit LoRA would need {lora_gb:.1f} GB at micro-batch 1"
             )
     return reasons
+
+
+def _checkpointing_reason(shape: ModelShape, chosen: Setup, memory: float) -> str:
+    """Why the chosen settings recompute activations or not, with what it costs."""
+    cost = f"{recompute_share(chosen.method):.0%} more compute"
+    if not chosen.activation_checkpointing:
+        return f"activation checkpointing off: it fits without, and recomputing costs {cost}"
+    smallest = replace(chosen, activation_checkpointing=False, batch_size=1)
+    without = estimate(shape, smallest)
+    if not fits_in(without, memory):
+        return (
+            "activation checkpointing on: without it even micro-batch 1 needs "
+            f"{without.total / GB:.1f} GB"
+        )
+    return (
+        f"activation checkpointing on: it costs {cost}, but lets a larger micro-batch fit, "
+        "which is estimated faster overall"
+    )
 
 
 LOGITS_SHARE = 0.25

@@ -102,7 +102,7 @@ def sft_config_kwargs(
 ) -> dict[str, Any]:
     """The SFTConfig keyword arguments a recipe stands for, as ``resolved`` for the model
     ``name`` on this machine."""
-    t, d = recipe.training, recipe.data
+    t = recipe.training
     precision = resolved.precision
     if OPTIMIZERS[t.optimizer].bitsandbytes:
         require("bitsandbytes", "qlora", f"training.optimizer={t.optimizer}")
@@ -146,6 +146,21 @@ def sft_config_kwargs(
     if t.activation_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs (adapters) without hooks.
         kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
+    kwargs.update(_loss_kwargs(recipe))
+    # Every weight that trains is used in every step (adapters, or the whole model): DDP's
+    # search for unused parameters only costs a pass over the graph, under torchrun alone too.
+    kwargs["ddp_find_unused_parameters"] = False
+    if recipe.distributed.strategy == "fsdp":
+        kwargs.update(_fsdp_kwargs(recipe))
+        kwargs.pop("activation_checkpointing_kwargs", None)
+    return kwargs
+
+
+def _loss_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """Where the loss applies (TRL restricts it to the answers by one setting for prompt and
+    completion data, by another for chat data), and the EOS token answers end with."""
+    d = recipe.data
+    kwargs: dict[str, Any] = {}
     if d.special_tokens.eos_token is not None:
         # TRL sets it on the model too, so that generation stops at the end of an answer.
         kwargs["eos_token"] = d.special_tokens.eos_token
@@ -153,12 +168,6 @@ def sft_config_kwargs(
         kwargs["assistant_only_loss"] = bool(d.completion_only_loss)
     else:
         kwargs["completion_only_loss"] = d.completion_only_loss
-    # Every weight that trains is used in every step (adapters, or the whole model): DDP's
-    # search for unused parameters only costs a pass over the graph, under torchrun alone too.
-    kwargs["ddp_find_unused_parameters"] = False
-    if recipe.distributed.strategy == "fsdp":
-        kwargs.update(_fsdp_kwargs(recipe))
-        kwargs.pop("activation_checkpointing_kwargs", None)
     return kwargs
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from peftkit.core.errors import RecipeError
 from peftkit.recipes.base import Recipe
 from peftkit.run.loading import TOKENIZER_FILES
-from peftkit.run.merging import _read_adapter, _recipe_beside
+from peftkit.run.merging import read_adapter, recipe_beside
 
 RECIPE_FILE = "recipe.yaml"
 
@@ -34,8 +34,8 @@ def adapter_recipe(adapter: Path, recipe: str | Path | None = None, needed: bool
             "weight), not an adapter. Fix: pass the adapter folder of a LoRA or QLoRA run "
             "(OUTPUT/adapter)."
         )
-    _read_adapter(adapter)
-    found = recipes.load(recipe) if recipe is not None else _recipe_beside(adapter)
+    read_adapter(adapter)
+    found = recipes.load(recipe) if recipe is not None else recipe_beside(adapter)
     if found is None and needed:
         raise RecipeError(
             f"adapter '{adapter}': no {RECIPE_FILE} in it or beside it, so its base model, "
@@ -160,7 +160,7 @@ def generate(
     folder = Path(adapter)
     trained = adapter_recipe(folder, recipe, needed=False)
     if trained is None:  # an adapter from elsewhere: its base, loaded as it is
-        base = _read_adapter(folder).get("base_model_name_or_path")
+        base = read_adapter(folder).get("base_model_name_or_path")
         if not isinstance(base, str) or not base:
             raise RecipeError(
                 f"adapter '{folder}' names no base model and has no {RECIPE_FILE}. Fix: pass "

@@ -23,7 +23,9 @@ from peftkit.run.outputs import OutputFolder, check_output
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
-def _recipe_beside(adapter: Path) -> Any:
+def recipe_beside(adapter: Path) -> Any:
+    """The recipe ``peftkit train`` wrote with the adapter (in its folder, or beside it in the
+    output); None when there is none. `merge`, `evaluate` and `generate` read it."""
     from peftkit import recipes
 
     for candidate in (adapter / "recipe.yaml", adapter.parent / "recipe.yaml"):
@@ -42,7 +44,7 @@ def merge(
     """Write ``base`` (default: the adapter's own base) with ``adapter`` merged into ``output``,
     with a model card; ``push_to_hub`` uploads the result to that Hub repository."""
     adapter = Path(adapter)
-    adapter_config = _read_adapter(adapter)
+    adapter_config = read_adapter(adapter)
     trained_on = adapter_config.get("base_model_name_or_path")
     chosen = base
     base = base or trained_on
@@ -51,7 +53,7 @@ def merge(
     target = check_output(output, {"the adapter": adapter, "--base": base}, overwrite)
     if push_to_hub is not None:
         check_repo(push_to_hub)
-    recipe = _recipe_beside(adapter)
+    recipe = recipe_beside(adapter)
     quantization = recipe.build_bnb_config() if recipe is not None else None
     if quantization is not None and not quantization.load_in_4bit:
         if chosen is None:
@@ -96,7 +98,7 @@ def _peftkit_card(adapter: Path) -> str | None:
     return text if "peftkit" in (ModelCard(text).data.tags or []) else None
 
 
-def _read_adapter(adapter: Path) -> dict[str, Any]:
+def read_adapter(adapter: Path) -> dict[str, Any]:
     """The adapter's config, after checking the folder holds a complete adapter."""
     config_file = adapter / "adapter_config.json"
     if not config_file.is_file() and (adapter / "config.json").is_file():

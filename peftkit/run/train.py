@@ -106,17 +106,8 @@ def train(
     ``metrics["output"]`` is the folder written, or None when an interrupted run was discarded
     to keep an earlier one.
     """
-    data, eval_data = recipe.data.train_path, recipe.data.eval_path
-    if data is None:
-        raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
-    inputs = {"--data": data, "--eval-data": eval_data, "--model": recipe.model.name}
-    named = output_path(output)
-    resumed = plan_resume(resume, named, staging_of(named), overwrite, fork)
-    if resumed is not None:
-        check_checkpoint(resumed.checkpoint, recipe)
-    own = resumed is not None and resumed.own
-    target = check_output(output, {**inputs, **(sources or {})}, overwrite or own)
-    _check_run_settings(recipe, target, inputs, push_to_hub)
+    target, resumed = _checked_output(recipe, output, overwrite, sources, resume, fork)
+    _check_run_settings(recipe, target, push_to_hub)
     prepared = prepare(recipe)
     recipe, splits, tokenizer = prepared.recipe, prepared.splits, prepared.tokenizer
     if resumed is not None:
@@ -144,6 +135,33 @@ def train(
     if push_to_hub is not None and is_main_process():
         metrics["pushed_to"] = push(target / ADAPTER, push_to_hub)
     return metrics
+
+
+def _checked_output(
+    recipe: Recipe,
+    output: str | Path,
+    overwrite: bool,
+    sources: Mapping[str, str | Path] | None,
+    resume: str | Path | None,
+    fork: bool,
+) -> tuple[Path, Resume | None]:
+    """The output folder, and the checkpoint ``resume`` names (checked whole and against the
+    recipe), before any data or model loads."""
+    if recipe.data.train_path is None:
+        raise RecipeError("no training data. Fix: pass --data FILE (or set data.train_path).")
+    named = output_path(output)
+    resumed = plan_resume(resume, named, staging_of(named), overwrite, fork)
+    if resumed is not None:
+        check_checkpoint(resumed.checkpoint, recipe)
+    own = resumed is not None and resumed.own
+    inputs = {**_inputs(recipe), **(sources or {})}
+    return check_output(output, inputs, overwrite or own), resumed
+
+
+def _inputs(recipe: Recipe) -> dict[str, Any]:
+    """What the run reads, by the option that names it: the output must touch none of them."""
+    data = recipe.data
+    return {"--data": data.train_path, "--eval-data": data.eval_path, "--model": recipe.model.name}
 
 
 def _fit(trainer: Any, recipe: Recipe, splits: Any, checkpoint: Path | None) -> dict[str, Any]:
@@ -198,16 +216,14 @@ def _continued(folder: OutputFolder, resumed: Resume | None, recipe: Recipe) -> 
     return folder.staging / CHECKPOINTS / checkpoint.name if folder.main_process else checkpoint
 
 
-def _check_run_settings(
-    recipe: Recipe, target: Path, inputs: Mapping[str, Any], push_to_hub: str | None
-) -> None:
+def _check_run_settings(recipe: Recipe, target: Path, push_to_hub: str | None) -> None:
     """What the recipe asks of this run, checked before any data or model loads: a folder
     early stopping writes, the trackers' packages, the Hub repository, and a strategy that needs
     several processes."""
     best = recipe.callbacks.early_stopping.save_best_to
     if best is not None and recipe.callbacks.early_stopping.enabled:
         field = "callbacks.early_stopping.save_best_to"
-        check_other_output(best, field, target, inputs)
+        check_other_output(best, field, target, _inputs(recipe))
         check_target(Path(best).expanduser(), field)
     recipe.training.check_trackers()
     check_extras(recipe)
