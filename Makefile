@@ -76,9 +76,9 @@ bench: install
 		../$(PY) memory_tables.py && ../$(PY) recipe_quality.py
 
 # Mutation testing of the core (docs/mutation.md): mutmut changes one thing at a time in
-# callbacks/, evaluation/, outputs.py, checkpoints.py, recipes/rules.py, the data audit's
-# measuring and checks and the memory estimate, runs the tests that call it, and prints the
-# score per module and every surviving mutant. CPU-heavy: module by module, niced; `make
+# callbacks/, evaluation/, core/folders.py, run/outputs.py, run/checkpoints.py,
+# recipes/rules.py, the data audit's measuring and checks and the memory estimate, runs the
+# tests that call it, and prints the score per module and every surviving mutant. CPU-heavy: module by module, niced; `make
 # mutants MODULES="rules outputs"` runs some. Results are kept in mutants/ (reruns are
 # incremental).
 MUTMUT_STAMP := $(VENV)/.stamp-mutmut

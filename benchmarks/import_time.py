@@ -15,9 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from calibration.published import LLAMA_7B
 from report import git_revision, machine, write_section
-
-from peftkit.memory.published import LLAMA_7B
 
 CONFIG = Path(tempfile.mkdtemp()) / "config.json"
 PLAN = (

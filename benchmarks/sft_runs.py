@@ -17,7 +17,7 @@ from competitors import Baseline, Point
 from report import DOC
 
 from peftkit import recipes
-from peftkit.demo_tasks import docs_task, json_task
+from peftkit.demo.tasks import docs_task, json_task
 
 SEEDS = (42, 43, 44)  # 42 is the recipes' own seed; every configuration gets the same ones
 RECIPE = "peftkit recipe"
@@ -98,7 +98,7 @@ def tasks(quick: bool) -> list[Task]:
 def load(model_path: Path) -> tuple[Any, Any]:
     """A fresh copy of the base model in fp32 (as in the demo), and its tokenizer as `peftkit
     train` sets it up; the weights are read from disk once per process."""
-    from peftkit.loading import load_tokenizer
+    from peftkit.run.loading import load_tokenizer
 
     base = recipes.from_dict({"recipe": "custom", "model": {"name": str(model_path)}})
     return copy.deepcopy(_weights(model_path)), load_tokenizer(base)
@@ -228,7 +228,7 @@ def options(description: str) -> argparse.Namespace:
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     if parsed.model is None:
-        from peftkit.pretrained import smollm2
+        from peftkit.demo.pretrained import smollm2
 
         parsed.model = smollm2()
     return parsed

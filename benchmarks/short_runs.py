@@ -48,7 +48,7 @@ from sft_runs import options as cli_options
 
 from peftkit import recipes
 from peftkit.callbacks.monitor import Monitor
-from peftkit.demo_tasks import docs_task, json_task
+from peftkit.demo.tasks import docs_task, json_task
 
 PATIENCE = 3
 RELATIVE_DELTAS = (0.0, 0.005, 0.01, 0.02)

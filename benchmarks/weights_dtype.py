@@ -2,7 +2,7 @@
 machine at hand: `peftkit train` of ``json-output`` on SmolLM2-135M-Instruct (the bf16 folder
 ``peftkit demo`` converts), a few optimizer steps each, the two interleaved.
 
-``auto`` and ``training.precision: auto`` are one decision (peftkit.hardware): on a CPU without
+``auto`` and ``training.precision: auto`` are one decision (peftkit.core.hardware): on a CPU without
 native bf16 both resolve to fp32, where the checkpoint's bf16 weights would run emulated (161.8
 against 15.8 s/step on an AMD EPYC, issue 21); on a CPU with native bf16 the weights stay bf16
 and autocast computes in bf16. The last two rows resolve both settings as a CPU without native
@@ -22,11 +22,11 @@ from pathlib import Path
 from report import git_revision, machine, write_section
 from sft_runs import options as cli_options
 
-from peftkit import hardware
-from peftkit.demo_tasks import json_task
-from peftkit.hardware import Machine
+from peftkit.core import hardware
+from peftkit.core.hardware import Machine
+from peftkit.demo.tasks import json_task
+from peftkit.run.train import train
 from peftkit.testing import write_data
-from peftkit.train import train
 
 STEPS = 4
 REPEATS = 3

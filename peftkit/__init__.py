@@ -10,7 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import MissingExtraError, PeftkitDeprecationWarning, PeftkitWarning, RecipeError
+from peftkit.core.errors import (
+    MissingExtraError,
+    PeftkitDeprecationWarning,
+    PeftkitWarning,
+    RecipeError,
+)
 
 if TYPE_CHECKING:
     from peftkit import recipes

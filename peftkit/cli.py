@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from peftkit.errors import (
+from peftkit.core.errors import (
     MissingExtraError,
     PeftkitWarning,
     RecipeError,
     describe,
     problems_of,
 )
-from peftkit.quiet import quiet
+from peftkit.core.limits import SHORTEST_SEQUENCE
+from peftkit.core.quiet import quiet
+from peftkit.memory.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
     from peftkit.memory import Plan
@@ -201,7 +203,7 @@ def validate(recipe: RecipeArg, overrides: Overrides = None, as_json: JsonFlag =
 @app.command()
 def env(as_json: JsonFlag = False) -> None:
     """Print the versions, GPUs and precision support to paste into a bug report."""
-    from peftkit.environment import as_text, describe
+    from peftkit.core.environment import as_text, describe
 
     found = describe()
     typer.echo(json.dumps(found, indent=2) if as_json else as_text(found))
@@ -262,7 +264,7 @@ def estimate(
     seq_len: Annotated[
         int | None,
         typer.Option(
-            min=16,
+            min=SHORTEST_SEQUENCE,
             help="Tokens per sequence, at most the model's context (default: 1024, or the "
             "model's context when shorter).",
         ),
@@ -276,10 +278,7 @@ def estimate(
     ] = False,
     optimizer: Annotated[
         str,
-        typer.Option(
-            help="adamw_torch, adamw_torch_fused, adamw_8bit, paged_adamw_8bit, "
-            "paged_adamw_32bit, adafactor or sgd."
-        ),
+        typer.Option(help=f"{', '.join(list(OPTIMIZERS)[:-1])} or {list(OPTIMIZERS)[-1]}."),
     ] = "adamw_torch",
     gpu_memory: Annotated[
         float | None,
@@ -289,9 +288,9 @@ def estimate(
 ) -> None:
     """Peak GPU memory of a one-off setting, without a recipe file."""
     from peftkit import memory
-    from peftkit.memory.estimate import auto_dtype
-    from peftkit.memory.plan import default_seq_len
-    from peftkit.targets import ALL_LINEAR, parse_target_list
+    from peftkit.core.targets import ALL_LINEAR, parse_target_list
+    from peftkit.memory.peak import auto_dtype
+    from peftkit.memory.planner import default_seq_len
 
     _check_choices(ctx, method, optimizer)
     target_list = ALL_LINEAR if targets.strip() == ALL_LINEAR else parse_target_list(targets)
@@ -317,11 +316,11 @@ def _check_choices(ctx: typer.Context, method: str, optimizer: str) -> None:
     """`peftkit estimate`'s --method and --optimizer, refused as the parser refuses options."""
     from typing import get_args
 
-    from peftkit.memory.estimate import OPTIMIZER_STATE_BYTES, Method
+    from peftkit.memory.peak import Method
 
     choices = {
         "--method": (method, get_args(Method)),
-        "--optimizer": (optimizer, tuple(OPTIMIZER_STATE_BYTES)),
+        "--optimizer": (optimizer, tuple(OPTIMIZERS)),
     }
     for option, (value, allowed) in choices.items():
         if value not in allowed:
@@ -336,7 +335,7 @@ def _show(chosen: Plan, as_json: bool, extra: dict | None = None) -> None:
     if as_json:
         typer.echo(json.dumps({**chosen.as_dict(), **(extra or {})}, indent=2))
     else:
-        from peftkit.report import print_plan
+        from peftkit.run.report import print_plan
 
         print_plan(chosen)
         for key, item in (extra or {}).items():
@@ -379,8 +378,8 @@ def check(
 ) -> None:
     """Audit --data as the trainer will see it (lengths, labels, template, duplicates, JSON
     answers, run length) without loading weights; exit 2 when training would be meaningless."""
-    from peftkit.report import print_audit
-    from peftkit.train import audit_data
+    from peftkit.run.prepare import audit_data
+    from peftkit.run.report import print_audit
 
     found = audit_data(_with_inputs(recipe, overrides, model, data, eval_data))
     if as_json:
@@ -433,15 +432,23 @@ def train_command(
     ] = False,
 ) -> None:
     """Fine-tune with RECIPE on --data and write adapter, recipe, metrics and plot to --output."""
-    from peftkit.processes import is_main_process
-    from peftkit.report import print_audit
-    from peftkit.train import train
+    from peftkit.core.processes import is_main_process
+    from peftkit.run.report import print_audit
+    from peftkit.run.train import train
 
     loaded = _with_inputs(recipe, overrides, model, data, eval_data)
     sources = {"the recipe file": recipe} if Path(recipe).is_file() else {}
     target = _path(output, "--output")
     metrics = train(
-        loaded, target, overwrite, sources, resume, push_to_hub, not no_check, print_audit, fork
+        loaded,
+        target,
+        overwrite=overwrite,
+        sources=sources,
+        resume=resume,
+        push_to_hub=push_to_hub,
+        check=not no_check,
+        on_audit=print_audit,
+        fork=fork,
     )
     if is_main_process():
         _report(metrics, target, as_json)
@@ -449,7 +456,7 @@ def train_command(
 
 def _report(metrics: dict, output: Path, as_json: bool = False) -> None:
     """The run's summary; exit 130 after Ctrl-C, so that `peftkit train ... && next` stops."""
-    from peftkit.report import print_training
+    from peftkit.run.report import print_training
 
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, default=str))
@@ -496,7 +503,7 @@ def merge(
     push_to_hub: PushToHub = None,
 ) -> None:
     """Merge ADAPTER into its base model for inference without adapter overhead."""
-    from peftkit.merging import merge as merge_adapter
+    from peftkit.run.merging import merge as merge_adapter
 
     chosen = None if base is None else str(_path(base, "--base"))
     written = merge_adapter(
@@ -526,14 +533,14 @@ def evaluate_command(
 ) -> None:
     """Score ADAPTER on --data without training: its base model, then with the adapter (loss,
     perplexity; for json-output the JSON and schema rates and the content scores)."""
-    from peftkit.adapters import evaluate_adapter
+    from peftkit.run.adapters import evaluate_adapter
 
     chosen = None if recipe is None else str(_path(recipe, "--recipe"))
     found = evaluate_adapter(_path(adapter, "ADAPTER"), _path(data, "--data"), chosen)
     if as_json:
         typer.echo(json.dumps(found, indent=2, default=str))
     else:
-        from peftkit.report import print_evaluation
+        from peftkit.run.report import print_evaluation
 
         print_evaluation(found)
 
@@ -549,7 +556,7 @@ def generate(
 ) -> None:
     """Answer PROMPT with ADAPTER on its base model (greedy), through the chat template when it
     trained on chat data."""
-    from peftkit.adapters import generate as answer
+    from peftkit.run.adapters import generate as answer
 
     chosen = None if recipe is None else str(_path(recipe, "--recipe"))
     typer.echo(answer(_path(adapter, "ADAPTER"), prompt, max_new_tokens, chosen))

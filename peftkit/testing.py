@@ -1,9 +1,15 @@
-"""Tiny models and data for peftkit's tests and benchmarks, built offline in seconds.
+"""A tiny model, data and a Trainer built offline in seconds, for testing code that trains:
+what peftkit's own tests and benchmarks use, and what you can use to test your callbacks (or a
+recipe) in a real ``Trainer`` run without a model hub.
 
-There is no model hub where peftkit is tested, and tests must not need one: the tokenizer is
-trained on text that ships with Python (module docstrings) and the model has random weights.
-The tests and the benchmarks build them the same way from here. Importing this module is
-light; building a model imports the HF stack.
+    from peftkit.testing import build_tiny_model, trainer
+    model_dir = build_tiny_model(tmp_path / "model")
+    run = trainer(model_dir, tmp_path / "out", [MyCallback()])   # evaluates every step
+    run.train()
+
+The tokenizer is trained on text that ships with Python (module docstrings) and the model has
+random weights, so nothing is downloaded. Importing this module is light; building a model
+imports the HF stack.
 """
 
 from __future__ import annotations
@@ -164,7 +170,8 @@ SEQ_LEN = 32
 
 
 def tokenized(model_dir: Path, rows: list[dict[str, str]]) -> Any:
-    """Fixed-length causal-LM examples (input_ids, attention_mask, labels)."""
+    """``text`` rows as fixed-length causal-LM examples (input_ids, attention_mask, labels), a
+    ``datasets.Dataset`` a plain ``Trainer`` takes."""
     from datasets import Dataset
     from transformers import AutoTokenizer
 
@@ -183,6 +190,7 @@ def tokenized(model_dir: Path, rows: list[dict[str, str]]) -> Any:
 
 
 def peft_model(model_dir: Path, r: int = 8, seed: int = 0) -> Any:
+    """The model in ``model_dir`` with a LoRA adapter of rank ``r`` on every linear layer."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM

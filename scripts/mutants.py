@@ -39,12 +39,13 @@ MODULES = {
     "json_answers": "peftkit/evaluation/json_answers.py",
     "evaluation_callback": "peftkit/evaluation/callback.py",
     "json_validity": "peftkit/evaluation/json_validity/json_validity.py",
-    "outputs": "peftkit/outputs.py",
-    "checkpoints": "peftkit/checkpoints.py",
+    "folders": "peftkit/core/folders.py",
+    "outputs": "peftkit/run/outputs.py",
+    "checkpoints": "peftkit/run/checkpoints.py",
     "rules": "peftkit/recipes/rules.py",
     "measure": "peftkit/data/measure.py",
     "audit_checks": "peftkit/data/audit_checks.py",
-    "estimate": "peftkit/memory/estimate.py",
+    "estimate": "peftkit/memory/peak.py",
 }
 """The core modules, by a short name: the order they are run in."""
 

@@ -17,7 +17,7 @@ from fix_reader import overrides
 from pydantic import ValidationError
 
 from peftkit import PeftkitWarning
-from peftkit.errors import Problem, problems
+from peftkit.core.errors import Problem, problems
 from peftkit.recipes.files import apply_override
 from peftkit.recipes.registry import from_dict
 

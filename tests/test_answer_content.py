@@ -216,8 +216,8 @@ def test_the_summary_and_the_card_show_the_content_and_stop_rates(tmp_path: Path
     from rich.console import Console
 
     from peftkit import recipes
-    from peftkit.card import adapter_card
-    from peftkit.report import print_training
+    from peftkit.run.card import adapter_card
+    from peftkit.run.report import print_training
 
     metrics = _metrics(tmp_path)
     console = Console(record=True, width=400)

@@ -163,7 +163,7 @@ def test_a_dataset_of_another_format_than_the_declared_one_is_refused(tiny_model
 def test_peftkit_train_trains_on_the_answers_only(case, tiny_model_dir, tmp_path, monkeypatch):
     """The same rows through `peftkit train` (format detected from the file): the labels of the
     first batch its trainer trains on."""
-    from peftkit import train as job
+    from peftkit.run import train as job
 
     name, extra, rows = CASES[case]
     seen: list[Any] = []

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from peftkit import recipes
 from peftkit.callbacks import EarlyStopping, GradientCheck, OverfitDetector
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 
 # --- recipes.load ------------------------------------------------------------------------------
 

@@ -7,12 +7,16 @@ a user sees as a traceback, and fails the test); two run as real subprocesses.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
-from train_helpers import assert_user_error, peftkit_cli, run_main, short
+from train_helpers import (
+    assert_user_error,
+    peftkit_cli,
+    run_main,
+    short,
+    without_chat_template,
+)
 
 from peftkit.testing import messages_rows, prompt_completion_rows, write_data
 
@@ -20,14 +24,7 @@ from peftkit.testing import messages_rows, prompt_completion_rows, write_data
 @pytest.fixture(scope="module")
 def no_chat_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with its tokenizer's chat template removed."""
-    folder = tmp_path_factory.mktemp("no-chat") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    (folder / "chat_template.jinja").unlink(missing_ok=True)
-    config_file = folder / "tokenizer_config.json"
-    config = json.loads(config_file.read_text())
-    config.pop("chat_template", None)
-    config_file.write_text(json.dumps(config))
-    return folder
+    return without_chat_template(tiny_model_dir, tmp_path_factory.mktemp("no-chat") / "model")
 
 
 def _train(monkeypatch, model: Path, data: Path | None, out: Path, *extra: str):

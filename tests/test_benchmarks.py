@@ -40,7 +40,7 @@ def test_verdict_counts_no_win_inside_the_spread(monkeypatch: pytest.MonkeyPatch
 def test_memory_table_reports_the_judged_error_apart_from_the_calibration():
     """The published-figures table (pure arithmetic) says which rows the overhead was fitted to,
     and gives the error on the judged rows only, computed as the tests judge them."""
-    from peftkit.memory.published import agrees, calibration_rows, error, judged_rows
+    from calibration.published import agrees, calibration_rows, error, judged_rows
 
     run = subprocess.run(
         [sys.executable, "-c", "import memory_tables; print(memory_tables.published_table())"],
@@ -200,7 +200,7 @@ def test_gpu_check_quantizes_in_memory_as_from_pretrained_and_trains(gpu_check):
     import bitsandbytes as bnb
 
     from peftkit.memory import shape_of
-    from peftkit.memory.estimate import quantized_bytes
+    from peftkit.memory.peak import quantized_bytes
 
     config = {
         **gpu_check.SMOLLM2,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from peftkit import hardware, recipes
-from peftkit.hardware import Machine
+from peftkit import recipes
+from peftkit.core import hardware
+from peftkit.core.hardware import Machine
 
 LLAMA_8B = (
     Path(__file__).resolve().parents[1]

@@ -132,8 +132,8 @@ def test_an_extra_sftconfig_does_not_have_stops_a_run_before_the_model_loads(
 ):
     from train_helpers import load_recipe, short, with_data
 
+    from peftkit.run.train import train
     from peftkit.testing import prompt_completion_rows, write_data
-    from peftkit.train import train
 
     data = write_data(tmp_path / "d.jsonl", prompt_completion_rows(12))
     recipe = load_recipe("json-output", short(tiny_model_dir, "training.extra={lr: 1}"))

@@ -25,7 +25,7 @@ from peftkit.callbacks import (
     StopReason,
     find,
 )
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 from peftkit.testing import peft_model, text_rows, trainable, trainer
 
 NAN, INF = float("nan"), float("inf")

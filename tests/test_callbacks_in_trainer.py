@@ -25,7 +25,7 @@ from peftkit.callbacks import (
     StopReason,
     find,
 )
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 from peftkit.testing import prompt_completion_rows, text_rows, trainable, trainer
 
 RISING = [0.1, 0.2, 0.3, 0.25, 0.2, 0.15, 0.1]

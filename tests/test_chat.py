@@ -8,17 +8,16 @@ fix; ``data.system_prompt`` puts a system turn first; ``peftkit train`` does all
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_loss_labels import IGNORED, _rows, _trained_runs
-from train_helpers import assert_user_error, load_recipe, run_main, short
+from train_helpers import assert_user_error, load_recipe, run_main, short, without_chat_template
 
+from peftkit.core.errors import RecipeError
 from peftkit.data import add_system_prompt, use_chat_template
-from peftkit.errors import RecipeError
 from peftkit.recipes.chat_templates import CHAT_TEMPLATES
 from peftkit.testing import messages_rows, prompt_completion_rows, write_data
 
@@ -47,14 +46,7 @@ LLAMA3_TOKENS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>"
 @pytest.fixture(scope="module")
 def no_template_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model as a base model ships: its tokenizer has no chat template."""
-    folder = tmp_path_factory.mktemp("base") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    (folder / "chat_template.jinja").unlink(missing_ok=True)
-    config_file = folder / "tokenizer_config.json"
-    config = json.loads(config_file.read_text())
-    config.pop("chat_template", None)
-    config_file.write_text(json.dumps(config))
-    return folder
+    return without_chat_template(tiny_model_dir, tmp_path_factory.mktemp("base") / "model")
 
 
 def _tokenizer(folder: Path, *extra_tokens: str) -> Any:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from peftkit.checkpoints import CHECKPOINTS, check_unfinished, find_checkpoint, last_checkpoint
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
+from peftkit.run.checkpoints import CHECKPOINTS, check_unfinished, find_checkpoint, last_checkpoint
 
 
 def _checkpoints(folder: Path, *steps: int, cut_short: tuple[int, ...] = ()) -> Path:

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from train_helpers import assert_user_error, load_recipe, run_main, short, with_data
 
+from peftkit.core.errors import ProblemsError
 from peftkit.data import prepare
 from peftkit.data.audit import audit
 from peftkit.data.tokens import tokenize
-from peftkit.errors import ProblemsError
+from peftkit.run.train import train
 from peftkit.testing import messages_rows, prompt_completion_rows, text_rows, write_data
-from peftkit.train import train
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[1] / "peftkit" / "data" / "audit.schema.json").read_text()
@@ -105,8 +105,8 @@ def test_the_demo_data_gives_no_warning(task: str, tmp_path: Path):
 
     from peftkit import recipes
     from peftkit.demo import DOCS_CHUNK_CHARS, TASKS
-    from peftkit.demo_tasks import docs_task, json_task
-    from peftkit.pretrained import smollm2
+    from peftkit.demo.pretrained import smollm2
+    from peftkit.demo.tasks import docs_task, json_task
 
     model = smollm2()
     chosen = json_task() if task == "json" else docs_task(chunk_chars=DOCS_CHUNK_CHARS)

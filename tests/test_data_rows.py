@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from train_helpers import load_recipe
 
+from peftkit.core.errors import ProblemsError, RecipeError
 from peftkit.data import Splits, prepare
-from peftkit.errors import ProblemsError, RecipeError
 from peftkit.testing import messages_rows, prompt_completion_rows, text_rows, write_data
 
 NO_EVAL = [

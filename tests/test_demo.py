@@ -40,7 +40,7 @@ SMALLER_BUDGET = """
 import json, sys
 
 import peftkit.demo as demo
-from peftkit.demo_tasks import json_task
+from peftkit.demo.tasks import json_task
 
 quick, eval_size = json.loads(sys.argv[1]), int(sys.argv[2])
 name, overrides = demo.TASKS["json"]
@@ -67,8 +67,8 @@ def _cells(stdout: str, label: str) -> list[str]:
 
 
 def test_demo_command_trains_reports_and_writes_its_outputs(tmp_path: Path):
-    from peftkit.demo_tasks import json_task
-    from peftkit.pretrained import NAME, smollm2
+    from peftkit.demo.pretrained import NAME, smollm2
+    from peftkit.demo.tasks import json_task
 
     converted = smollm2()  # converted once and cached, as `make demo` does
     cache = tmp_path / "cache"  # the demo writes its data here, not into the user's cache

@@ -1,7 +1,7 @@
 """Scoring and trying an adapter without training: ``peftkit evaluate`` reports what training
 reported (the same function, public as ``peftkit.evaluation.evaluate``), ``peftkit generate``
 answers as the adapter does, and answers with the adapter switched off are the base model's.
-Real runs of the tiny model; the adapter is trained by ``peftkit.train`` once for the module.
+Real runs of the tiny model; the adapter is trained by ``peftkit.run.train`` once for the module.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ROWS = prompt_completion_rows(24)
 @pytest.fixture(scope="module")
 def run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short json-output run with held-out data e.jsonl: OUT/adapter, OUT/metrics.json."""
-    from peftkit.train import train
+    from peftkit.run.train import train
 
     folder = tmp_path_factory.mktemp("run")
     train_file = write_data(folder / "t.jsonl", ROWS[:16])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from peftkit import MissingExtraError, RecipeError, recipes
-from peftkit.hardware import Machine, cpu_has_native_bf16, resolve_precision, this_machine
+from peftkit.core.hardware import Machine, cpu_has_native_bf16, resolve_precision, this_machine
 
 CPU = Machine()
 BF16_CPU = Machine(cpu_bf16=True)

@@ -24,7 +24,7 @@ from recipe_fixes import apply, edits, found
 from train_helpers import assert_user_error, peftkit_cli, run_main
 
 from peftkit import PeftkitWarning, recipes
-from peftkit.errors import Problem, ProblemsError, RecipeError, problems
+from peftkit.core.errors import Problem, ProblemsError, RecipeError, problems
 from peftkit.recipes.foreign_keys import FOREIGN_KEYS, UNKNOWN_KEY, field_at, unknown_key_error
 from peftkit.recipes.importing import convert, import_file
 from peftkit.recipes.registry import ALL
@@ -398,6 +398,7 @@ SAMPLES: dict[str, Any] = {
     "dtype": "bfloat16",
     "torch_dtype": "bfloat16",
     "trust_remote_code": True,
+    "attn_implementation": "sdpa",
     "lora_r": 32,
     "lora_alpha": 64,
     "lora_dropout": 0.1,

@@ -12,10 +12,10 @@ import pytest
 from train_helpers import load_recipe, merged, with_data
 
 from peftkit import recipes
-from peftkit.errors import PeftkitWarning
+from peftkit.core.errors import PeftkitWarning
 from peftkit.recipes.capacity import BATCH_WARN
+from peftkit.run.prepare import audit_data
 from peftkit.testing import prompt_completion_rows, text_rows, write_data
-from peftkit.train import audit_data
 
 
 def _checked(tmp_path: Path, model: Path, rows: list[dict], recipe: str, *overrides: str):

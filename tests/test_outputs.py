@@ -12,18 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from peftkit.errors import RecipeError
-from peftkit.outputs import (
-    MARKER,
+from peftkit.core.errors import RecipeError
+from peftkit.core.folders import MARKER, exchange, foreign_files, inventory, swap_in
+from peftkit.run.outputs import (
     NAME_MAX,
     OutputFolder,
     check_other_output,
     check_output,
-    exchange,
-    foreign_files,
-    inventory,
     staging_of,
-    swap_in,
 )
 
 HASH_OF_BRACES = hashlib.sha256(b"{}").hexdigest()
@@ -358,7 +354,7 @@ def test_folders_are_exchanged_in_one_step_where_the_system_can(tmp_path, monkey
     here), two renames do it, leaving nothing beside."""
     import sys
 
-    from peftkit import outputs
+    from peftkit.core import folders
 
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -368,7 +364,7 @@ def test_folders_are_exchanged_in_one_step_where_the_system_can(tmp_path, monkey
         raise AssertionError(f"os.rename{args}: not one step")
 
     one_step = sys.platform == "linux"  # glibc (2.28 on) and musl (1.2.3 on) have renameat2
-    assert (outputs._renameat2() is not None) is one_step
+    assert (folders._renameat2() is not None) is one_step
     if one_step:
         with monkeypatch.context() as patched:
             patched.setattr(os, "rename", no_rename)
@@ -376,7 +372,7 @@ def test_folders_are_exchanged_in_one_step_where_the_system_can(tmp_path, monkey
             exchange(Path("a"), Path("b"))
         assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.txt"]
         assert [p.name for p in (tmp_path / "b").iterdir()] == ["a.txt"]
-    monkeypatch.setattr(outputs, "_renameat2", lambda: None)
+    monkeypatch.setattr(folders, "_renameat2", lambda: None)
     exchange(tmp_path / "a", tmp_path / "b")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["a.txt" if one_step else "b.txt"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from peftkit.plot import plot_training
+from peftkit.run.plot import plot_training
 
 HISTORY = [
     {"step": 1, "loss": 2.0},

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from peftkit import outputs, train
+from peftkit.core import folders
+from peftkit.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,13 +78,13 @@ def test_folders_are_swapped_without_renameat2(
         monkeypatch.setitem(sys.modules, "ctypes.util", None)
     else:
         monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
-    assert outputs._renameat2() is None
+    assert folders._renameat2() is None
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
     (a / "new.txt").write_text("new")
     (b / "old.txt").write_text("old")
-    outputs.exchange(a, b)
+    folders.exchange(a, b)
     assert (b / "new.txt").read_text() == "new"
     assert (a / "old.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]

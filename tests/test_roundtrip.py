@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from peftkit import RecipeError, recipes
-from peftkit.errors import describe, problems
+from peftkit.core.errors import describe, problems
 from peftkit.recipes.training import Scheduler
 
 SHIPPED = Path(__file__).resolve().parents[1] / "recipes"

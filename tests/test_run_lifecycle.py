@@ -24,10 +24,11 @@ from train_helpers import (
     with_data,
 )
 
-from peftkit.errors import RecipeError
-from peftkit.outputs import MARKER, STAGING
+from peftkit.core.errors import RecipeError
+from peftkit.core.folders import MARKER
+from peftkit.run.outputs import STAGING
+from peftkit.run.train import train
 from peftkit.testing import prompt_completion_rows, write_data
-from peftkit.train import train
 
 RESULTS = {"adapter", "metrics.json", "training.png", "recipe.yaml", MARKER}
 
@@ -309,7 +310,7 @@ def test_the_adapter_card_says_what_was_trained(tiny_model_dir, data, tmp_path):
 
 
 def test_a_card_names_the_hub_model_a_local_folder_came_from(tmp_path):
-    from peftkit.card import hub_id
+    from peftkit.run.card import hub_id
 
     folder = tmp_path / "smollm2"
     folder.mkdir()
@@ -323,7 +324,7 @@ def test_a_card_names_the_hub_model_a_local_folder_came_from(tmp_path):
 def test_merge_writes_a_card_with_the_adapters(tiny_model_dir, data, tmp_path):
     from huggingface_hub import ModelCard
 
-    from peftkit.merging import merge
+    from peftkit.run.merging import merge
 
     _run(tiny_model_dir, data, tmp_path / "out")
     merged = merge(tmp_path / "out" / "adapter", tmp_path / "merged")

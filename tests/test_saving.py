@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from peftkit import outputs
+from peftkit.core import folders
 from peftkit.callbacks import saving
 from peftkit.testing import peft_model
 
@@ -42,9 +42,9 @@ rename = os.rename
 if point == "marker":  # the new weights are written, the marker file is not
     saving.json = type("json", (), {"dumps": staticmethod(crash)})  # the marker's json.dumps
 elif point == "fsync":  # every file written, not yet flushed to disk
-    outputs.fsync_tree = crash  # inside outputs.write_marker, which save_atomically calls
+    folders.fsync_tree = crash  # inside folders.write_marker, which save_atomically calls
 elif point == "swap":  # written and flushed; the swap into place has not happened
-    outputs.exchange = crash  # inside outputs.swap_in, which save_atomically calls
+    folders.exchange = crash  # inside folders.swap_in, which save_atomically calls
     os.rename = lambda a, b: crash() if ".staging-" in str(a) else rename(a, b)
 with torch.no_grad():  # step 1's weights differ from step 0's in every tensor
     for parameter in model.parameters():

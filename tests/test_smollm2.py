@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 def test_converted_model_loads_with_a_chat_template():
     from transformers import AutoConfig, AutoTokenizer
 
-    from peftkit.pretrained import smollm2
+    from peftkit.demo.pretrained import smollm2
 
     folder = smollm2()
     config = AutoConfig.from_pretrained(folder)
@@ -48,9 +48,9 @@ def _parsed(answer: str) -> tuple[object] | None:
 
 
 def test_a_few_steps_of_the_json_demo_on_smollm2(tmp_path: Path):
-    from peftkit.demo_tasks import json_task
-    from peftkit.pretrained import smollm2
-    from peftkit.train import train
+    from peftkit.demo.pretrained import smollm2
+    from peftkit.demo.tasks import json_task
+    from peftkit.run.train import train
 
     train_rows, eval_rows, schema = json_task(eval_size=8)
     data, held_out = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"

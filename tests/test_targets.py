@@ -11,9 +11,9 @@ import pytest
 from train_helpers import run_main
 
 from peftkit import recipes
-from peftkit.errors import ProblemsError, RecipeError
+from peftkit.core.errors import ProblemsError, RecipeError
+from peftkit.core.targets import check_targets, matches, parse_target_list
 from peftkit.memory import shape_of
-from peftkit.targets import check_targets, matches, parse_target_list
 
 LLAMA = {
     "model_type": "llama",

@@ -20,7 +20,7 @@ from train_helpers import assert_user_error, run_main
 
 import peftkit
 from peftkit import PeftkitDeprecationWarning, PeftkitWarning, RecipeError, recipes
-from peftkit.errors import describe, problems
+from peftkit.core.errors import describe, problems
 
 J = "recipe: json-output\n"
 """Start of most YAML rows: the recipe whose other defaults are all valid."""

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from peftkit import recipes
-from peftkit.errors import PeftkitWarning
+from peftkit.core.errors import PeftkitWarning
 
 EXIT_USER_ERROR = 2
 
@@ -91,7 +91,7 @@ def with_data(
 def earlier_output(folder: Path, files: dict[str, str], command: str = "train") -> Path:
     """``folder`` as an earlier peftkit command left it: ``files`` (relative path -> text) and
     the marker that lists them, so that --overwrite may replace it."""
-    from peftkit.outputs import MARKER, inventory
+    from peftkit.core.folders import MARKER, inventory
 
     for name, text in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +168,21 @@ def assert_user_error(code: int, stderr: str, *mentions: str) -> None:
 
 
 # --- models -------------------------------------------------------------------------------------
+
+
+def without_chat_template(model_dir: Path, folder: Path) -> Path:
+    """A copy of the model in ``folder`` whose tokenizer has no chat template, as a base model
+    ships."""
+    import shutil
+
+    shutil.copytree(model_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("chat_template", None)
+    config_file.write_text(json.dumps(config))
+    return folder
+
 
 FIXED_IDS = [[5, 17, 42, 99, 200, 311, 7, 64, 128, 3], [450, 12, 9, 300, 77, 1, 260, 33, 81, 500]]
 """A fixed input (two sequences of ten token ids) to compare models on."""

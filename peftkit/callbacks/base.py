@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 import sys
-import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -35,7 +34,11 @@ from pydantic import BaseModel, ValidationError
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler, ExportableState
 
-from peftkit.errors import PeftkitWarning, ProblemsError, problems
+from peftkit.callbacks.stopping import Stop
+from peftkit.core.errors import ProblemsError, problems, warn
+from peftkit.core.quiet import quiet_warnings
+
+quiet_warnings()  # what peft triggers inside transformers while any of these callbacks trains
 
 C = TypeVar("C", bound="PeftkitCallback")
 
@@ -99,7 +102,8 @@ class PeftkitCallback(Leading, ExportableState):
     FROM_TRAINER: ClassVar[frozenset[str]] = frozenset()
     """Arguments whose None means "the Trainer's own setting, read when training starts"."""
     AT_EVALUATIONS: ClassVar[bool] = False
-    """It decides at evaluations, so a Trainer that never evaluates leaves it idle."""
+    """It decides at evaluations, so a Trainer that never evaluates leaves it idle (its settings
+    model says so, :func:`bound_to` copies it)."""
 
     def __init__(self, **args: Any) -> None:
         super().__init__()
@@ -110,6 +114,13 @@ class PeftkitCallback(Leading, ExportableState):
             setattr(self, name, value)
         self._pending: dict[str, Any] = {}
         self.warned: list[str] = []
+        self.stop_record: dict[str, Any] | None = None
+        """Why it stopped training (:func:`~peftkit.callbacks.stopping.record_stop`)."""
+
+    @property
+    def stop(self) -> Stop | None:
+        """Why this callback stopped training, or None if it did not."""
+        return Stop.from_dict(self.stop_record)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -155,7 +166,7 @@ class PeftkitCallback(Leading, ExportableState):
         if key in self.warned:
             return
         self.warned.append(key)
-        warnings.warn(message, PeftkitWarning, stacklevel=3)
+        warn(message)
         earlier = self._pending.get("peftkit_warning")
         self.report(peftkit_warning=message if earlier is None else f"{earlier} | {message}")
 
@@ -209,6 +220,7 @@ def bound_to(settings: type[BaseModel]) -> Callable[[type[C]], type[C]]:
                 f"{sorted(parameters - fields)}, only in the settings {sorted(fields - parameters)}"
             )
         callback.SETTINGS = settings
+        callback.AT_EVALUATIONS = getattr(settings, "AT_EVALUATIONS", False)
         return callback
 
     return check

@@ -1,4 +1,5 @@
-"""Deciding the same way on every rank, and writing files once.
+"""Deciding the same way on every rank (which rank writes files is
+:mod:`peftkit.core.processes`).
 
 Evaluation metrics reach every rank already gathered, so the ranks normally agree; a stop is
 still shared with an all-reduce (once per evaluation, never per step) because a stop seen by one

@@ -11,7 +11,7 @@ It adds to the Trainer it is dropped into, and never contradicts it:
   that is unset), as transformers' own ``EarlyStoppingCallback`` does, and names the metric it
   took in its first log event (``early_stopping_metric``).
 - ``mode="auto"`` takes the Trainer's ``greater_is_better`` when the metric is its
-  ``metric_for_best_model``, else the metric's name (:mod:`peftkit.direction`).
+  ``metric_for_best_model``, else the metric's name (:mod:`peftkit.core.metrics`).
 - With ``load_best_model_at_end=True`` the Trainer owns "best": on the same metric, the Trainer
   puts its best checkpoint back and this callback only stops; on another metric the two would
   keep different weights, so it is refused at the start of training.
@@ -32,15 +32,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from peftkit.callback_settings import EarlyStoppingSettings
 from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
 from peftkit.callbacks.distributed import any_rank
-from peftkit.callbacks.monitor import Monitor, is_evaluation, metric_value, resolve_mode
+from peftkit.callbacks.monitor import Monitor, metric_value, resolve_mode
 from peftkit.callbacks.saving import check_target, save_atomically
+from peftkit.callbacks.settings import EarlyStoppingSettings
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
-from peftkit.direction import eval_name
-from peftkit.errors import RecipeError
-from peftkit.processes import is_main_process
+from peftkit.core.errors import RecipeError
+from peftkit.core.metrics import eval_name, is_evaluation
+from peftkit.core.processes import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,6 @@ class EarlyStopping(PeftkitCallback):
 
     STATE = ("best", "best_step", "wait", "evaluations", "stop_record")
     FROM_TRAINER = frozenset({"metric"})
-    AT_EVALUATIONS = True
 
     def __init__(
         self,
@@ -100,14 +99,8 @@ class EarlyStopping(PeftkitCallback):
         self.best_step: int | None = None
         self.wait = 0
         self.evaluations = 0
-        self.stop_record: dict[str, Any] | None = None
         self.best_weights: dict[str, Any] | None = None
         self.restored = False
-
-    @property
-    def stop(self) -> Stop | None:
-        """Why this callback stopped training, or None if it did not."""
-        return Stop.from_dict(self.stop_record)
 
     # --- Trainer events ---------------------------------------------------------------------
 
@@ -178,7 +171,6 @@ class EarlyStopping(PeftkitCallback):
             self.report(**{f"{key}_best": self.best, f"{key}_best_step": self.best_step})
         if any_rank(stop is not None):
             stop = stop or Stop(StopReason.PATIENCE, "another process decided to stop", step)
-            self.stop_record = stop.to_dict()
             record_stop(self, stop, control)
 
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):

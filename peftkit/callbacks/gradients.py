@@ -37,10 +37,10 @@ import math
 import statistics
 from typing import Any, Literal
 
-from peftkit.callback_settings import GradientCheckSettings
 from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
+from peftkit.callbacks.settings import CLIPPING_OFF, GradientCheckSettings
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,6 @@ class GradientCheck(PeftkitCallback):
         self.recent: list[float] = []
         self.skipped = 0
         self.skipped_in_a_row = 0
-        self.stop_record: dict[str, Any] | None = None
         self.per_step = False
         self._largest_since_log = 0.0
 
@@ -103,19 +102,10 @@ class GradientCheck(PeftkitCallback):
     def clipped_fraction(self) -> float:
         return self.clipped / self.steps if self.steps else 0.0
 
-    @property
-    def stop(self) -> Stop | None:
-        """Why this callback stopped training, or None if it did not."""
-        return Stop.from_dict(self.stop_record)
-
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any):
         super().on_train_begin(args, state, control, **kwargs)
         if not args.max_grad_norm:
-            self.warn_once(
-                "clipping-off",
-                "max_grad_norm is 0: gradient clipping is off, so one bad batch can wreck the "
-                "weights. Fix: max_grad_norm=1.0 (0.3 for QLoRA).",
-            )
+            self.warn_once("clipping-off", CLIPPING_OFF)
 
     def on_grad_norm(self, args: Any, state: Any, control: Any, grad_norm: Any, model: Any = None):
         """Every optimizer step, before ``optimizer.step()`` (called by GradientNormMixin)."""
@@ -211,7 +201,6 @@ class GradientCheck(PeftkitCallback):
                 "steps).",
                 step - 1,
             )
-        self.stop_record = stop.to_dict()
         record_stop(self, stop, control)
 
 

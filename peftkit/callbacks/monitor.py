@@ -1,7 +1,9 @@
 """The one place that decides "is this metric value better": the direction, ``min_delta`` and
 thresholds, so that ``min_delta`` and ``mode`` mean the same wherever a best value is tracked
-(as Keras' MonitorCallback and Lightning's EarlyStopping do). Early stopping uses it; the
-direction of a metric comes from the Trainer or from :mod:`peftkit.direction`.
+(as Keras' MonitorCallback and Lightning's EarlyStopping do). Early stopping decides its best
+and its stops with it, overfit detection the evaluation loss's minimum and which way each
+loss went; the direction of a metric comes from the Trainer or from
+:mod:`peftkit.core.metrics`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from peftkit.direction import Mode, eval_name, mode_from_name
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
+from peftkit.core.metrics import Mode, eval_name, is_eval_key, mode_from_name
 
 
 def resolve_mode(metric: str, mode: str, args: Any) -> Mode:
@@ -47,17 +49,11 @@ def metric_value(metrics: dict[str, Any], metric: str) -> tuple[str, float]:
     for key in (metric, eval_name(metric)):
         if key in metrics:
             return key, float(metrics[key])
-    available = ", ".join(sorted(k for k in metrics if k.startswith("eval_"))) or "(none)"
+    available = ", ".join(sorted(k for k in metrics if is_eval_key(k))) or "(none)"
     raise RecipeError(
         f"metric '{metric}' is not among the evaluation metrics; available: {available}. "
         "Fix: monitor one of those, or return it from compute_metrics."
     )
-
-
-def is_evaluation(logs: dict[str, Any]) -> bool:
-    """Whether a log event carries an evaluation's metrics (the Trainer logs them under the
-    ``eval_`` prefix; a user's ``metric_key_prefix="test"`` run is not ours)."""
-    return any(key.startswith("eval_") for key in logs)
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,21 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from peftkit.callback_settings import OverfitSettings
 from peftkit.callbacks.base import PeftkitCallback, bound_to, defaults
 from peftkit.callbacks.distributed import any_rank
-from peftkit.callbacks.monitor import is_evaluation, metric_value
+from peftkit.callbacks.monitor import Monitor, metric_value
+from peftkit.callbacks.settings import OverfitSettings
 from peftkit.callbacks.stopping import Stop, StopReason, record_stop
+from peftkit.core.metrics import is_evaluation
 
 _D = defaults(OverfitSettings)
+LOSS = Monitor("min")
+"""Lower is better for both losses, and for their gap."""
 
 
 @bound_to(OverfitSettings)
 class OverfitDetector(PeftkitCallback):
     """Warn (or stop) when eval loss rises while train loss falls and their gap grows."""
-
-    AT_EVALUATIONS = True
 
     STATE = (
         "history",
@@ -38,6 +39,7 @@ class OverfitDetector(PeftkitCallback):
         "rising",
         "detected_step",
         "warned",
+        "stop_record",
     )
 
     def __init__(
@@ -85,13 +87,13 @@ class OverfitDetector(PeftkitCallback):
         previous = self.history[-1] if self.history else None
         self.history.append(point)
         self.report(overfit_gap=point["gap"])
-        if self.best_eval is None or eval_loss < self.best_eval:
+        if LOSS.improved(eval_loss, self.best_eval):
             self.best_eval, self.rising = eval_loss, 0
         elif (
             previous is not None
-            and eval_loss > previous["eval_loss"]
-            and train_loss < previous["train_loss"]
-            and point["gap"] > previous["gap"]
+            and LOSS.worse_than(eval_loss, previous["eval_loss"])
+            and LOSS.improved(train_loss, previous["train_loss"])
+            and LOSS.worse_than(point["gap"], previous["gap"])
         ):
             self.rising += 1
         found = self.detected_step is None and self.rising >= self.patience

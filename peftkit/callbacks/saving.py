@@ -2,8 +2,8 @@
 never a half-written one, even if the process is killed mid-write.
 
 The new folder is written and fsynced beside the target, then swapped in the way
-:mod:`peftkit.outputs` swaps every output folder, under the same rule: the folder carries the
-outputs' marker, which lists every file peftkit wrote, and a folder holding anything else (a
+:mod:`peftkit.core.folders` swaps every folder peftkit writes, under the same rule: the folder
+carries the marker, which lists every file peftkit wrote, and a folder holding anything else (a
 file a user added, or one edited since) is never replaced. ``peftkit_best.json`` says what was
 saved (the metric, its value, the step).
 """
@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from peftkit.outputs import check_replaceable, swap_in, write_marker
+from peftkit.core.folders import check_replaceable, swap_in, write_marker
 
 MARKER = "peftkit_best.json"
 

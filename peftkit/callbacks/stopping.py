@@ -51,8 +51,10 @@ class Stop:
 
 
 def record_stop(callback: PeftkitCallback, stop: Stop, control: Any) -> None:
-    """Stop training and report the reason in the log event of this step."""
+    """Stop training, keep the reason on the callback (its ``stop``) and report it in the log
+    event of this step."""
     name = type(callback).__name__
+    callback.stop_record = stop.to_dict()
     control.should_training_stop = True
     control.should_log = True  # a stop decided between log events still gets its own
     log.warning("%s stopped training at step %d: %s", name, stop.step, stop.message)

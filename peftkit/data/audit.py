@@ -1,7 +1,7 @@
 """The data audit: what the trainer would silently do to the data, found before training.
 
 `peftkit check` and the start of every `peftkit train` (one preparation for both,
-:func:`peftkit.train.audit_data`) tokenize the rows as ``SFTTrainer`` will
+:func:`peftkit.run.prepare.audit_data`) tokenize the rows as ``SFTTrainer`` will
 (:mod:`peftkit.data.tokens`) and report what goes wrong there and nowhere else: answers cut
 by ``max_length`` (a JSON answer cut in half teaches broken JSON), rows left with no trained
 token (the trainer drops them without a word), trained rows that do not end with a trained EOS
@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from peftkit.data.audit_checks import (
-    check_budget,
     check_duplicates,
     check_json,
     check_labels,
     check_lengths,
     check_lora_fit,
+    check_run_length,
     check_template,
     rows_of,
 )
@@ -94,14 +94,14 @@ def audit(
     check_labels(found, recipe, rows, tokenizer.eos_token)
     check_duplicates(found, splits, rows)
     check_json(found, recipe, splits, records)
-    check_budget(found, recipe, rows, world_size)
+    check_run_length(found, recipe, rows, world_size)
     check_lora_fit(found, recipe, rows, model_config, world_size)
     return found
 
 
 def refuse_errors(found: Audit) -> None:
     """Stop before training when the audit found that training would be meaningless."""
-    from peftkit.errors import Problem, ProblemsError
+    from peftkit.core.errors import Problem, ProblemsError
 
     if found.errors:
         raise ProblemsError(

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from peftkit.core.limits import LONGEST_SEQUENCE
 from peftkit.data.measure import Measured, normalized
 
 if TYPE_CHECKING:
@@ -74,8 +75,8 @@ def spread(values: list[int]) -> dict[str, float]:
 def check_template(found: Audit, splits: Splits, tokenizer: Any, masked: bool) -> bool:
     """Chat data needs a chat template, and assistant-only loss a template that marks the
     assistant's turns; False when the rest of the audit cannot go on."""
+    from peftkit.core.errors import RecipeError
     from peftkit.data.splits import check_chat
-    from peftkit.errors import RecipeError
 
     if splits.format != "messages":
         return True
@@ -168,20 +169,18 @@ def longest_length(recipe: Recipe, model_config: Any) -> tuple[int, str]:
     field's own bound, or the model's context (stretched by its rope scaling)."""
     from peftkit.memory.shapes import usable_context
 
-    info = type(recipe.training).model_fields["max_length"]
-    bound = min(int(m.le) for m in info.metadata if getattr(m, "le", None) is not None)
     config = model_config if isinstance(model_config, dict) else {}
     context, key = usable_context(config)
-    if context is not None and context < bound:
+    if context is not None and context < LONGEST_SEQUENCE:
         return context, f"the model takes: {key}"
-    return bound, "training.max_length takes"
+    return LONGEST_SEQUENCE, "training.max_length takes"
 
 
 def _memory(recipe: Recipe, model_config: Any, length: int) -> dict[str, float] | None:
     """Estimated peak GB at the recipe's max_length and at ``length``; None without a config."""
     if model_config is None:
         return None
-    from peftkit.errors import RecipeError
+    from peftkit.core.errors import RecipeError
     from peftkit.memory import estimate, shape_of
 
     try:
@@ -284,7 +283,8 @@ def check_json(found: Audit, recipe: Recipe, splits: Splits, records: list[dict[
 
     from peftkit.evaluation.json_answers import NOT_JSON, parsed_json
 
-    schema = getattr(recipe, "json_schema", None)
+    checks = recipe.answer_checks()
+    schema = None if checks is None else checks.schema
     validator = validators.validator_for(schema)(schema) if schema is not None else None
     answers = _answers(splits.format, records)
     not_json, invalid = [], []
@@ -344,7 +344,7 @@ def _placer(places: tuple[str, ...]) -> Any:
 # --- the run's length ----------------------------------------------------------------------------
 
 
-def check_budget(found: Audit, recipe: Recipe, rows: list[Row], world_size: int = 1) -> None:
+def check_run_length(found: Audit, recipe: Recipe, rows: list[Row], world_size: int = 1) -> None:
     """Rows, tokens and optimizer steps the recipe will take, and a run too short for its
     cadences or so long that it passes over the data more often than is usual."""
     from peftkit.recipes.rules import MAX_USUAL_EPOCHS, cadences_longer_than

@@ -23,15 +23,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from peftkit.errors import RecipeError, did_you_mean
+from peftkit.core.errors import RecipeError, did_you_mean
+from peftkit.core.text import read_text
 from peftkit.recipes.chat_templates import (
     CHAT_TEMPLATES,
     TEMPLATE_FILE_SUFFIXES,
     is_builtin_name,
     is_template_text,
 )
-from peftkit.recipes.data import SpecialTokens
-from peftkit.text import read_text
+from peftkit.recipes.data_section import SpecialTokens
 
 TOKEN_NAMES = tuple(SpecialTokens.model_fields)
 Rows = TypeVar("Rows")

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
-from peftkit.data.files import Found, Source
-from peftkit.errors import MISSING, Problem, RecipeError, json_kind
-from peftkit.recipes.data import FORMAT_COLUMNS, describe_formats
+from peftkit.core.errors import MISSING, Problem, RecipeError, json_kind
+from peftkit.core.formats import FORMAT_COLUMNS, describe_formats, row_format
+from peftkit.data.reading import Found, Source
 
 ROLES = ("system", "user", "assistant", "tool")
 ROLE_ALIASES = {
@@ -77,33 +76,6 @@ class Checked:
     rows: list[dict[str, Any]]
     problems: list[Found]
     converted: int
-
-
-def row_format(columns: Container[str]) -> str | None:
-    """The first format whose columns ``columns`` (a row, or a set of names) all hold."""
-    for name, needed in FORMAT_COLUMNS.items():
-        if all(column in columns for column in needed):
-            return name
-    return None
-
-
-def dataset_format(dataset: Any, formats: tuple[str, ...]) -> str:
-    """The format of an in-memory dataset (a ``datasets`` Dataset, IterableDataset or
-    DatasetDict, or a list of row dicts), by its columns as ``peftkit train`` reads a file's."""
-    if hasattr(dataset, "keys") and "train" in dataset and not isinstance(dataset, list):
-        dataset = dataset["train"]  # a DatasetDict: its training split
-    columns = getattr(dataset, "column_names", None)
-    if columns is None:  # a list of rows, or an IterableDataset without features
-        first = next(iter(dataset), None)
-        columns = list(first) if isinstance(first, dict) else []
-    found = row_format(set(columns))
-    if found is None:
-        raise RecipeError(
-            f"the dataset: cannot tell the format from the columns {', '.join(columns) or 'none'}"
-            f". The recipe trains on {describe_formats(formats)}. Fix: rename the columns to "
-            "those of one of these formats."
-        )
-    return found
 
 
 def choose_format(

@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from peftkit.core.errors import ProblemsError, RecipeError
+from peftkit.core.formats import row_format
 from peftkit.data.chat import add_system_prompt
-from peftkit.data.files import Source, read, read_eval_split
-from peftkit.data.rows import Checked, check_rows, choose_format, row_format
-from peftkit.errors import ProblemsError, RecipeError
+from peftkit.data.reading import Source, read, read_eval_split
+from peftkit.data.rows import Checked, check_rows, choose_format
 from peftkit.recipes.chat_templates import CHAT_TEMPLATES
+from peftkit.recipes.overrides import assignments
+from peftkit.recipes.rules import EVALUATION_OFF
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -136,9 +139,8 @@ def prepare(recipe: Recipe, data: str | Path, eval_data: str | Path | None) -> S
     if rows < 2:
         raise RecipeError(
             f"data '{train.name}': {rows} row(s) cannot be split into training and evaluation. "
-            "Fix: pass --eval-data FILE, or set training.eval_fraction=0 "
-            "training.eval_strategy=no callbacks.early_stopping.enabled=false "
-            "callbacks.overfit.enabled=false."
+            f"Fix: pass --eval-data FILE, or set training.eval_fraction=0 "
+            f"{assignments(EVALUATION_OFF)}."
         )
     # rounded first: 100 * 0.29 is 28.999999999999996 in floating point
     size = max(1, math.floor(round(rows * fraction, 6)))

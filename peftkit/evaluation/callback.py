@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from peftkit.callbacks.base import Leading, add_to_log
-from peftkit.callbacks.monitor import is_evaluation
+from peftkit.core.metrics import eval_name, is_evaluation
 from peftkit.evaluation.json_answers import generate_answers, json_rates
 
 
@@ -42,4 +42,4 @@ class JsonAnswers(Leading):
             model, self.tokenizer, self.prompts, self.max_new_tokens, self.batch_size
         )
         rates = json_rates(answers.texts, self.schema)
-        add_to_log(state, logs, {f"eval_{k}": v for k, v in rates.items() if k != "count"})
+        add_to_log(state, logs, {eval_name(k): v for k, v in rates.items() if k != "count"})

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
+from peftkit.core.formats import row_format
 from peftkit.evaluation.json_answers import content_rates, generate_answers, json_rates
-from peftkit.recipes.data import FORMAT_COLUMNS
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 def data_format(rows: Any) -> str:
     """The format of evaluation rows (a Dataset), by their columns as TRL reads them."""
     columns = set(rows.column_names)
-    for name, needed in FORMAT_COLUMNS.items():
-        if set(needed) <= columns:
-            return name
+    found = row_format(columns)
+    if found is not None:
+        return found
     raise RecipeError(
         f"evaluation data: columns {sorted(columns)} are no data format TRL reads. Fix: give "
         "messages, prompt and completion, or text columns."
@@ -61,20 +61,20 @@ def evaluate(
     loss = trainer.evaluate()["eval_loss"]
     found["eval_loss"] = loss
     found["perplexity"] = math.exp(loss) if loss < 50 else math.inf
-    settings = getattr(recipe, "generation", None)
+    checks = recipe.answer_checks()
     fmt = None if rows is None else data_format(rows)
-    if settings is None or fmt is None or fmt == "text":
+    if checks is None or fmt is None or fmt == "text":
         return found
-    prompts, references = held_out_prompts(rows, fmt, settings.samples)
+    prompts, references = held_out_prompts(rows, fmt, checks.samples)
     generated = generate_answers(
         trainer.model,
         trainer.processing_class,
         prompts,
-        settings.max_new_tokens,
-        settings.batch_size,
+        checks.max_new_tokens,
+        checks.batch_size,
     )
     answers = generated.texts
-    found.update(json_rates(answers, recipe.json_schema))  # type: ignore[attr-defined]
+    found.update(json_rates(answers, checks.schema))
     found.update(content_rates(answers, references))
     found.update(generated.stop_rates())
     if trained and (note := generated.stop_note()) is not None:

@@ -11,9 +11,9 @@ never reads a recipe (:mod:`peftkit.recipes.planning` turns one into a :class:`S
 from __future__ import annotations
 
 from peftkit.memory.config_file import load_shape, read_config
-from peftkit.memory.estimate import Breakdown, Setup, estimate
 from peftkit.memory.gpus import CATALOG, GPU
-from peftkit.memory.plan import Budget, Cost, Plan, PlanError, Request, fits_in, judge, plan
+from peftkit.memory.peak import Breakdown, Setup, estimate
+from peftkit.memory.planner import Budget, Cost, Plan, PlanError, Request, fits_in, judge, plan
 from peftkit.memory.shapes import ModelShape, shape_of
 
 __all__ = [

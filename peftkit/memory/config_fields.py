@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from peftkit.errors import MISSING, Problem, json_kind
+from peftkit.core.errors import MISSING, Problem, json_kind
 
 MAX_WIDTH = 2**20
 """Hidden size, MLP width, head width, OPT's projection: 1,048,576, 20 times the widest

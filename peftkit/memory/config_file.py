@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from peftkit.errors import Problem, ProblemsError, RecipeError, json_kind
-from peftkit.loading import is_local
+from peftkit.core.errors import Problem, ProblemsError, RecipeError, json_kind
+from peftkit.core.names import is_local
+from peftkit.core.text import read_text
 from peftkit.memory.shapes import ModelShape, shape_of
-from peftkit.text import read_text
 
 MAX_CONFIG_BYTES = 2**24
 """A config.json is a few KB; a file of 16 MiB is weights passed by mistake, not read whole."""

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from peftkit.errors import ProblemsError, RecipeError, json_kind
+from peftkit.core.errors import ProblemsError, RecipeError, json_kind
+from peftkit.core.targets import ALL_LINEAR, check_targets, matches
 from peftkit.memory.config_fields import (
     MAX_LAYERS,
     MAX_POSITIONS,
@@ -25,7 +26,6 @@ from peftkit.memory.config_fields import (
     FieldReader,
     family_problem,
 )
-from peftkit.targets import ALL_LINEAR, check_targets, matches
 
 DEFAULT_POSITIONS = 2048
 

@@ -7,24 +7,24 @@ are checked together and reported in one ``ValidationError``.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.callback_settings import CallbackSettings
-from peftkit.errors import PeftkitWarning, RecipeError, raise_all
-from peftkit.memory.estimate import Method
-from peftkit.recipes.data import DataFormat, DataSection, describe_formats
+from peftkit.callbacks.settings import CallbackSettings
+from peftkit.core.errors import RecipeError, raise_all, warn
+from peftkit.core.formats import DataFormat, describe_formats
+from peftkit.core.section import Section
+from peftkit.memory.peak import Method
+from peftkit.recipes.data_section import TEXT_HAS_NO_COMPLETION, DataSection, restricts_text
 from peftkit.recipes.distributed import DistributedSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.model import ModelSection
 from peftkit.recipes.quantization import QuantizationSection
 from peftkit.recipes.rules import DOUBTS, RULES
 from peftkit.recipes.training import TrainingSection
-from peftkit.section import Section
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from trl import SFTConfig
 
     from peftkit.memory import Breakdown, ModelShape, Plan, Setup
+    from peftkit.recipes.budget import BudgetSection
     from peftkit.recipes.resolution import Resolved
 
 
@@ -48,6 +49,19 @@ class DataMisfit:
     rule: str
     recipe_fix: str
     data_fix: str
+
+
+@dataclass(frozen=True)
+class AnswerChecks:
+    """How a run scores the answers a recipe's model generates: held-out prompts answered
+    before and after training (``samples``) and at each evaluation (``during_training``), and
+    the JSON Schema the answers must satisfy."""
+
+    samples: int
+    max_new_tokens: int
+    batch_size: int
+    during_training: int
+    schema: dict[str, Any] | None
 
 
 def section(kind: type[Section]) -> Any:
@@ -111,7 +125,7 @@ class Recipe(Section):
     def _check_rules(self) -> Recipe:
         raise_all(type(self).__name__, self.problems())
         for doubt in self.doubts():
-            warnings.warn(doubt, PeftkitWarning, stacklevel=2)
+            warn(doubt)
         return self
 
     @property
@@ -138,11 +152,11 @@ class Recipe(Section):
                 f"set data.format={self.DATA_FORMATS[0]}",
                 f"give {describe_formats(self.DATA_FORMATS)} rows",
             )
-        if fmt == "text" and self.data.completion_only_loss:
+        if restricts_text(fmt, self.data.completion_only_loss):
             return DataMisfit(
                 ("data", "completion_only_loss"),
                 True,
-                "raw text has no completion to restrict the loss to",
+                TEXT_HAS_NO_COMPLETION,
                 "set data.completion_only_loss=false",
                 f"give {describe_formats(('prompt-completion', 'messages'))} rows, or set "
                 "data.completion_only_loss=false",
@@ -165,6 +179,16 @@ class Recipe(Section):
         """What makes early stopping on ``metric`` work, when ``peftkit train`` does not produce
         it with this recipe."""
         return "set callbacks.early_stopping.metric=eval_loss"
+
+    def answer_checks(self) -> AnswerChecks | None:
+        """How a run scores generated answers, or None for a recipe whose runs generate none
+        (their loss and perplexity are all there is)."""
+        return None
+
+    def gpu_budget(self) -> BudgetSection | None:
+        """The GPU budget the planner fits the run to, choosing its settings; None for a recipe
+        whose settings the planner checks as written."""
+        return None
 
     def doubts(self) -> list[str]:
         """Legal but doubtful choices, each with the reason; emitted as PeftkitWarning."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from peftkit.core.limits import MAX_GPUS
+from peftkit.core.section import Section
 from peftkit.memory.gpus import GpuName
-from peftkit.section import Section
 
 
 class BudgetSection(Section):
@@ -18,7 +19,7 @@ class BudgetSection(Section):
     gpu_memory_gb: float | None = Field(
         None, gt=0, description="Memory per GPU in GB; overrides the named GPU's."
     )
-    gpus: int = Field(1, ge=1, le=1024, description="Number of GPUs.")
+    gpus: int = Field(1, ge=1, le=MAX_GPUS, description="Number of GPUs.")
     usd: float | None = Field(None, gt=0, description="Money the run may cost, in US dollars.")
     gpu_hourly_usd: float | None = Field(
         None, gt=0, description="Price of one GPU per hour; defaults to the named GPU's."

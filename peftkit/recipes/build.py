@@ -13,8 +13,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftkit.errors import RecipeError, require, with_type
-from peftkit.quiet import quiet_warnings
+from peftkit.core.errors import RecipeError, require, with_type
+from peftkit.core.formats import dataset_format
+from peftkit.core.quiet import quiet_warnings
+from peftkit.memory.optimizers import OPTIMIZERS
 from peftkit.recipes.keywords import passed_through, with_keywords
 from peftkit.recipes.resolution import Resolved, learning_rate, model_name, resolve
 
@@ -100,9 +102,9 @@ def sft_config_kwargs(
 ) -> dict[str, Any]:
     """The SFTConfig keyword arguments a recipe stands for, as ``resolved`` for the model
     ``name`` on this machine."""
-    t, d = recipe.training, recipe.data
+    t = recipe.training
     precision = resolved.precision
-    if t.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
+    if OPTIMIZERS[t.optimizer].bitsandbytes:
         require("bitsandbytes", "qlora", f"training.optimizer={t.optimizer}")
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
@@ -144,6 +146,21 @@ def sft_config_kwargs(
     if t.activation_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs (adapters) without hooks.
         kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
+    kwargs.update(_loss_kwargs(recipe))
+    # Every weight that trains is used in every step (adapters, or the whole model): DDP's
+    # search for unused parameters only costs a pass over the graph, under torchrun alone too.
+    kwargs["ddp_find_unused_parameters"] = False
+    if recipe.distributed.strategy == "fsdp":
+        kwargs.update(_fsdp_kwargs(recipe))
+        kwargs.pop("activation_checkpointing_kwargs", None)
+    return kwargs
+
+
+def _loss_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """Where the loss applies (TRL restricts it to the answers by one setting for prompt and
+    completion data, by another for chat data), and the EOS token answers end with."""
+    d = recipe.data
+    kwargs: dict[str, Any] = {}
     if d.special_tokens.eos_token is not None:
         # TRL sets it on the model too, so that generation stops at the end of an answer.
         kwargs["eos_token"] = d.special_tokens.eos_token
@@ -151,12 +168,6 @@ def sft_config_kwargs(
         kwargs["assistant_only_loss"] = bool(d.completion_only_loss)
     else:
         kwargs["completion_only_loss"] = d.completion_only_loss
-    # Every weight that trains is used in every step (adapters, or the whole model): DDP's
-    # search for unused parameters only costs a pass over the graph, under torchrun alone too.
-    kwargs["ddp_find_unused_parameters"] = False
-    if recipe.distributed.strategy == "fsdp":
-        kwargs.update(_fsdp_kwargs(recipe))
-        kwargs.pop("activation_checkpointing_kwargs", None)
     return kwargs
 
 
@@ -169,7 +180,7 @@ def _save_kwargs(recipe: Recipe) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"save_total_limit": t.save_total_limit}
     if t.save == "steps":
         return {**kwargs, "save_strategy": "steps", "save_steps": t.save_every}
-    from peftkit.direction import eval_name, mode_from_name
+    from peftkit.core.metrics import eval_name, mode_from_name
 
     metric = recipe.callbacks.early_stopping.metric
     mode = recipe.callbacks.early_stopping.mode
@@ -239,8 +250,6 @@ def with_data_format(recipe: Recipe, dataset: Any) -> Recipe:
                 "model, dataset=train)), or set data.format=prompt-completion (or messages)."
             )
         return recipe
-    from peftkit.data.rows import dataset_format
-
     found = dataset_format(dataset, recipe.DATA_FORMATS)
     if data.format not in ("auto", found):
         raise RecipeError(

@@ -79,8 +79,8 @@ def adapter_params(recipe: Recipe, model_config: Mapping[str, Any] | None) -> in
     fine-tuning or a config the memory package cannot size."""
     if recipe.method == "full" or model_config is None:
         return None
-    from peftkit.errors import RecipeError
-    from peftkit.memory.estimate import Setup, lora_params
+    from peftkit.core.errors import RecipeError
+    from peftkit.memory.peak import Setup, lora_params
     from peftkit.memory.shapes import shape_of
 
     try:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from peftkit.section import Section
+from peftkit.core.section import Section
 
 
 class DistributedSection(Section):

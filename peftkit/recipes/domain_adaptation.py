@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from peftkit.core.section import with_defaults
 from peftkit.recipes.base import Recipe, section
-from peftkit.recipes.data import DataSection
+from peftkit.recipes.data_section import DataSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.training import TrainingSection
-from peftkit.section import with_defaults
 
 _Lora = with_defaults(
     LoraSection, "DomainAdaptationLora", LoraSection.__doc__ or "", r=64, alpha=128.0

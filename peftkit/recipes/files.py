@@ -10,12 +10,12 @@ from typing import Any
 
 import yaml
 
-from peftkit.errors import RecipeError, did_you_mean, with_type
+from peftkit.core.errors import RecipeError, did_you_mean, with_type
+from peftkit.core.text import read_text
 from peftkit.recipes.base import Recipe
 from peftkit.recipes.foreign_keys import superseded
 from peftkit.recipes.registry import BUILTIN, from_dict, summary
-from peftkit.recipes.yaml_loading import RecipeDumper, parse_yaml, parse_yaml_file
-from peftkit.text import read_text
+from peftkit.recipes.yaml_loading import YAML_FIX, RecipeDumper, parse_yaml, parse_yaml_file
 
 
 def builtin_dir() -> Path:
@@ -110,7 +110,7 @@ def read(source: str | Path) -> dict[str, Any]:
         )
     text = read_text(path, "recipe")
     example = "(`peftkit show json-output` prints a valid example)"
-    data = parse_yaml_file(text, path, f"check the indentation and quoting there {example}")
+    data = parse_yaml_file(text, path, f"{YAML_FIX} {example}")
     if data is None:
         raise RecipeError(
             f"{path}: the file is empty. Fix: start from a built-in: "

@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from peftkit.section import UNKNOWN_KEY, Section, _numeric
+from peftkit.core.metrics import eval_name
+from peftkit.core.names import is_local
+from peftkit.core.section import UNKNOWN_KEY, Section, _numeric
+from peftkit.recipes.overrides import assignments, token
+from peftkit.recipes.rules import EVALUATION_OFF
 
 TRL = "TRL"
 """``trl sft --config``: SFTConfig/TrainingArguments, ModelConfig and ScriptArguments keys."""
@@ -68,6 +69,9 @@ class ForeignKey:
     source: str
     home: str | None
     convert: Convert
+    renames: bool = False
+    """The key means ``home`` under another name, its value written the same or respelled
+    (not a share for a count, nor the opposite switch): what a section suggests for it."""
 
     def translate(self, value: Any) -> Translation:
         """The recipe settings ``value`` stands for; never raises, whatever the value."""
@@ -173,14 +177,6 @@ def _targets(value: Any) -> Translation:
     return Translation({"lora.target_modules": value})
 
 
-EVALUATION_OFF = {
-    "training.eval_strategy": "no",
-    "callbacks.early_stopping.enabled": False,
-    "callbacks.overfit.enabled": False,
-}
-"""No evaluations, and so none of the callbacks that decide at them."""
-
-
 NO_EVALUATION = (
     "without evaluations, early stopping and overfit detection are off too; keep "
     "training.eval_fraction above 0 to have them"
@@ -247,8 +243,8 @@ def _train_on_inputs(value: Any) -> Translation:
 
 def _best_metric(value: Any) -> Translation:
     """TRL names evaluation metrics without their ``eval_`` prefix (``loss``)."""
-    if isinstance(value, str) and value and not value.startswith("eval_"):
-        value = f"eval_{value}"
+    if isinstance(value, str) and value:
+        value = eval_name(value)
     return Translation({"callbacks.early_stopping.metric": value})
 
 
@@ -288,16 +284,14 @@ def _fsdp(value: Any) -> Translation:
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 """Files ``peftkit train --data`` reads; a folder saved with ``save_to_disk`` works too."""
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DATASET_TYPES = {"completion": "text", "pretrain": "text", "chat_template": "messages"}
 """axolotl dataset types whose rows peftkit reads as they are, with the data format."""
 
 
 def is_local_data(path: str) -> bool:
-    """Whether ``path`` names local data (a file or folder) rather than a Hub dataset id."""
-    if path.lower().endswith(DATA_SUFFIXES) or path.startswith((".", "/", "~")):
-        return True
-    return Path(path).expanduser().exists() or not HUB_ID.match(path)
+    """Whether ``path`` names local data (a file or folder) rather than a Hub dataset id: a
+    data file by its suffix, else by the rule for every name (:mod:`peftkit.core.names`)."""
+    return path.lower().endswith(DATA_SUFFIXES) or is_local(path)
 
 
 def _data_path(path: Any, text: bool = False) -> Translation:
@@ -359,7 +353,7 @@ def _chat_template(value: Any) -> Translation:
 def _special_tokens(value: Any) -> Translation:
     """axolotl's ``special_tokens`` mapping, token by token; ``tokens`` and other names it
     adds to the vocabulary have no peftkit setting (peftkit adds no token)."""
-    from peftkit.recipes.data import SpecialTokens
+    from peftkit.recipes.data_section import SpecialTokens
 
     names = tuple(SpecialTokens.model_fields)
     if not isinstance(value, dict) or not value:
@@ -392,7 +386,10 @@ def _none(reason: str) -> Convert:
 
 OUTPUT = "the output folder is the --output option of peftkit train"
 HUB = "the Hub repository is the --push-to-hub option of peftkit train"
-ATTENTION = "transformers picks the attention implementation the model supports"
+ATTENTION = (
+    "peftkit's model.attention (auto: FlashAttention-2 where the GPU and flash-attn allow, else "
+    "sdpa) picks the attention implementation"
+)
 LOADING = "peftkit loads every model with AutoModelForCausalLM and its AutoTokenizer"
 TOKENS = "peftkit adds no token to the vocabulary (a new token starts untrained)"
 PADDING = "TRL pads each batch to its longest row"
@@ -431,6 +428,7 @@ _COPIED: list[tuple[str, str, str]] = [
     ("dtype", TRL, "model.dtype"),
     ("torch_dtype", BOTH, "model.dtype"),
     ("trust_remote_code", BOTH, "model.trust_remote_code"),
+    ("attn_implementation", TRL, "model.attention"),
     ("lora_r", BOTH, "lora.r"),
     ("lora_alpha", BOTH, "lora.alpha"),
     ("lora_dropout", BOTH, "lora.dropout"),
@@ -453,7 +451,6 @@ _COPIED: list[tuple[str, str, str]] = [
 """Keys whose meaning and value peftkit has under another name."""
 
 _OPTIMIZERS = {"adamw_bnb_8bit": "adamw_8bit", "adamw_hf": "adamw_torch"}
-_NOT_FOR_EVAL = "only the training loss is restricted; nothing else to set"
 
 _CONVERTED: list[tuple[str, str, str, Convert]] = [
     ("optim", TRL, "training.optimizer", _spelled("training.optimizer", _OPTIMIZERS)),
@@ -545,7 +542,6 @@ _UNMAPPED: list[tuple[str, str, str]] = [
     ("dataset_train_split", TRL, "a saved DatasetDict gives its train split to --data"),
     ("dataset_test_split", TRL, "a saved DatasetDict gives its validation or test split"),
     ("gradient_checkpointing_kwargs", TRL, "peftkit uses non-reentrant checkpointing"),
-    ("attn_implementation", TRL, ATTENTION),
     ("flash_attention", AXOLOTL, ATTENTION),
     ("xformers_attention", AXOLOTL, ATTENTION),
     ("sdp_attention", AXOLOTL, ATTENTION),
@@ -577,15 +573,49 @@ _UNMAPPED: list[tuple[str, str, str]] = [
 """Keys peftkit has no setting for, with where their meaning went."""
 
 
+_RESPELLED = ("optim", "bf16", "fp16")
+"""Converted keys whose meaning is still their home's, the value respelled."""
+
+
 def _table() -> dict[str, ForeignKey]:
-    keys = [ForeignKey(name, source, home, _copy(home)) for name, source, home in _COPIED]
-    keys += [ForeignKey(*entry) for entry in _CONVERTED]
+    keys = [ForeignKey(name, source, home, _copy(home), True) for name, source, home in _COPIED]
+    keys += [ForeignKey(*entry, entry[0] in _RESPELLED) for entry in _CONVERTED]
     keys += [ForeignKey(name, source, None, _none(why)) for name, source, why in _UNMAPPED]
     return {key.name: key for key in keys}
 
 
 FOREIGN_KEYS: dict[str, ForeignKey] = _table()
 """Every TRL and axolotl key peftkit knows, by name."""
+
+OLD_NAMES = ("max_seq_length", "warmup_ratio", "evaluation_strategy", "gradient_checkpointing")
+"""Keys that current TRL/transformers renamed (to what the table maps them to): a section
+still takes them under the old name, maps them and warns (its ``RENAMED``)."""
+
+
+def renamed(section: str) -> dict[str, str]:
+    """A section's ``RENAMED`` (old name -> its field), from the table: ``section`` is the
+    section's dotted path in a recipe (``training``)."""
+    return {
+        name: home.rpartition(".")[2]
+        for name in OLD_NAMES
+        if (home := FOREIGN_KEYS[name].home) is not None and home.rpartition(".")[0] == section
+    }
+
+
+def suggestions(section: str, **own: str) -> dict[str, str]:
+    """A section's ``SUGGEST`` ("did you mean" for a foreign name -> its field): the table's keys
+    that mean one of the section's fields under another name, and ``own`` names no tool uses
+    (``lr``)."""
+    found = {
+        key.name: key.home.rpartition(".")[2]
+        for key in FOREIGN_KEYS.values()
+        if key.renames
+        and key.name not in OLD_NAMES
+        and key.home is not None
+        and key.home.rpartition(".")[0] == section
+        and key.home.rpartition(".")[2] != key.name
+    }
+    return {**found, **own}
 
 
 # --- where a path lives in a recipe, and whether a value fits there ----------------------------
@@ -633,29 +663,6 @@ def misfit(recipe: type[Section], path: str, value: Any) -> str | None:
 
 
 # --- the message for a foreign key in a recipe ---------------------------------------------------
-
-
-def token(value: Any) -> str:
-    """``value`` as the right-hand side of a dotted override (``lora.target_modules=[a,b]``)."""
-    from peftkit.recipes.yaml_loading import parse_yaml
-
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(token(item) for item in value) + "]"
-    if isinstance(value, str):
-        plain = bool(value) and not re.search(r"[\s,;()\[\]{}#'\"]", value)
-        try:
-            plain = plain and parse_yaml(value, "value") == value
-        except (yaml.YAMLError, ValueError):  # `*name` and other YAML syntax
-            plain = False
-        return value if plain else json.dumps(value)
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)  # true, false, null
-    return repr(value)  # 0.0002, 1e-05, 16: what the recipe loader reads back as numbers
-
-
-def assignments(settings: dict[str, Any]) -> str:
-    """``settings`` as the dotted overrides that set them, separated by spaces."""
-    return " ".join(f"{path}={token(value)}" for path, value in settings.items())
 
 
 def needed(recipe: type[Section], settings: dict[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from peftkit.errors import Problem, ProblemsError, RecipeError, did_you_mean, problems
+from peftkit.callbacks.settings import AT_EVALUATIONS
+from peftkit.core.errors import Problem, ProblemsError, RecipeError, did_you_mean, problems
+from peftkit.core.text import read_text
 from peftkit.recipes.base import Recipe
+from peftkit.recipes.data_section import TEXT_HAS_NO_COMPLETION, restricts_text
 from peftkit.recipes.files import apply_overrides, check_new_file, create_file, field_key
 from peftkit.recipes.foreign_keys import (
     AXOLOTL,
@@ -30,15 +33,13 @@ from peftkit.recipes.foreign_keys import (
     TRL,
     ForeignKey,
     Translation,
-    assignments,
     default_at,
     field_at,
     misfit,
-    token,
 )
+from peftkit.recipes.overrides import assignments, token
 from peftkit.recipes.registry import ALL, from_dict
 from peftkit.recipes.yaml_loading import parse_yaml_file
-from peftkit.text import read_text
 
 UNKNOWN = "not a TRL or axolotl setting that peftkit knows"
 SUFFIX = ".peftkit.yaml"
@@ -357,11 +358,11 @@ def _added(recipe: Recipe, conversion: Conversion) -> list[str]:
     callbacks, training = recipe.callbacks, recipe.training
     evaluates = training.eval_strategy != "no"
     shown = {
-        "callbacks.early_stopping.enabled": evaluates and callbacks.early_stopping.enabled,
-        "callbacks.overfit.enabled": evaluates and callbacks.overfit.enabled,
-        "callbacks.gradient_checks.enabled": callbacks.gradient_checks.enabled,
-        "training.eval_fraction": evaluates and training.eval_fraction > 0,
+        f"callbacks.{name}.enabled": getattr(callbacks, name).enabled
+        and (evaluates or name not in AT_EVALUATIONS)
+        for name in type(callbacks).model_fields
     }
+    shown["training.eval_fraction"] = evaluates and training.eval_fraction > 0
     setting = {path: True for path in shown} | {"training.eval_fraction": training.eval_fraction}
     values = {
         **callbacks.early_stopping.model_dump(),
@@ -395,9 +396,8 @@ def _drop_contradictions(kind: type[Recipe], conversion: Conversion) -> None:
     with ``save_strategy: no`` there are no checkpoints to limit (in a recipe, a limit would
     turn saving on)."""
     fmt = conversion.settings.get("data.format", default_at(kind, "data.format"))
-    if fmt == "text" and conversion.settings.get("data.completion_only_loss") is True:
-        reason = "raw text (data.format text) has no inputs to leave out of the loss"
-        _drop(conversion, "data.completion_only_loss", reason)
+    if restricts_text(fmt, conversion.settings.get("data.completion_only_loss")):
+        _drop(conversion, "data.completion_only_loss", TEXT_HAS_NO_COMPLETION)
     if conversion.settings.get("training.save") == "none":
         reason = "save_strategy no saves no checkpoints, so there are none to limit"
         _drop(conversion, "training.save_total_limit", reason)

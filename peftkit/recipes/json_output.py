@@ -7,11 +7,12 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import rule_error
-from peftkit.recipes.base import Recipe, section
-from peftkit.recipes.data import DataSection
+from peftkit.core.errors import rule_error
+from peftkit.core.metrics import eval_name
+from peftkit.core.section import Section, with_defaults
+from peftkit.recipes.base import AnswerChecks, Recipe, section
+from peftkit.recipes.data_section import DataSection
 from peftkit.recipes.training import TrainingSection
-from peftkit.section import Section, with_defaults
 
 _Training = with_defaults(
     TrainingSection,
@@ -91,6 +92,12 @@ class JsonOutput(Recipe):
     DATA_FORMATS_WHY = "JSON answers need a prompt to answer, and raw text has none"
     JSON_ANSWERS = True
 
+    def answer_checks(self) -> AnswerChecks:
+        g = self.generation
+        return AnswerChecks(
+            g.samples, g.max_new_tokens, g.batch_size, g.during_training, self.json_schema
+        )
+
     def train_metrics(self) -> tuple[str, ...]:
         found = super().train_metrics()
         if not self.generation.during_training:
@@ -99,7 +106,7 @@ class JsonOutput(Recipe):
         return (*found, *rates)
 
     def metric_fix(self, metric: str) -> str:
-        name = metric if metric.startswith("eval_") else f"eval_{metric}"
+        name = eval_name(metric)
         if name == "eval_schema_valid_rate" and self.json_schema is None:
             return (
                 "set callbacks.early_stopping.metric=eval_loss, or give the recipe a json_schema "

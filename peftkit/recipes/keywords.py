@@ -19,9 +19,19 @@ import difflib
 import functools
 import typing
 import warnings
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from peftkit.errors import MISSING, PeftkitWarning, Problem, ProblemsError, problems
+from pydantic import Field, model_validator
+
+from peftkit.core.errors import (
+    MISSING,
+    PeftkitWarning,
+    Problem,
+    ProblemsError,
+    problems,
+    raise_all,
+)
+from peftkit.core.section import Section
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
@@ -93,9 +103,9 @@ def _sft_home(key: str, value: Any) -> dict[str, Any] | Problem | None:
     """SFTConfig's keywords through TRL's row of the foreign-key table; the precision flags
     and ``max_steps=-1`` mean what they mean in SFTConfig (off, not set), not what an imported
     file means by them."""
+    from peftkit.core.section import warn_renamed
     from peftkit.recipes.foreign_keys import BOTH, FOREIGN_KEYS, TRL
     from peftkit.recipes.training import TrainingSection
-    from peftkit.section import warn_renamed
 
     if key in TrainingSection.RENAMED:
         warn_renamed(key, TrainingSection.RENAMED[key], stacklevel=7)
@@ -241,11 +251,34 @@ def _spelled(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+class PassThrough(Section):
+    """A section that builds an HF config, and passes the config's fields it does not model
+    through its ``extra`` (each section declares that field, :func:`extra_field`)."""
+
+    TARGET: ClassVar[Target]
+
+    @model_validator(mode="after")
+    def _extra_is_passed_through(self) -> Any:
+        """A key the recipe models belongs in its field (one home for it)."""
+        extra = self.extra  # type: ignore[attr-defined]
+        raise_all(type(self).__name__, extra_problems(self.TARGET, extra))
+        return self
+
+
+def extra_field(kind: str, examples: str) -> Any:
+    """The ``extra`` field of a section that builds ``kind``, with examples of its fields."""
+    return Field(
+        default_factory=dict,
+        description=f"{kind} fields the recipe does not model ({examples}), passed through; "
+        f"checked against {kind} when the config is built.",
+    )
+
+
 def extra_problems(target: Target, extra: dict[str, Any]) -> list[Any]:
     """Keys of a section's ``extra`` that the recipe models (their home named in the fix);
     whether the others are fields of the HF class is checked when the config is built."""
-    from peftkit.errors import rule_error
-    from peftkit.recipes.foreign_keys import token
+    from peftkit.core.errors import rule_error
+    from peftkit.recipes.overrides import token
 
     found = []
     for key, value in extra.items():

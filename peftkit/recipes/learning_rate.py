@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 
 PUBLISHED_WIDTH = 2000
 """The hidden size at which Tinker's law gives its constant."""

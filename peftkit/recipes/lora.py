@@ -9,8 +9,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import PeftkitWarning, raise_all, rule_error
-from peftkit.section import Section
+from peftkit.core.errors import PeftkitWarning, raise_all, rule_error
+from peftkit.core.limits import MAX_RANK
+from peftkit.recipes.foreign_keys import suggestions
+from peftkit.recipes.keywords import PassThrough, extra_field
 
 ATTENTION_ONLY = frozenset(
     {"q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "qkv_proj", "Wqkv"}
@@ -26,19 +28,16 @@ SCALE_USUAL = (0.25, 4.0)
 SCALE_LIMITS = (1 / 16, 16.0)
 
 
-class LoraSection(Section):
+class LoraSection(PassThrough):
     """The LoRA adapter. Ignored by ``method: full``."""
 
-    SUGGEST: ClassVar[dict[str, str]] = {
-        "rank": "r",
-        "lora_r": "r",
-        "lora_alpha": "alpha",
-        "lora_dropout": "dropout",
-        "target": "target_modules",
-        "targets": "target_modules",
-    }
+    TARGET = "lora"
 
-    r: int = Field(16, ge=1, le=1024, description="Rank of the low-rank update matrices.")
+    SUGGEST: ClassVar[dict[str, str]] = suggestions(
+        "lora", rank="r", target="target_modules", targets="target_modules"
+    )
+
+    r: int = Field(16, ge=1, le=MAX_RANK, description="Rank of the low-rank update matrices.")
     alpha: float = Field(
         32.0,
         gt=0,
@@ -105,20 +104,10 @@ class LoraSection(Section):
     def attention_only(self) -> bool:
         return self.target_modules != "all-linear" and set(self.target_modules) <= ATTENTION_ONLY
 
-    extra: dict[str, Any] = Field(
-        default_factory=dict,
-        description="LoraConfig fields the recipe does not model (init_lora_weights such as "
-        "pissa or olora, layers_to_transform, rank_pattern, ...), passed through; checked "
-        "against LoraConfig when the config is built.",
+    extra: dict[str, Any] = extra_field(
+        "LoraConfig",
+        "init_lora_weights such as pissa or olora, layers_to_transform, rank_pattern, ...",
     )
-
-    @model_validator(mode="after")
-    def _extra_is_passed_through(self) -> LoraSection:
-        """A key the recipe models belongs in its field (one home for it)."""
-        from peftkit.recipes.keywords import extra_problems
-
-        raise_all(type(self).__name__, extra_problems("lora", self.extra))
-        return self
 
     @model_validator(mode="after")
     def _check(self) -> LoraSection:

@@ -6,7 +6,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from peftkit.section import Section
+from peftkit.core.section import Section
+from peftkit.recipes.foreign_keys import suggestions
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """Small enough to fine-tune on a laptop CPU, large enough to be useful; peftkit's demo model."""
@@ -18,13 +19,7 @@ Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 class ModelSection(Section):
     """The base model. A plain string in a recipe (``model: org/name``) means ``name``."""
 
-    SUGGEST: ClassVar[dict[str, str]] = {
-        "model_name_or_path": "name",
-        "model_id": "name",
-        "path": "name",
-        "torch_dtype": "dtype",
-        "attn_implementation": "attention",
-    }
+    SUGGEST: ClassVar[dict[str, str]] = suggestions("model", model_id="name", path="name")
 
     name: str = Field(
         DEFAULT_MODEL,

@@ -4,11 +4,12 @@ arithmetic on settings and never reads a recipe."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from peftkit.memory.estimate import Setup, auto_dtype
-from peftkit.memory.plan import Budget, Request, check_budget
+from peftkit.memory.peak import Setup, auto_dtype
+from peftkit.memory.planner import Budget, Request, check_budget
 from peftkit.recipes.resolution import fused_loss
+from peftkit.recipes.rules import storage_fits_fsdp
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
@@ -44,12 +45,12 @@ def request_of(recipe: Recipe, gpus: int, checkpoint_dtype: str) -> Request:
     other has them checked as written."""
     q = recipe.quantization
     to_shard = [] if recipe.distributed.strategy == "fsdp" else ["distributed.strategy=fsdp"]
-    if q.bits == 4 and q.storage_dtype not in ("auto", q.compute_dtype):
-        to_shard.append("quantization.storage_dtype=auto")  # FSDP needs the compute dtype
+    if not storage_fits_fsdp(q):
+        to_shard.append("quantization.storage_dtype=auto")
     return Request(
         setup=setup_of(recipe, gpus, checkpoint_dtype),
         gradient_accumulation_steps=recipe.training.gradient_accumulation_steps,
-        search=getattr(recipe, "budget", None) is not None,
+        search=recipe.gpu_budget() is not None,
         epochs=recipe.training.epochs,
         length_in_steps=recipe.training.max_steps is not None,
         uncounted=tuple(recipe.lora.modules_to_save) if recipe.method != "full" else (),
@@ -62,7 +63,7 @@ def budget_of(recipe: Recipe, gpu_memory_gb: float | None, gpus: int | None) -> 
     the recipe, and the fixes then name the option. The options are checked as given, before
     a 0 could fall back to the recipe's."""
     check_budget(gpu_memory_gb, gpus)
-    section: Any = getattr(recipe, "budget", None)
+    section = recipe.gpu_budget()
     if section is None:
         return Budget(gpu_memory_gb=gpu_memory_gb, gpus=1 if gpus is None else gpus)
     return Budget(

@@ -7,14 +7,14 @@ from typing import Literal
 from pydantic import Field
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import rule_error
-from peftkit.memory.estimate import Method
+from peftkit.core.errors import rule_error
+from peftkit.core.section import with_defaults
+from peftkit.memory.peak import Method
 from peftkit.recipes.base import Recipe, section
 from peftkit.recipes.budget import BudgetSection
 from peftkit.recipes.lora import LoraSection
 from peftkit.recipes.quantization import QuantizationSection
 from peftkit.recipes.training import TrainingSection
-from peftkit.section import with_defaults
 
 _Lora = with_defaults(
     LoraSection, "QLoRABudgetLora", LoraSection.__doc__ or "", r=64, alpha=16.0, dropout=0.1
@@ -57,8 +57,9 @@ class QLoRABudget(Recipe):
       warmup, then constant).
     - ``optimizer=paged_adamw_32bit``: paged optimizer states absorb memory spikes from long
       sequences instead of failing with out-of-memory.
-    - ``activation_checkpointing=true``: trades ~25% time for the activation memory that
-      otherwise dominates at small budgets.
+    - ``activation_checkpointing=true``: trades a forward pass more per step (the planner's
+      time model counts it) for the activation memory that otherwise dominates at small
+      budgets.
 
     ``budget`` names the GPU (memory, count, price) and the data size; :meth:`plan` (and
     ``peftkit plan``) then chooses micro-batch, gradient accumulation, activation checkpointing,
@@ -73,6 +74,9 @@ class QLoRABudget(Recipe):
     quantization: _Quantization = section(_Quantization)  # type: ignore[valid-type]
     training: _Training = section(_Training)  # type: ignore[valid-type]
     budget: BudgetSection = section(BudgetSection)
+
+    def gpu_budget(self) -> BudgetSection:
+        return self.budget
 
     def problems(self) -> list[InitErrorDetails]:
         found = super().problems()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import raise_all, rule_error
-from peftkit.section import Section
+from peftkit.core.errors import rule_error
+from peftkit.recipes.foreign_keys import suggestions
+from peftkit.recipes.keywords import PassThrough, extra_field
 
 ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
 _BOOL = TypeAdapter(bool)
@@ -19,15 +20,16 @@ _FLAG_FIX = {
 }
 
 
-class QuantizationSection(Section):
+class QuantizationSection(PassThrough):
     """Base-weight quantization. ``bits: null`` keeps the weights in ``model.dtype``."""
 
-    SUGGEST: ClassVar[dict[str, str]] = {
-        "bnb_4bit_quant_type": "quant_type",
-        "bnb_4bit_use_double_quant": "double_quant",
-        "bnb_4bit_compute_dtype": "compute_dtype",
-        "bnb_4bit_quant_storage": "storage_dtype",
-    }
+    TARGET = "bnb"
+
+    SUGGEST: ClassVar[dict[str, str]] = suggestions(
+        "quantization",  # and BitsAndBytesConfig's own names, which no flat config uses
+        bnb_4bit_use_double_quant="double_quant",
+        bnb_4bit_compute_dtype="compute_dtype",
+    )
 
     bits: Literal[4, 8] | None = Field(
         None, description="4 (NF4/FP4, QLoRA), 8 (LLM.int8) or null for no quantization."
@@ -50,20 +52,9 @@ class QuantizationSection(Section):
         "(which needs it equal to compute_dtype) the compute dtype.",
     )
 
-    extra: dict[str, Any] = Field(
-        default_factory=dict,
-        description="BitsAndBytesConfig fields the recipe does not model (llm_int8_threshold, "
-        "llm_int8_skip_modules, ...), passed through; checked against BitsAndBytesConfig when "
-        "the config is built.",
+    extra: dict[str, Any] = extra_field(
+        "BitsAndBytesConfig", "llm_int8_threshold, llm_int8_skip_modules, ..."
     )
-
-    @model_validator(mode="after")
-    def _extra_is_passed_through(self) -> QuantizationSection:
-        """A key the recipe models belongs in its field (one home for it)."""
-        from peftkit.recipes.keywords import extra_problems
-
-        raise_all(type(self).__name__, extra_problems("bnb", self.extra))
-        return self
 
     @classmethod
     def _prepare(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[InitErrorDetails]]:

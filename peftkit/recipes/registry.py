@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Discriminator, TypeAdapter
 
-from peftkit.errors import raise_all, rule_error
+from peftkit.core.errors import raise_all, rule_error
 from peftkit.recipes.base import Recipe
 from peftkit.recipes.domain_adaptation import DomainAdaptation
 from peftkit.recipes.json_output import JsonOutput

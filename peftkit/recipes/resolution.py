@@ -3,7 +3,7 @@
 The builders, the loader, ``peftkit train``, ``check``, ``plan`` and ``show --model`` all ask
 :func:`resolve`, so a run uses, records and reports the same values. Machine-dependent choices
 (precision, the weights' and the 4-bit compute dtype, attention, Liger) come from
-:mod:`peftkit.hardware`; the learning rate from the model's size
+:mod:`peftkit.core.hardware`; the learning rate from the model's size
 (:mod:`peftkit.recipes.learning_rate`). A resolved choice is checked again by the rules that
 relate precision and dtypes (:mod:`peftkit.recipes.rules`), with the same text as at validation.
 """
@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from peftkit import hardware
-from peftkit.errors import RecipeError, format_problems, problems
-from peftkit.hardware import (
+from peftkit.core import hardware
+from peftkit.core.errors import RecipeError, format_problems, problems, warn
+from peftkit.core.hardware import (
     Choice,
     Machine,
     ResolvedPrecision,
@@ -27,6 +27,7 @@ from peftkit.hardware import (
     storage_dtype,
     weights_dtype,
 )
+from peftkit.core.names import is_local
 from peftkit.recipes.learning_rate import auto_rate, model_width
 
 if TYPE_CHECKING:
@@ -84,7 +85,6 @@ def model_config(model: Any, name: str) -> dict[str, Any] | None:
     config.json or folder path, or a hub id whose config is in the local Hugging Face cache
     (loading the model puts it there); None for a hub id that is not (nothing is downloaded
     here: offline, that would only retry for half a minute)."""
-    from peftkit.loading import is_local
     from peftkit.memory import read_config
 
     source = name if model is None else model
@@ -182,23 +182,18 @@ def learning_rate(resolved: Resolved, name: str) -> float:
 
 
 def _warn_emulated(precision: ResolvedPrecision, dtype: Choice, machine: Machine) -> None:
-    """A written dtype or precision the machine does not compute in runs, emulated."""
-    import warnings
-
-    from peftkit.errors import PeftkitWarning
-
+    """A written dtype or precision the machine does not compute in runs, emulated (said once,
+    however often a run resolves the recipe: :func:`peftkit.core.errors.warn`)."""
     slow = []
     if precision.dtype not in machine.native:
         slow.append(f"training.precision={precision.name}")
     if dtype.value not in (*machine.native, "auto"):
         slow.append(f"model.dtype={dtype.value}")
     if slow:
-        warnings.warn(
+        warn(
             f"{' and '.join(slow)} on this {machine.describe()}: every matmul in that dtype is "
             "emulated, about 10x slower per step (docs/benchmarks.md). Set them to auto, which "
-            "picks what this machine computes in.",
-            PeftkitWarning,
-            stacklevel=1,  # one place: shown once, however often a run resolves the recipe
+            "picks what this machine computes in."
         )
 
 
@@ -227,7 +222,7 @@ def _check_resolved(
     )
     from pydantic import ValidationError
 
-    from peftkit.errors import raise_all
+    from peftkit.core.errors import raise_all
     from peftkit.recipes.rules import PRECISION_RULES
 
     try:

@@ -8,15 +8,18 @@ warnings) are at the end.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import InitErrorDetails
 
-from peftkit.direction import mode_from_name
-from peftkit.errors import rule_error
+from peftkit.callbacks.settings import AT_EVALUATIONS, CLIPPING_OFF
+from peftkit.core.errors import rule_error
+from peftkit.core.metrics import mode_from_name
+from peftkit.recipes.overrides import assignments
 
 if TYPE_CHECKING:
     from peftkit.recipes.base import Recipe
+    from peftkit.recipes.quantization import QuantizationSection
     from peftkit.recipes.training import TrainingSection
 
 Rule = Callable[["Recipe"], list[InitErrorDetails]]
@@ -110,21 +113,19 @@ def check_bf16_with_fp16_compute(recipe: Recipe) -> list[InitErrorDetails]:
 # --- several devices -----------------------------------------------------------------------------
 
 
+def storage_fits_fsdp(q: QuantizationSection) -> bool:
+    """Whether 4-bit weights stored as ``q`` says can be sharded: FSDP shards parameters of one
+    dtype, so they are stored in the compute dtype, or ``auto``, which then resolves to it
+    (:func:`peftkit.core.hardware.storage_dtype`). The rule below and the planner's fix for a
+    run that needs sharding ask this."""
+    return q.bits != 4 or q.storage_dtype in ("auto", q.compute_dtype)
+
+
 def check_fsdp_storage_dtype(recipe: Recipe) -> list[InitErrorDetails]:
-    """With ``auto`` on either side, the resolution makes them equal
-    (:func:`peftkit.hardware.storage_dtype`); this rule judges two written values, before and
-    after ``compute_dtype: auto`` resolves."""
+    """A written storage dtype against a written compute dtype; ``compute_dtype: auto`` is
+    judged once it resolves (:data:`PRECISION_RULES`)."""
     q = recipe.quantization
-    fsdp_4bit = recipe.distributed.strategy == "fsdp" and q.bits == 4
-    if (
-        not fsdp_4bit
-        or q.storage_dtype == q.compute_dtype
-        or "auto"
-        in (
-            q.storage_dtype,
-            q.compute_dtype,
-        )
-    ):
+    if recipe.distributed.strategy != "fsdp" or storage_fits_fsdp(q) or q.compute_dtype == "auto":
         return []
     return [
         rule_error(
@@ -139,6 +140,13 @@ def check_fsdp_storage_dtype(recipe: Recipe) -> list[InitErrorDetails]:
 
 # --- evaluation and the callbacks that decide at evaluations -----------------------------------
 
+EVALUATION_OFF: dict[str, Any] = {
+    "training.eval_strategy": "no",
+    **{f"callbacks.{name}.enabled": False for name in AT_EVALUATIONS},
+}
+"""No evaluations, and so none of the callbacks that decide at them: what every fix that
+switches evaluation off sets, and what ``peftkit import`` makes of a config without them."""
+
 
 def check_evaluation_has_data(recipe: Recipe) -> list[InitErrorDetails]:
     t = recipe.training
@@ -151,8 +159,7 @@ def check_evaluation_has_data(recipe: Recipe) -> list[InitErrorDetails]:
             "evaluations are scheduled but there is no evaluation data "
             "(training.eval_fraction is 0 and data.eval_path is not set)",
             "set training.eval_fraction=0.1 (or give data.eval_path), or switch evaluation and "
-            "the callbacks that need it off: training.eval_strategy=no "
-            "callbacks.early_stopping.enabled=false callbacks.overfit.enabled=false",
+            f"the callbacks that need it off: {assignments(EVALUATION_OFF)}",
         )
     ]
 
@@ -168,7 +175,7 @@ def check_callbacks_have_evaluations(recipe: Recipe) -> list[InitErrorDetails]:
             "training.eval_strategy is 'no'",
             f"set training.eval_strategy=steps, or callbacks.{name}.enabled=false",
         )
-        for name in ("early_stopping", "overfit")
+        for name in AT_EVALUATIONS
         if getattr(recipe.callbacks, name).enabled
     ]
 
@@ -293,10 +300,7 @@ def cadences_longer_than(t: TrainingSection, steps: int) -> list[str]:
 def doubt_clipping_off(recipe: Recipe) -> list[str]:
     if recipe.training.max_grad_norm != 0:
         return []
-    return [
-        "training.max_grad_norm=0 switches gradient clipping off; one bad batch can then wreck "
-        "the adapter. The usual value is 1.0 (0.3 in QLoRA)."
-    ]
+    return [CLIPPING_OFF]
 
 
 def doubt_lora_batch(recipe: Recipe) -> list[str]:

@@ -12,20 +12,20 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from peftkit.errors import RecipeError, raise_all, rule_error
-from peftkit.memory.plan import SHORTEST_SEQUENCE
-from peftkit.section import Section, auto_or
+from peftkit.core.errors import RecipeError, raise_all, rule_error
+from peftkit.core.limits import (
+    LONGEST_SEQUENCE,
+    MAX_ACCUMULATION,
+    MAX_BATCH,
+    SHORTEST_SEQUENCE,
+)
+from peftkit.core.section import auto_or
+from peftkit.memory.optimizers import OptimizerName
+from peftkit.memory.planner import recompute_share
+from peftkit.recipes.foreign_keys import renamed, suggestions
+from peftkit.recipes.keywords import PassThrough, extra_field
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
-Optimizer = Literal[
-    "adamw_torch",
-    "adamw_torch_fused",
-    "adamw_8bit",
-    "paged_adamw_8bit",
-    "paged_adamw_32bit",
-    "adafactor",
-    "sgd",
-]
 Tracker = Literal["tensorboard", "wandb", "mlflow", "trackio", "none"]
 TRACKER_PACKAGES = {
     "tensorboard": "tensorboard",
@@ -47,28 +47,15 @@ Scheduler = Literal[
 ]
 
 
-class TrainingSection(Section):
+class TrainingSection(PassThrough):
     """How the adapter (or model) is trained and evaluated."""
 
-    RENAMED: ClassVar[dict[str, str]] = {
-        "max_seq_length": "max_length",
-        "warmup_ratio": "warmup_steps",
-        "evaluation_strategy": "eval_strategy",
-        "gradient_checkpointing": "activation_checkpointing",
-    }
-    SUGGEST: ClassVar[dict[str, str]] = {
-        "lr": "learning_rate",
-        "num_train_epochs": "epochs",
-        "num_epochs": "epochs",
-        "per_device_train_batch_size": "batch_size",
-        "micro_batch_size": "batch_size",
-        "lr_scheduler_type": "lr_scheduler",
-        "optim": "optimizer",
-        "bf16": "precision",
-        "fp16": "precision",
-        "seq_len": "max_length",
-        "sequence_len": "max_length",
-    }
+    TARGET = "sft"
+
+    RENAMED: ClassVar[dict[str, str]] = renamed("training")
+    SUGGEST: ClassVar[dict[str, str]] = suggestions(
+        "training", lr="learning_rate", seq_len="max_length"
+    )
 
     learning_rate: auto_or(Rate) = Field(  # type: ignore[valid-type]
         2e-4,
@@ -85,14 +72,16 @@ class TrainingSection(Section):
     max_steps: int | None = Field(
         None, ge=1, description="Optimizer steps to train for; overrides epochs when set."
     )
-    batch_size: int = Field(4, ge=1, le=4096, description="Examples per device per forward pass.")
+    batch_size: int = Field(
+        4, ge=1, le=MAX_BATCH, description="Examples per device per forward pass."
+    )
     gradient_accumulation_steps: int = Field(
-        4, ge=1, le=4096, description="Forward passes per optimizer step."
+        4, ge=1, le=MAX_ACCUMULATION, description="Forward passes per optimizer step."
     )
     max_length: int = Field(
         1024,
         ge=SHORTEST_SEQUENCE,
-        le=1_048_576,
+        le=LONGEST_SEQUENCE,
         description="Tokens per example; longer ones are truncated.",
     )
     packing: bool = Field(
@@ -109,7 +98,7 @@ class TrainingSection(Section):
         1.0, ge=0, description="Clip the gradient norm to this value; 0 switches clipping off."
     )
     weight_decay: float = Field(0.0, ge=0, lt=1, description="Decoupled weight decay (AdamW).")
-    optimizer: Optimizer = Field(
+    optimizer: OptimizerName = Field(
         "adamw_torch", description="Optimizer; 8-bit and paged variants need bitsandbytes."
     )
     precision: Precision = Field(
@@ -124,7 +113,10 @@ class TrainingSection(Section):
         "liger-kernel package and a CUDA GPU are there.",
     )
     activation_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward pass: less memory, ~25% slower."
+        False,
+        description="Recompute activations in the backward pass: less memory, and one more "
+        f"forward pass ({recompute_share('lora'):.0%} more compute for an adapter, "
+        f"{recompute_share('full'):.0%} in full fine-tuning).",
     )
     seed: int = Field(
         42,
@@ -190,20 +182,9 @@ class TrainingSection(Section):
             )
         return data, found
 
-    extra: dict[str, Any] = Field(
-        default_factory=dict,
-        description="SFTConfig fields the recipe does not model (neftune_noise_alpha, "
-        "dataloader_num_workers, ...), passed through; checked against SFTConfig when the "
-        "config is built.",
+    extra: dict[str, Any] = extra_field(
+        "SFTConfig", "neftune_noise_alpha, dataloader_num_workers, ..."
     )
-
-    @model_validator(mode="after")
-    def _extra_is_passed_through(self) -> TrainingSection:
-        """A key the recipe models belongs in its field (one home for it)."""
-        from peftkit.recipes.keywords import extra_problems
-
-        raise_all(type(self).__name__, extra_problems("sft", self.extra))
-        return self
 
     @model_validator(mode="before")
     @classmethod

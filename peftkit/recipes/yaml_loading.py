@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from peftkit.errors import Problem, ProblemsError, RecipeError
-from peftkit.text import MAX_DEPTH, MAX_DIGITS
+from peftkit.core.errors import Problem, ProblemsError, RecipeError
+from peftkit.core.text import MAX_DEPTH, MAX_DIGITS
 
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
@@ -172,11 +172,10 @@ def parse_yaml(text: str, where: str) -> Any:
 
 
 YAML_FIX = "check the indentation and quoting there"
+"""The fix of a YAML syntax error, where the line and column of the error are named."""
 
 
-def parse_yaml_file(
-    text: str, path: Path, fix: str = "check the indentation and quoting there"
-) -> Any:
+def parse_yaml_file(text: str, path: Path, fix: str = YAML_FIX) -> Any:
     """``parse_yaml`` of a file's text, with a YAML error as one RecipeError that names the file,
     the line and column, and ``fix``."""
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from train_helpers import SHORT_GENERATION, SHORT_RUN, run_main, with_data
 
-from peftkit.errors import RecipeError
+from peftkit.core.errors import RecipeError
 from peftkit.testing import prompt_completion_rows, write_data
 
 
@@ -102,7 +102,7 @@ def test_user_errors_are_value_errors_for_python_callers(tiny_model_dir, tmp_pat
     """Python callers catch what they would catch for a bad argument."""
     from train_helpers import load_recipe
 
-    from peftkit.train import train
+    from peftkit.run.train import train
 
     recipe = load_recipe("json-output", [f"model.name={json.dumps(str(tiny_model_dir))}"])
     with pytest.raises(ValueError):

@@ -49,7 +49,7 @@ def test_check_refuses_what_train_refuses(case: Case, tmp_path, monkeypatch, tin
 
 def _audit(recipe_overrides: list[str], data: Path, model: Path) -> tuple[Audit, Any]:
     """The audit `peftkit check` prints, through train's own preparation."""
-    from peftkit.train import audit_data
+    from peftkit.run.prepare import audit_data
 
     recipe = load_recipe("json-output", merged(f"model.name={json.dumps(str(model))}",
                                                *recipe_overrides))  # fmt: skip
@@ -59,7 +59,7 @@ def _audit(recipe_overrides: list[str], data: Path, model: Path) -> tuple[Audit,
 def _train_takes(model: Path, settings: list[str]) -> None:
     """What `peftkit train` checks before it loads weights: the recipe's fields and rules,
     and the model's context and targets."""
-    from peftkit.loading import check_model
+    from peftkit.run.loading import check_model
 
     recipe = load_recipe("json-output", merged(f"model.name={json.dumps(str(model))}", *settings))
     check_model(recipe, recipe.training.max_length)

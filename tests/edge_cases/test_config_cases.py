@@ -21,7 +21,7 @@ from fix_reader import applied as with_fix
 from train_helpers import run_main
 
 from peftkit import recipes
-from peftkit.errors import MISSING, ProblemsError
+from peftkit.core.errors import MISSING, ProblemsError
 from peftkit.memory import Setup, estimate, shape_of
 from peftkit.memory.config_file import WEIGHT_SUFFIXES
 

@@ -166,8 +166,8 @@ def test_train_takes_the_lengths_rope_scaling_allows(tmp_path: Path, tiny_model_
     the tiny model's 512 positions with linear scaling of factor 2 take 1024 tokens, not 2048."""
     from train_helpers import load_recipe
 
-    from peftkit.errors import RecipeError
-    from peftkit.loading import check_model
+    from peftkit.core.errors import RecipeError
+    from peftkit.run.loading import check_model
 
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     settings = json.loads((model / "config.json").read_text())

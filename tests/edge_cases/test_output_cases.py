@@ -13,7 +13,7 @@ import pytest
 from corpus import Case, run_case, snapshot
 from train_helpers import SHORT_GENERATION, SHORT_RUN, assert_user_error, earlier_output, run_main
 
-from peftkit.outputs import MARKER
+from peftkit.core.folders import MARKER
 from peftkit.testing import prompt_completion_rows
 
 ROWS = prompt_completion_rows(12)

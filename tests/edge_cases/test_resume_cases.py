@@ -19,7 +19,8 @@ import pytest
 from corpus import Case, run_case, snapshot, write_files
 from train_helpers import SHORT_GENERATION, SHORT_RUN, load_recipe, merged, run_main, with_data
 
-from peftkit.outputs import MARKER, STAGING
+from peftkit.core.folders import MARKER
+from peftkit.run.outputs import STAGING
 from peftkit.testing import prompt_completion_rows
 
 ROWS = prompt_completion_rows(12)
@@ -35,7 +36,7 @@ def train_args(*extra: str) -> tuple[str, ...]:
 def earlier_run(folder: Path, output: str, *overrides: str) -> Path:
     """A finished `peftkit train` of the tiny model in ``folder`` (the case's model and data),
     written to ``folder/output``."""
-    from peftkit.train import train
+    from peftkit.run.train import train
 
     write_files(folder, {"t.jsonl": ROWS})
     recipe = load_recipe(
