@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from peftkit.core.limits import LONGEST_SEQUENCE
@@ -88,9 +88,8 @@ def check_template(found: Audit, splits: Splits, tokenizer: Any, masked: bool) -
         return False
     if masked:
         first = tokenizer.apply_chat_template(
-            splits.train[0]["messages"], tokenize=True, return_dict=True,
-            return_assistant_tokens_mask=True,
-        )  # fmt: skip
+            splits.train[0]["messages"], return_assistant_tokens_mask=True
+        )
         if 1 not in first["assistant_masks"]:
             found.add(
                 "error",
@@ -126,7 +125,7 @@ def check_lengths(found: Audit, recipe: Recipe, rows: list[Row], model_config: A
     wanted = math.ceil(percentile(totals, KEEP_WHOLE) / LENGTH_STEP) * LENGTH_STEP
     if wanted <= limit:  # the cut rows are the last 1%: keep them whole too
         wanted = math.ceil(max(totals) / LENGTH_STEP) * LENGTH_STEP
-    longest, why = longest_length(recipe, model_config)
+    longest, why = longest_length(model_config)
     suggested = max(min(wanted, longest), limit)
     found.stats["truncated_share"] = len(cut) / len(rows)
     found.stats["completion_truncated_share"] = len(answers_cut) / len(rows)
@@ -164,34 +163,33 @@ def check_lengths(found: Audit, recipe: Recipe, rows: list[Row], model_config: A
         )
 
 
-def longest_length(recipe: Recipe, model_config: Any) -> tuple[int, str]:
+def longest_length(model_config: Any) -> tuple[int, str]:
     """The longest training.max_length that `peftkit train` takes with this model, and why: the
     field's own bound, or the model's context (stretched by its rope scaling)."""
     from peftkit.memory.shapes import usable_context
 
-    config = model_config if isinstance(model_config, dict) else {}
-    context, key = usable_context(config)
+    context, key = usable_context(model_config or {})
     if context is not None and context < LONGEST_SEQUENCE:
         return context, f"the model takes: {key}"
     return LONGEST_SEQUENCE, "training.max_length takes"
 
 
 def _memory(recipe: Recipe, model_config: Any, length: int) -> dict[str, float] | None:
-    """Estimated peak GB at the recipe's max_length and at ``length``; None without a config."""
+    """Estimated peak GB at the recipe's max_length and at ``length`` (what `peftkit estimate`
+    says of the recipe and of the recipe with that max_length); None without a config."""
     if model_config is None:
         return None
     from peftkit.core.errors import RecipeError
-    from peftkit.memory import estimate, shape_of
 
+    longer = recipe.training.model_copy(update={"max_length": length})
     try:
-        shape = shape_of(model_config if isinstance(model_config, dict) else model_config.to_dict())
-    except RecipeError:
+        return {
+            "current": recipe.estimate(model_config).total / 1e9,
+            "suggested": recipe.model_copy(update={"training": longer}).estimate(model_config).total
+            / 1e9,
+        }
+    except RecipeError:  # an architecture the estimate does not know
         return None
-    setup = recipe.setup(1, shape.checkpoint_dtype)
-    return {
-        "current": estimate(shape, setup).total / 1e9,
-        "suggested": estimate(shape, replace(setup, seq_len=length)).total / 1e9,
-    }
 
 
 def check_labels(found: Audit, recipe: Recipe, rows: list[Row], eos: str) -> None:
@@ -223,7 +221,7 @@ def check_labels(found: Audit, recipe: Recipe, rows: list[Row], eos: str) -> Non
     whole = [r for r in rows if r.trained and r.total <= limit]
     no_eos = [r for r in whole if not r.ends_with_eos]
     found.stats["rows_without_trained_eos"] = len(no_eos)
-    if len(no_eos) > NO_EOS_WARN * max(len(whole), 1):
+    if len(no_eos) > NO_EOS_WARN * len(whole):
         found.add(
             "warning",
             "no-trained-eos",
@@ -277,14 +275,14 @@ def check_duplicates(found: Audit, splits: Splits, rows: list[Row]) -> None:
 def check_json(found: Audit, recipe: Recipe, splits: Splits, records: list[dict[str, Any]]) -> None:
     """For a recipe that trains JSON answers: the share of training answers that parse, and that
     satisfy its schema; a schema no answer satisfies is an error."""
-    if not recipe.JSON_ANSWERS:
+    checks = recipe.answer_checks()
+    if not recipe.JSON_ANSWERS or checks is None:
         return
     from jsonschema import validators
 
     from peftkit.evaluation.json_answers import NOT_JSON, parsed_json
 
-    checks = recipe.answer_checks()
-    schema = None if checks is None else checks.schema
+    schema = checks.schema
     validator = validators.validator_for(schema)(schema) if schema is not None else None
     answers = _answers(splits.format, records)
     not_json, invalid = [], []
@@ -344,7 +342,7 @@ def _placer(places: tuple[str, ...]) -> Any:
 # --- the run's length ----------------------------------------------------------------------------
 
 
-def check_run_length(found: Audit, recipe: Recipe, rows: list[Row], world_size: int = 1) -> None:
+def check_run_length(found: Audit, recipe: Recipe, rows: list[Row], world_size: int) -> None:
     """Rows, tokens and optimizer steps the recipe will take, and a run too short for its
     cadences or so long that it passes over the data more often than is usual."""
     from peftkit.recipes.rules import MAX_USUAL_EPOCHS, cadences_longer_than
@@ -386,7 +384,7 @@ def check_run_length(found: Audit, recipe: Recipe, rows: list[Row], world_size: 
 
 def _steps_per_epoch(rows: int, batch_size: int, accumulation: int, world_size: int) -> int:
     """Optimizer steps in one pass over ``rows`` (0 for no rows)."""
-    return math.ceil(math.ceil(rows / (batch_size * world_size)) / accumulation) if rows else 0
+    return math.ceil(math.ceil(rows / (batch_size * world_size)) / accumulation)
 
 
 def _more_steps(rows: int, t: Any, world_size: int) -> str:
@@ -417,7 +415,7 @@ def _more_steps(rows: int, t: Any, world_size: int) -> str:
 
 
 def check_lora_fit(
-    found: Audit, recipe: Recipe, rows: list[Row], model_config: Any, world_size: int = 1
+    found: Audit, recipe: Recipe, rows: list[Row], model_config: Any, world_size: int
 ) -> None:
     """An effective batch far above what LoRA tolerates, and a rank far from the data's size
     (:mod:`peftkit.recipes.capacity`)."""
