@@ -28,6 +28,7 @@ TARGET = 0.9
 """The share of non-equivalent mutants the tests must kill (issue 23)."""
 
 MODULES = {
+    "callbacks": "peftkit/callbacks/__init__.py",
     "monitor": "peftkit/callbacks/monitor.py",
     "stopping": "peftkit/callbacks/stopping.py",
     "early_stopping": "peftkit/callbacks/early_stopping.py",
@@ -38,6 +39,7 @@ MODULES = {
     "distributed": "peftkit/callbacks/distributed.py",
     "json_answers": "peftkit/evaluation/json_answers.py",
     "evaluation_callback": "peftkit/evaluation/callback.py",
+    "held_out": "peftkit/evaluation/held_out.py",
     "json_validity": "peftkit/evaluation/json_validity/json_validity.py",
     "folders": "peftkit/core/folders.py",
     "outputs": "peftkit/run/outputs.py",

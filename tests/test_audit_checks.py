@@ -34,14 +34,19 @@ from peftkit.data.splits import Splits
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[1] / "peftkit" / "data" / "audit.schema.json").read_text()
 )
-SMOLLM2 = json.loads(
-    (
-        Path(__file__).resolve().parents[1]
-        / "benchmarks"
-        / "model_configs"
-        / "HuggingFaceTB--SmolLM2-135M-Instruct.json"
-    ).read_text()
-)
+SMOLLM2 = {
+    "model_type": "llama",
+    "hidden_size": 576,
+    "num_hidden_layers": 30,
+    "intermediate_size": 1536,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "vocab_size": 49152,
+    "max_position_embeddings": 8192,
+    "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16",
+}
+"""SmolLM2-135M's config (benchmarks/model_configs holds it too)."""
 
 
 def _recipe(*overrides: str, name: str = "json-output") -> Any:
