@@ -206,6 +206,13 @@ def test_the_fix_gives_the_memory_of_the_suggested_length():
     )
 
 
+def test_every_answer_cut_is_an_error_naming_the_rows():
+    rows = [_row(0, 100, 10, 4), _row(1, 90, 10, 2), _row(2, 30, 0)]
+    found = _audited(check_lengths, _recipe("training.max_length=64"), rows, None)
+    error = _only(found, "every-completion-truncated")
+    assert error.level == "error" and error.rows == ("line 1", "line 2")
+
+
 def test_the_longest_max_length_is_the_fields_bound_or_the_models_context():
     assert longest_length(None) == (1_048_576, "training.max_length takes")
     assert longest_length({"max_position_embeddings": 1_048_576}) == (
@@ -239,6 +246,13 @@ def test_packed_rows_keep_every_token_and_count_as_whole():
     assert found.stats["trained_token_share"] == 80 / 160
     assert found.stats["rows_without_trained_eos"] == 1
     assert _only(found, "no-trained-eos").message.startswith("1 of 2 whole rows do not end")
+
+
+def test_no_row_left_to_train_is_an_error_naming_the_rows():
+    rows = [_row(0, 100, 10, 0), _row(1, 90, 0)]
+    found = _audited(check_labels, _recipe("training.max_length=64"), rows, "</s>")
+    error = _only(found, "no-trained-token")
+    assert error.level == "error" and error.rows == ("line 1", "line 2")
 
 
 def test_rows_with_nothing_to_train_are_dropped_and_named():

@@ -471,3 +471,114 @@ def test_plan_and_estimate_cli_tables_and_exit_codes(tmp_path: Path):
         "plan", "qlora-budget", "--model", str(config), "--gpu-memory", "2", cwd=tmp_path
     )
     assert nothing.returncode == 2 and "nothing fits 2 GB" in nothing.stderr
+
+
+# --- the formula's parts, on layers small enough to count by hand --------------------------------
+# tests/test_memory_terms.py measures each term within 1% on real models; these pin each branch of
+# the formula exactly, where a change smaller than 1% of a layer (an r-wide tensor) would hide.
+
+
+def _linears() -> list:
+    from peftkit.memory.shapes import Linear
+
+    return [
+        Linear("q", 8, 8, False, "norm1"),
+        Linear("k", 8, 4, False, "norm1"),
+        Linear("o", 8, 8, False, "attention"),
+        Linear("gate", 8, 16, False, "norm2"),
+        Linear("down", 16, 8, False),
+        Linear("extra", 5, 8, False),
+    ]
+
+
+def test_the_distinct_inputs_count_a_shared_input_once_and_not_the_attentions_output():
+    from peftkit.memory.peak import _distinct_inputs
+
+    # norm1 (8) + norm2 (8) + down's own 16 + extra's own 5; o reads the attention's output
+    assert _distinct_inputs(_linears()) == 8 + 8 + 16 + 5
+
+
+def test_what_lora_keeps_per_token_in_each_of_its_three_cases():
+    """lora_A's r-wide output for every layer, plus: with dropout each layer's dropout output and
+    1-byte mask; without, autocast's 16-bit copy per layer when the adapters are fp32; else the
+    inputs themselves, each once."""
+    from peftkit.memory.peak import Setup, _adapter_inputs
+
+    linears = _linears()
+    widths = 8 + 8 + 8 + 8 + 16 + 5
+    outputs = 2 * 3 * len(linears)  # 16-bit activations, r=3
+    dropout = Setup(r=3, lora_dropout=0.1, activation_bytes=2)
+    assert _adapter_inputs(linears, dropout, 4) == 3 * widths + outputs
+    plain = Setup(r=3, lora_dropout=0.0, activation_bytes=2)
+    assert _adapter_inputs(linears, plain, 4) == 2 * widths + outputs
+    assert _adapter_inputs(linears, plain, 2) == 2 * (8 + 8 + 16 + 5) + outputs
+
+
+SMALL_LLAMA = {
+    "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 176,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
+}  # fmt: skip
+
+
+def test_eight_bit_adam_keeps_small_tensors_in_fp32():
+    """A (r x in), B (out x r) and DoRA's magnitude (out) per adapted layer: two bytes and an
+    fp32 absmax per 256 values from 4,096 values on, two fp32 states below."""
+    from peftkit.memory import shape_of
+    from peftkit.memory.peak import Setup, optimizer_bytes
+
+    shape = shape_of(SMALL_LLAMA)
+    setup = Setup(r=64, use_dora=True, optimizer="adamw_8bit")
+    sizes = []
+    for linear in shape.targets("all-linear"):
+        sizes += [64 * linear.in_features, 64 * linear.out_features, linear.out_features]
+    assert min(sizes) < 4096 <= max(sizes)  # both kinds
+    expected = sum(2 * n + 8 * math.ceil(n / 256) if n >= 4096 else 8 * n for n in sizes)
+    assert optimizer_bytes(shape, setup, sum(sizes)) == expected
+    without_dora = [n for i, n in enumerate(sizes) if i % 3 != 2]
+    expected = sum(2 * n + 8 * math.ceil(n / 256) if n >= 4096 else 8 * n for n in without_dora)
+    assert optimizer_bytes(shape, Setup(r=64, optimizer="adamw_8bit"), 0) == expected
+
+
+def test_eight_bit_weights_and_their_row_scales():
+    from peftkit.memory import shape_of
+    from peftkit.memory.peak import Setup
+
+    shape = shape_of(SMALL_LLAMA)
+    weights = sum(linear.in_features * linear.out_features for linear in shape.all_linears)
+    rows = sum(linear.out_features for linear in shape.all_linears)
+    assert quantized_bytes(shape, Setup(bits=8)) == (weights, 4 * rows)
+    assert quantized_bytes(shape, Setup(bits=None)) == (0, 0)
+
+
+def test_loading_with_dtype_auto_keeps_a_known_dtype_else_float32():
+    from peftkit.memory.peak import auto_dtype
+
+    assert [auto_dtype(d) for d in ("bfloat16", "float16", "float32")] == [
+        "bfloat16",
+        "float16",
+        "float32",
+    ]
+    assert auto_dtype("float8_e4m3fn") == "float32"
+
+
+def test_the_breakdown_in_gb_rounds_each_term_and_keeps_the_counts():
+    from peftkit.memory.peak import Breakdown
+
+    breakdown = Breakdown(
+        weights=2.5e9, quantization_constants=1_234_567, trainable=4e6, gradients=4e6,
+        optimizer=8e6, activations=1.5e9, logits=2.5e8, overhead=1.5e9,
+        trainable_params=1_000_000, total_params=135_000_000,
+    )  # fmt: skip
+    assert breakdown.as_gb() == {
+        "weights_gb": 2.5,
+        "quantization_constants_gb": 0.001,
+        "trainable_gb": 0.004,
+        "gradients_gb": 0.004,
+        "optimizer_gb": 0.008,
+        "activations_gb": 1.5,
+        "logits_gb": 0.25,
+        "overhead_gb": 1.5,
+        "total_gb": 5.767,
+        "trainable_params": 1_000_000,
+        "total_params": 135_000_000,
+    }

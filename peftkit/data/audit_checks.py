@@ -275,8 +275,8 @@ def check_duplicates(found: Audit, splits: Splits, rows: list[Row]) -> None:
 def check_json(found: Audit, recipe: Recipe, splits: Splits, records: list[dict[str, Any]]) -> None:
     """For a recipe that trains JSON answers: the share of training answers that parse, and that
     satisfy its schema; a schema no answer satisfies is an error."""
-    checks = recipe.answer_checks()
-    if not recipe.JSON_ANSWERS or checks is None:
+    checks = recipe.answer_checks() if recipe.JSON_ANSWERS else None
+    if checks is None:
         return
     from jsonschema import validators
 
