@@ -71,10 +71,11 @@ def main() -> int:
 
 def run(name: str) -> None:
     """``mutmut run`` on one module's mutants (its stats and results are kept in mutants/)."""
-    dotted = MODULES[name].removesuffix(".py").replace("/", ".")
-    print(f"== {name}: mutmut run {dotted}.*", flush=True)
+    dotted = MODULES[name].removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+    chosen = f"{dotted}.x*"  # the module's own mutants: a package's, not its modules'
+    print(f"== {name}: mutmut run {chosen}", flush=True)
     mutmut = Path(sys.executable).with_name("mutmut")
-    command = ["nice", "-n", "10", str(mutmut), "run", f"{dotted}.*"]
+    command = ["nice", "-n", "10", str(mutmut), "run", chosen]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PEFTKIT_TEST_TINY_MODEL"] = str(ROOT / "mutants" / "tiny-model")  # built once
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)

@@ -206,3 +206,17 @@ def test_overfit_detection_records_its_stop_as_the_others_do():
     assert control.should_training_stop
     assert detector.stop is not None and detector.stop.reason is StopReason.OVERFITTING
     assert detector.stop.step == 4 and detector.state()["attributes"]["stop_record"]
+
+
+def test_the_callbacks_package_names_its_callbacks_and_refuses_other_names():
+    """Each public callback is found in the module that defines it, imported on first use;
+    dir() lists them before they are; a misspelt name is an AttributeError that names it."""
+    from peftkit import callbacks
+    from peftkit.callbacks.early_stopping import EarlyStopping
+
+    assert callbacks.EarlyStopping is EarlyStopping
+    assert set(callbacks.__all__) <= set(dir(callbacks)) and "__getattr__" in dir(callbacks)
+    with pytest.raises(
+        AttributeError, match=r"^module 'peftkit.callbacks' has no attribute 'EarlyStoping'$"
+    ):
+        callbacks.EarlyStoping  # noqa: B018
