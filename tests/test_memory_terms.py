@@ -46,20 +46,22 @@ Measured = tuple[dict[str, int], Any, int]
 
 @pytest.fixture(scope="module")
 def measured(tiny_model_dir: Path) -> Callable[[str], Measured]:
-    """(measured terms, the estimate, the number of trainable tensors) of a case, measured once."""
-    cache: dict[str, Measured] = {}
+    """(measured terms, the estimate, the number of trainable tensors) of a case: measured
+    once, estimated by every test that asks (so that each test calls the formula it checks, and
+    mutation testing knows which tests check which part of it)."""
+    cache: dict[str, tuple[dict[str, int], Path, int]] = {}
 
     def get(case: str) -> Measured:
+        model_name, setup = CASES[case]
         if case not in cache:
             from peftkit.demo.pretrained import smollm2
 
-            model_name, setup = CASES[case]
             folder = tiny_model_dir if model_name == "tiny" else smollm2()
             model = load(folder, setup)
             tensors = sum(1 for p in model.parameters() if p.requires_grad)
-            terms = measure(model, setup)
-            cache[case] = (terms, estimate(shape_of(read_config(folder)), setup), tensors)
-        return cache[case]
+            cache[case] = (measure(model, setup), folder, tensors)
+        terms, folder, tensors = cache[case]
+        return terms, estimate(shape_of(read_config(folder)), setup), tensors
 
     return get
 
