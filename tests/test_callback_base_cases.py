@@ -117,3 +117,33 @@ def test_leading_callbacks_of_one_order_keep_the_order_they_were_added_in(tiny_m
     with pytest.raises(LookupError) as info:
         find(run, GradientCheck)
     assert str(info.value) == "no GradientCheck callback in this trainer"
+
+
+def test_every_bad_argument_is_named_at_once_with_its_callback():
+    from peftkit.core.errors import ProblemsError
+
+    with pytest.raises(ProblemsError) as info:
+        EarlyStopping(patience=0, mode="sideways")
+    assert str(info.value) == (
+        "2 problem(s) in the arguments of EarlyStopping:\n"
+        "- mode: got 'sideways'\n"
+        "    rule: Input should be 'min', 'max' or 'auto'\n"
+        "    fix:  use one of the values named in the rule, e.g. auto\n"
+        "- patience: got 0\n"
+        "    rule: Input should be greater than or equal to 1\n"
+        "    fix:  use a value of at least 1"
+    )
+
+
+def test_a_resume_from_the_first_step_without_the_setting_says_it_starts_over(tmp_path):
+    """The Trainer lists the stateful callbacks in a fresh run's state too: at step 0 that is
+    no resume; from a checkpoint at step 1 it is, and without
+    restore_callback_states_from_checkpoint the callback says it starts over."""
+    args, state, control = _training(tmp_path, eval_strategy="steps")
+    state.stateful_callbacks = {"EarlyStopping": {"args": {}, "attributes": {}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PeftkitWarning)
+        EarlyStopping().on_train_begin(args, state, control)
+    state.global_step = 1
+    with pytest.warns(PeftkitWarning, match=r"^EarlyStopping starts over: training resumed"):
+        EarlyStopping().on_train_begin(args, state, control)

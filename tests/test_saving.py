@@ -124,3 +124,60 @@ def test_a_later_save_clears_what_a_killed_writer_left(tiny_model_dir: Path, tmp
     (stale / "adapter_model.safetensors").write_bytes(b"half")
     save_atomically(peft_model(tiny_model_dir), tmp_path / "best", {"step": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_the_saved_folder_and_its_marker(tiny_model_dir: Path, tmp_path: Path):
+    """The folder is readable as the umask allows (not mkdtemp's private 0700), holds the
+    adapter and the marker, whose text is the info as indented JSON; a second save replaces it."""
+    from peftkit.callbacks.saving import MARKER, save_atomically
+
+    model = peft_model(tiny_model_dir)
+    before = os.umask(0o027)
+    try:
+        target = save_atomically(model, tmp_path / "deep" / "best", {"metric": "eval_loss"})
+    finally:
+        os.umask(before)
+    assert target == tmp_path / "deep" / "best"
+    assert target.stat().st_mode & 0o777 == 0o750
+    assert (target / MARKER).read_text() == '{\n  "metric": "eval_loss"\n}'
+    assert (target / "adapter_model.safetensors").is_file()
+    save_atomically(model, str(target), {"step": 2})
+    assert json.loads((target / MARKER).read_text()) == {"step": 2}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["best"]
+
+
+def test_a_failed_save_leaves_the_previous_folder_and_no_staging(
+    tiny_model_dir: Path, tmp_path: Path
+):
+    """save_pretrained raising (a full disk, say): the error reaches the caller, the earlier
+    save is untouched, and the staging folder is gone."""
+    from peftkit.callbacks.saving import MARKER, save_atomically
+
+    model = peft_model(tiny_model_dir)
+    target = save_atomically(model, tmp_path / "best", {"step": 1})
+
+    class DiskFull:
+        def save_pretrained(self, folder: Path) -> None:
+            (Path(folder) / "adapter_model.safetensors").write_bytes(b"half")
+            raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        save_atomically(DiskFull(), target, {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    assert json.loads((target / MARKER).read_text()) == {"step": 1}
+
+
+def test_a_target_that_is_a_file_is_refused_naming_the_setting(tmp_path: Path):
+    from peftkit.callbacks.saving import check_target
+    from peftkit.core.errors import RecipeError
+
+    target = tmp_path / "best"
+    target.write_text("mine")
+    with pytest.raises(RecipeError) as info:
+        check_target(target)
+    assert (
+        str(info.value)
+        == f"save_best_to: {target}: a file, not a folder. Fix: choose a folder name."
+    )
+    with pytest.raises(RecipeError, match=r"^output_dir: "):
+        check_target(target, "output_dir")
