@@ -127,17 +127,18 @@ def test_a_later_save_clears_what_a_killed_writer_left(tiny_model_dir: Path, tmp
 
 
 def test_the_saved_folder_and_its_marker(tiny_model_dir: Path, tmp_path: Path):
-    """The folder is readable as the umask allows (not mkdtemp's private 0700), holds the
-    adapter and the marker, whose text is the info as indented JSON; a second save replaces it."""
+    """The folder (and the folders above it) are made, readable as the umask allows (not
+    mkdtemp's private 0700); it holds the adapter and the marker, whose text is the info as
+    indented JSON; a second save replaces it."""
     from peftkit.callbacks.saving import MARKER, save_atomically
 
     model = peft_model(tiny_model_dir)
     before = os.umask(0o027)
     try:
-        target = save_atomically(model, tmp_path / "deep" / "best", {"metric": "eval_loss"})
+        target = save_atomically(model, tmp_path / "a" / "b" / "best", {"metric": "eval_loss"})
     finally:
         os.umask(before)
-    assert target == tmp_path / "deep" / "best"
+    assert target == tmp_path / "a" / "b" / "best"
     assert target.stat().st_mode & 0o777 == 0o750
     assert (target / MARKER).read_text() == '{\n  "metric": "eval_loss"\n}'
     assert (target / "adapter_model.safetensors").is_file()
@@ -181,3 +182,14 @@ def test_a_target_that_is_a_file_is_refused_naming_the_setting(tmp_path: Path):
     )
     with pytest.raises(RecipeError, match=r"^output_dir: "):
         check_target(target, "output_dir")
+
+
+def test_a_leftover_that_cannot_be_removed_does_not_stop_a_save(tiny_model_dir: Path, tmp_path):
+    """Clearing what a killed writer left is best effort: a leftover that is not a folder (so
+    it cannot be removed as one) stays, and the save goes ahead."""
+    from peftkit.callbacks.saving import MARKER, save_atomically
+
+    (tmp_path / ".best.staging-odd").write_text("not a folder")
+    save_atomically(peft_model(tiny_model_dir), tmp_path / "best", {"step": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.staging-odd", "best"]
+    assert json.loads((tmp_path / "best" / MARKER).read_text()) == {"step": 1}
