@@ -126,70 +126,74 @@ def test_a_later_save_clears_what_a_killed_writer_left(tiny_model_dir: Path, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
 
 
-# --- one save, in this process -------------------------------------------------------------------
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def test_a_save_makes_its_folders_with_the_users_permissions_and_says_what_it_holds(
-    tiny_model_dir: Path, tmp_path: Path
-):
-    """The parents are made; the folder is as readable as any the user makes (not mkdtemp's
-    private 0700); peftkit_best.json holds the info, and the folder's marker lists the files."""
+def test_the_saved_folder_and_its_marker(tiny_model_dir: Path, tmp_path: Path):
+    """The folder (and the folders above it) are made, readable as the umask allows (not
+    mkdtemp's private 0700); it holds the adapter and the marker, whose text is the info as
+    indented JSON; a second save replaces it."""
     from peftkit.callbacks.saving import MARKER, save_atomically
     from peftkit.core.folders import MARKER as FOLDER_MARKER
 
-    target = tmp_path / "deep" / "er" / "best"
-    info = {"metric": "eval_loss", "value": 1.5, "step": 3}
-    assert save_atomically(peft_model(tiny_model_dir), target, info) == target
-    assert target.stat().st_mode & 0o7777 == 0o777 & ~_umask()
-    assert json.loads((target / MARKER).read_text()) == info
-    marker = json.loads((target / FOLDER_MARKER).read_text())
-    assert marker["command"] == "save_best" and marker["step"] == 3
+    model = peft_model(tiny_model_dir)
+    before = os.umask(0o027)
+    try:
+        target = save_atomically(model, tmp_path / "a" / "b" / "best", {"metric": "eval_loss"})
+    finally:
+        os.umask(before)
+    assert target == tmp_path / "a" / "b" / "best"
+    assert target.stat().st_mode & 0o777 == 0o750
+    assert (target / MARKER).read_text() == '{\n  "metric": "eval_loss"\n}'
+    assert (target / "adapter_model.safetensors").is_file()
+    marker = json.loads((target / FOLDER_MARKER).read_text())  # what lets a later save replace it
+    assert marker["command"] == "save_best" and marker["metric"] == "eval_loss"
     assert {"adapter_model.safetensors", MARKER} <= set(marker["files"])
+    save_atomically(model, str(target), {"step": 2})
+    assert json.loads((target / MARKER).read_text()) == {"step": 2}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["best"]
 
 
-class _FailingSave:
-    """A model whose save fails after writing a file (a full disk, say)."""
-
-    def save_pretrained(self, folder: Path) -> None:
-        (Path(folder) / "adapter_model.safetensors").write_bytes(b"half")
-        raise OSError("No space left on device")
-
-
-def test_a_failed_save_raises_its_error_and_leaves_the_earlier_adapter_alone(
+def test_a_failed_save_leaves_the_previous_folder_and_no_staging(
     tiny_model_dir: Path, tmp_path: Path
 ):
-    from peftkit.callbacks.saving import save_atomically
+    """save_pretrained raising (a full disk, say): the error reaches the caller, the earlier
+    save is untouched, and the staging folder is gone."""
+    from peftkit.callbacks.saving import MARKER, save_atomically
 
-    target = tmp_path / "best"
-    save_atomically(peft_model(tiny_model_dir), target, {"step": 1})
-    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    model = peft_model(tiny_model_dir)
+    target = save_atomically(model, tmp_path / "best", {"step": 1})
+
+    class DiskFull:
+        def save_pretrained(self, folder: Path) -> None:
+            (Path(folder) / "adapter_model.safetensors").write_bytes(b"half")
+            raise OSError("No space left on device")
+
     with pytest.raises(OSError, match="No space left"):
-        save_atomically(_FailingSave(), target, {"step": 2})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # no staging folder left
-    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+        save_atomically(DiskFull(), target, {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    assert json.loads((target / MARKER).read_text()) == {"step": 1}
 
 
-def test_a_stale_staging_entry_that_cannot_be_removed_does_not_stop_the_save(
-    tiny_model_dir: Path, tmp_path: Path
-):
-    from peftkit.callbacks.saving import save_atomically
-
-    (tmp_path / ".best.staging-odd").write_text("a file, where a killed writer leaves a folder")
-    save_atomically(peft_model(tiny_model_dir), tmp_path / "best", {"step": 1})
-    assert (tmp_path / "best" / "adapter_model.safetensors").is_file()
-
-
-def test_a_target_holding_the_users_files_is_refused_naming_save_best_to(tmp_path: Path):
+def test_a_target_that_is_a_file_is_refused_naming_the_setting(tmp_path: Path):
     from peftkit.callbacks.saving import check_target
     from peftkit.core.errors import RecipeError
 
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("mine")
-    with pytest.raises(RecipeError, match=r"^save_best_to: "):
-        check_target(tmp_path / "mine")
+    target = tmp_path / "best"
+    target.write_text("mine")
+    with pytest.raises(RecipeError) as info:
+        check_target(target)
+    assert (
+        str(info.value)
+        == f"save_best_to: {target}: a file, not a folder. Fix: choose a folder name."
+    )
+    with pytest.raises(RecipeError, match=r"^output_dir: "):
+        check_target(target, "output_dir")
+
+
+def test_a_leftover_that_cannot_be_removed_does_not_stop_a_save(tiny_model_dir: Path, tmp_path):
+    """Clearing what a killed writer left is best effort: a leftover that is not a folder (so
+    it cannot be removed as one) stays, and the save goes ahead."""
+    from peftkit.callbacks.saving import MARKER, save_atomically
+
+    (tmp_path / ".best.staging-odd").write_text("not a folder")
+    save_atomically(peft_model(tiny_model_dir), tmp_path / "best", {"step": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.staging-odd", "best"]
+    assert json.loads((tmp_path / "best" / MARKER).read_text()) == {"step": 1}

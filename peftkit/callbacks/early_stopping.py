@@ -129,8 +129,7 @@ class EarlyStopping(PeftkitCallback):
             return self.metric
         theirs = args.metric_for_best_model
         watched = "eval_loss" if theirs is None else eval_name(theirs)
-        where = "the default" if theirs is None else "the Trainer's metric_for_best_model"
-        log.info("EarlyStopping watches %s (%s)", watched, where)
+        log.info("EarlyStopping watches %s (metric_for_best_model=%s)", watched, theirs)
         self.report(early_stopping_metric=watched)
         return watched
 
@@ -140,7 +139,8 @@ class EarlyStopping(PeftkitCallback):
             return None
         if not args.load_best_model_at_end:
             return "peftkit"
-        theirs = eval_name(args.metric_for_best_model or "loss")
+        # TrainingArguments sets metric_for_best_model ("loss") when load_best_model_at_end is on
+        theirs = eval_name(args.metric_for_best_model)
         ours = eval_name(str(self.monitored))
         if theirs != ours:
             raise RecipeError(
@@ -241,7 +241,7 @@ class EarlyStopping(PeftkitCallback):
             params = dict(model.named_parameters())
             with torch.no_grad():
                 for name, saved in self.best_weights.items():
-                    params[name].copy_(saved.to(params[name].device))
+                    params[name].copy_(saved)  # copy_ moves the CPU copy to the parameter's device
             restored = True
         if restored:
             self.restored = True
