@@ -35,7 +35,10 @@ def test_a_large_effective_batch_is_doubted_at_validation():
             "json-output", ["training.batch_size=8", "training.gradient_accumulation_steps=17"]
         )
     doubts = [str(w.message) for w in caught if issubclass(w.category, PeftkitWarning)]
-    assert any("effective batch of 136" in d and "LoRA Without Regret" in d for d in doubts)
+    (doubt,) = [d for d in doubts if "effective batch of 136" in d]
+    assert doubt.startswith("training: an effective batch of 136 examples per optimizer step")
+    assert "LoRA Without Regret" in doubt
+    assert doubt.endswith(". Fix: set training.gradient_accumulation_steps=4.")  # 8 x 4 = 32
     with warnings.catch_warnings():
         warnings.simplefilter("error", PeftkitWarning)
         recipes.load(
