@@ -54,15 +54,22 @@ def _free_port() -> int:
 
 
 def _vote(rank: int, store: str, flags: tuple[bool, bool], results: object) -> None:
-    """One of two processes: join the group, share this rank's flag, report what it got."""
+    """One of two processes: join the group, share this rank's flag, report what it got. torch's
+    default device is set to "meta" (where nothing can be reduced), as a user's
+    ``torch.set_default_device`` may be: the vote names its device itself."""
+    import torch
     import torch.distributed as dist
 
     from peftkit.callbacks.distributed import any_rank
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    torch.set_default_device("meta")
     try:
         results.put((rank, any_rank(flags[rank])))  # type: ignore[attr-defined]
+    except Exception as error:  # reported, so that the test fails at once rather than waiting
+        results.put((rank, repr(error)))  # type: ignore[attr-defined]
     finally:
+        torch.set_default_device(None)
         dist.destroy_process_group()
 
 
@@ -89,3 +96,11 @@ def test_a_flag_on_any_rank_is_true_on_every_rank(tmp_path: Path):
             worker.join(timeout=60)
             assert worker.exitcode == 0
         assert got == {0: any(flags), 1: any(flags)}, flags
+
+
+def test_the_device_of_a_collective_follows_the_backend():
+    """NCCL reduces CUDA tensors (on the current device), gloo and the others CPU tensors. (An
+    NCCL run needs two GPUs; the choice itself is checked here.)"""
+    from peftkit.callbacks.distributed import reduce_device
+
+    assert [reduce_device(b) for b in ("nccl", "gloo", "mpi")] == ["cuda", "cpu", "cpu"]

@@ -197,3 +197,36 @@ def test_a_leftover_that_cannot_be_removed_does_not_stop_a_save(tiny_model_dir: 
     save_atomically(peft_model(tiny_model_dir), tmp_path / "best", {"step": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == [".best.staging-odd", "best"]
     assert json.loads((tmp_path / "best" / MARKER).read_text()) == {"step": 1}
+
+
+def test_the_folder_lists_what_peftkit_wrote_in_it(tiny_model_dir: Path, tmp_path: Path):
+    """The inventory every folder peftkit writes carries: the command that wrote it, the info,
+    and every file, which is what lets the next save replace the folder."""
+    from peftkit.callbacks.saving import save_atomically
+    from peftkit.core.folders import MARKER as INVENTORY
+
+    target = save_atomically(peft_model(tiny_model_dir), tmp_path / "best", {"step": 3})
+    inventory = json.loads((target / INVENTORY).read_text())
+    assert (inventory["command"], inventory["step"]) == ("save_best", 3)
+    assert sorted(inventory["files"]) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "peftkit_best.json",
+    ]
+
+
+def test_a_swap_that_fails_midway_reports_its_own_error(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A swap that dies after moving the staging folder (a real one cannot be made to): the
+    caller gets the swap's error, not one from clearing a staging folder that is gone."""
+    from peftkit.callbacks import saving
+
+    def broken_swap(staging: Path, target: Path) -> None:
+        os.rename(staging, target)
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(saving, "swap_in", broken_swap)
+    with pytest.raises(OSError, match=r"^the disk went away$"):
+        saving.save_atomically(peft_model(tiny_model_dir), tmp_path / "best", {"step": 1})

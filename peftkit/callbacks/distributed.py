@@ -16,8 +16,13 @@ def any_rank(flag: bool) -> bool:
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return flag
-    backend = dist.get_backend()
-    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else "cpu"
-    value = torch.tensor([1 if flag else 0], device=device)
+    value = torch.tensor([int(flag)], device=reduce_device(dist.get_backend()))
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def reduce_device(backend: str) -> str:
+    """Where the tensors of ``backend``'s collectives live, named explicitly (torch's default
+    device may be set elsewhere): NCCL reduces tensors on the current CUDA device, which is what
+    "cuda" means; gloo and the others reduce CPU tensors."""
+    return "cuda" if backend == "nccl" else "cpu"
