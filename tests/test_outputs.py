@@ -377,3 +377,23 @@ def test_folders_are_exchanged_in_one_step_where_the_system_can(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["a.txt" if one_step else "b.txt"]
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["b.txt" if one_step else "a.txt"]
+
+
+def test_a_resumed_output_carries_over_its_checkpoints_and_logs(tmp_path: Path) -> None:
+    """Resuming a finished output copies its checkpoints and logs into the staging folder (links
+    stay links), leaves alone what is missing or already there, and only on the main process."""
+    earlier = _written(tmp_path / "out", {"checkpoints/checkpoint-2/w.bin": "w", "logs/a": "log"})
+    (earlier / "checkpoints" / "latest").symlink_to("checkpoint-2")
+    with OutputFolder(earlier, "train", main_process=False) as other_rank:
+        other_rank.carry_over(earlier, "checkpoints")
+        assert not other_rank.staging.exists()
+    with OutputFolder(earlier, "train") as folder:
+        (folder.staging / "logs").mkdir()
+        (folder.staging / "logs" / "b").write_text("this run's")
+        folder.carry_over(earlier, "checkpoints", "logs", "runs")
+        copied = folder.staging / "checkpoints"
+        assert (copied / "checkpoint-2" / "w.bin").read_text() == "w"
+        assert (copied / "latest").is_symlink() and os.readlink(copied / "latest") == "checkpoint-2"
+        assert sorted(p.name for p in (folder.staging / "logs").iterdir()) == ["b"]
+        assert not (folder.staging / "runs").exists()
+        folder.discard()
