@@ -142,3 +142,146 @@ def _random_adapter(model_dir: Path) -> Any:
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     config = LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False)
     return get_peft_model(model, config)
+
+
+# --- what evaluate and JsonAnswers report, case by case --------------------------------------------
+
+CHAT = [
+    {
+        "messages": [
+            {"role": "system", "content": "Answer in JSON."},
+            {"role": "user", "content": f"Status {code}?"},
+            {"role": "assistant", "content": json.dumps({"code": code})},
+            {"role": "user", "content": f"And {code + 1}?"},
+            {"role": "assistant", "content": json.dumps({"code": code + 1})},
+        ]
+    }
+    for code in (200, 300, 400, 500, 600)
+]
+
+
+def _trainer(tiny_model_dir: Path, tmp_path: Path, recipe: Any, rows: list[dict]) -> Any:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SFTTrainer(
+            model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+            args=recipe.build_sft_config(tmp_path),
+            peft_config=recipe.build_lora_config(),
+            train_dataset=Dataset.from_list(rows),
+            eval_dataset=Dataset.from_list(rows),
+            processing_class=AutoTokenizer.from_pretrained(tiny_model_dir),
+        )
+
+
+def test_a_conversations_prompt_is_its_turns_before_the_last_answer():
+    from datasets import Dataset
+
+    from peftkit.evaluation.held_out import held_out_prompts
+
+    prompts, answers = held_out_prompts(Dataset.from_list(CHAT), "messages", 2)
+    assert prompts == [row["messages"][:4] for row in CHAT[:2]]
+    assert answers == ['{"code": 201}', '{"code": 301}']
+    rows = Dataset.from_list(ROWS[:3])
+    assert held_out_prompts(rows, "prompt-completion", 5) == (
+        [r["prompt"] for r in ROWS[:3]],
+        [r["completion"] for r in ROWS[:3]],
+    )
+
+
+def test_evaluate_on_conversations_with_a_schema_after_training(tiny_model_dir, tmp_path):
+    """Chat rows: the examples show each prompt's last turn and the answer (three at most); the
+    schema-valid rate comes with a schema; a trained model that never stops is named, with the
+    recipe's max_new_tokens; before training it is not."""
+    from peftkit.evaluation import evaluate
+
+    schema = 'json_schema={"type": "object", "required": ["code"]}'
+    recipe = load_recipe(
+        "json-output",
+        short(tiny_model_dir, "data.format=messages", schema, "generation.max_new_tokens=3"),
+    )
+    trainer = _trainer(tiny_model_dir, tmp_path, recipe, CHAT)
+    from datasets import Dataset
+
+    scores = evaluate(trainer, recipe, Dataset.from_list(CHAT), trained=True)
+    assert [e["prompt"] for e in scores["examples"]] == ["And 201?", "And 301?", "And 401?"]
+    assert all(set(e) == {"prompt", "answer"} for e in scores["examples"])
+    assert "schema_valid_rate" in scores
+    assert scores["truncated_rate"] == 1.0  # 3 new tokens: no answer of the tiny model ends
+    (note,) = scores["notes"]
+    assert "max_new_tokens=3 without an EOS token" in note
+    assert "notes" not in evaluate(trainer, recipe, Dataset.from_list(CHAT))
+
+
+def test_evaluate_on_text_rows_reports_the_loss_only(tiny_model_dir, tmp_path):
+    from datasets import Dataset
+
+    from peftkit.evaluation import evaluate
+
+    recipe = load_recipe("json-output", short(tiny_model_dir))
+    trainer = _trainer(tiny_model_dir, tmp_path, recipe, ROWS[:8])
+    text = Dataset.from_list([{"text": "a plain document"}])
+    assert set(evaluate(trainer, recipe, text)) == {"eval_loss", "perplexity"}
+
+
+class _Losses:
+    """A trainer that reports a given evaluation loss: a real run cannot be steered to a loss of
+    exactly 50, where the perplexity is no longer worth a number."""
+
+    eval_dataset = ["a row"]
+
+    def __init__(self, loss: float) -> None:
+        self.loss = loss
+
+    def evaluate(self) -> dict[str, float]:
+        return {"eval_loss": self.loss}
+
+
+@pytest.mark.parametrize(("loss", "finite"), [(49.9, True), (50.0, False), (50.5, False)])
+def test_perplexity_is_infinite_from_a_loss_of_50(loss, finite):
+    import math
+
+    from peftkit.evaluation import evaluate
+
+    recipe = load_recipe("domain-adaptation", [])
+    perplexity = evaluate(_Losses(loss), recipe)["perplexity"]
+    assert perplexity == (math.exp(loss) if finite else math.inf)
+
+
+def test_json_answers_adds_the_rates_at_evaluations_in_training_only(tiny_model_dir, monkeypatch):
+    """At an evaluation during train(): the JSON and schema-valid rates, generated with the
+    callback's max_new_tokens and batch size (the count of answers is not a metric); outside
+    train(), nothing. Its defaults are the recipe's generation defaults."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState
+
+    from peftkit.evaluation import callback as module
+    from peftkit.evaluation.callback import JsonAnswers
+    from peftkit.recipes.json_output import GenerationSection
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    asked = []
+    real = module.generate_answers
+
+    def recorded(*args: Any) -> Any:  # the real generation, its arguments kept
+        asked.append(args[3:])
+        return real(*args)
+
+    monkeypatch.setattr(module, "generate_answers", recorded)
+    callback = JsonAnswers(tokenizer, [r["prompt"] for r in ROWS[:3]], {"type": "object"}, 5, 2)
+    state, control = TrainerState(), TrainerControl()
+    outside = {"eval_loss": 1.0}
+    callback.on_log(None, state, control, logs=outside, model=model)
+    assert outside == {"eval_loss": 1.0} and asked == []
+    callback.training = True
+    logs = {"eval_loss": 1.0}
+    callback.on_log(None, state, control, logs=logs, model=model)
+    assert asked == [(5, 2)]
+    assert set(logs) == {"eval_loss", "eval_json_valid_rate", "eval_schema_valid_rate"}
+    defaults = JsonAnswers(tokenizer, [])
+    fields = GenerationSection.model_fields
+    assert defaults.max_new_tokens == fields["max_new_tokens"].default
+    assert defaults.batch_size == fields["batch_size"].default
