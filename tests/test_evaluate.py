@@ -144,7 +144,7 @@ def _random_adapter(model_dir: Path) -> Any:
     return get_peft_model(model, config)
 
 
-# --- what evaluate and JsonAnswers report, case by case --------------------------------------------
+# --- what evaluate and JsonAnswers report, case by case ------------------------------------------
 
 CHAT = [
     {
@@ -231,10 +231,9 @@ class _Losses:
     """A trainer that reports a given evaluation loss: a real run cannot be steered to a loss of
     exactly 50, where the perplexity is no longer worth a number."""
 
-    eval_dataset = ["a row"]
-
     def __init__(self, loss: float) -> None:
         self.loss = loss
+        self.eval_dataset = ["a row"]
 
     def evaluate(self) -> dict[str, float]:
         return {"eval_loss": self.loss}
