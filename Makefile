@@ -78,9 +78,10 @@ bench: install
 # Mutation testing of the core (docs/mutation.md): mutmut changes one thing at a time in
 # callbacks/, evaluation/, core/folders.py, run/outputs.py, run/checkpoints.py,
 # recipes/rules.py, the data audit's measuring and checks and the memory estimate, runs the
-# tests that call it, and prints the score per module and every surviving mutant. CPU-heavy: module by module, niced; `make
-# mutants MODULES="rules outputs"` runs some. Results are kept in mutants/ (reruns are
-# incremental).
+# tests that call it, and prints the score per module and every surviving mutant. CPU-heavy
+# (about an hour on 2 cores): module by module, niced; `make mutants MODULES="rules outputs"`
+# runs some. Each module's run tries all its mutants; mutants/ keeps which tests call which
+# function, and the last result of each module for `python scripts/mutants.py --report`.
 MUTMUT_STAMP := $(VENV)/.stamp-mutmut
 MODULES ?=
 
