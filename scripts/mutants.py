@@ -78,6 +78,7 @@ def run(name: str) -> None:
     command = ["nice", "-n", "10", str(mutmut), "run", chosen]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PEFTKIT_TEST_TINY_MODEL"] = str(ROOT / "mutants" / "tiny-model")  # built once
+    env["PEFTKIT_TEST_MEASURED"] = str(ROOT / "mutants" / "measured")  # measured once
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")

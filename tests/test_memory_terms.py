@@ -20,6 +20,8 @@ Tolerances, and why:
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,32 @@ STEP_COUNTER = 4
 BNB_MAPS = 2 * 256 * 4
 
 Measured = tuple[dict[str, int], Any, int]
+KEEP_MEASURED = "PEFTKIT_TEST_MEASURED"
+"""A folder to keep each case's measurement in across test sessions: ``make mutants`` runs
+thousands of short sessions, and a measurement depends on torch and the case, not on the
+peftkit code under test; unset, each session measures."""
+
+
+def _measured_once(case: str, folder: Path) -> tuple[dict[str, int], int]:
+    """The measured terms of ``case`` and its number of trainable tensors (from
+    ``$PEFTKIT_TEST_MEASURED`` when it holds them)."""
+    import torch
+
+    kept = os.environ.get(KEEP_MEASURED)
+    file = Path(kept) / f"{case} (torch {torch.__version__}).json" if kept else None
+    if file is not None and file.is_file():
+        terms, tensors = json.loads(file.read_text())
+        return terms, tensors
+    setup = CASES[case][1]
+    model = load(folder, setup)
+    tensors = sum(1 for p in model.parameters() if p.requires_grad)
+    terms = measure(model, setup)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        partial = file.with_name(f"{file.name}.{os.getpid()}")
+        partial.write_text(json.dumps([terms, tensors]))
+        partial.replace(file)  # whole or absent for a session running beside this one
+    return terms, tensors
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +77,7 @@ def measured(tiny_model_dir: Path) -> Callable[[str], Measured]:
     """(measured terms, the estimate, the number of trainable tensors) of a case: measured
     once, estimated by every test that asks (so that each test calls the formula it checks, and
     mutation testing knows which tests check which part of it)."""
-    cache: dict[str, tuple[dict[str, int], Path, int]] = {}
+    cache: dict[str, tuple[dict[str, int], int, Path]] = {}
 
     def get(case: str) -> Measured:
         model_name, setup = CASES[case]
@@ -57,10 +85,8 @@ def measured(tiny_model_dir: Path) -> Callable[[str], Measured]:
             from peftkit.demo.pretrained import smollm2
 
             folder = tiny_model_dir if model_name == "tiny" else smollm2()
-            model = load(folder, setup)
-            tensors = sum(1 for p in model.parameters() if p.requires_grad)
-            cache[case] = (measure(model, setup), folder, tensors)
-        terms, folder, tensors = cache[case]
+            cache[case] = (*_measured_once(case, folder), folder)
+        terms, tensors, folder = cache[case]
         return terms, estimate(shape_of(read_config(folder)), setup), tensors
 
     return get
