@@ -582,3 +582,62 @@ def test_the_breakdown_in_gb_rounds_each_term_and_keeps_the_counts():
         "trainable_params": 1_000_000,
         "total_params": 135_000_000,
     }
+
+
+def test_the_estimates_composition_on_a_small_llama():
+    """What each term is made of, exactly: the parameter counts; LoRA's frozen weights all in
+    the model dtype without quantization; full fine-tuning has no frozen weights nor constants,
+    and 8-bit AdamW keeps its 8-bit states for it too; FSDP divides the weights, adapters,
+    gradients, optimizer states and constants by the GPUs, plain data parallelism none."""
+    import dataclasses
+
+    from peftkit.memory import shape_of
+    from peftkit.memory.optimizers import OPTIMIZERS
+    from peftkit.memory.peak import Setup, estimate
+
+    shape = shape_of(SMALL_LLAMA)
+    lora = estimate(shape, Setup(r=4))
+    assert lora.trainable_params == lora_params(shape, Setup(r=4))
+    assert lora.total_params == shape.total_params
+    assert lora.weights == 2 * shape.total_params and lora.quantization_constants == 0
+    full = estimate(shape, Setup(method="full", optimizer="adamw_8bit"))
+    assert (full.weights, full.quantization_constants) == (0, 0)
+    assert full.optimizer == shape.total_params * OPTIMIZERS["adamw_8bit"].state_bytes
+    qlora = Setup(method="qlora", bits=4, r=4, gpus=4)
+    sharded, whole = (
+        estimate(shape, dataclasses.replace(qlora, sharded=True)),
+        estimate(shape, qlora),
+    )
+    for term in ("weights", "quantization_constants", "trainable", "gradients", "optimizer"):
+        assert getattr(sharded, term) == pytest.approx(getattr(whole, term) / 4), term
+    assert whole.weights == estimate(shape, dataclasses.replace(qlora, gpus=1)).weights
+
+
+def test_what_a_norm_and_the_mlp_keep_per_token():
+    """A norm keeps its fp32 input and one fp32 statistic, plus its 16-bit output when its
+    weight trains; a gated MLP keeps three intermediate-wide tensors, a plain one one."""
+    import dataclasses
+
+    from peftkit.memory import shape_of
+    from peftkit.memory.peak import Setup, _norm_bytes, layer_bytes
+
+    shape = shape_of(SMALL_LLAMA)
+    assert _norm_bytes(shape, Setup()) == 4 * 64 + 4
+    assert _norm_bytes(shape, Setup(method="full")) == 4 * 64 + 4 + 2 * 64
+    gated = layer_bytes(dataclasses.replace(shape, gated_mlp=True), Setup())
+    plain = layer_bytes(dataclasses.replace(shape, gated_mlp=False), Setup())
+    assert gated - plain == 2 * 2 * 176
+
+
+def test_full_fine_tuning_keeps_the_token_ids_and_the_final_norm_outside_the_layers():
+    from peftkit.memory import shape_of
+    from peftkit.memory.peak import Setup, _norm_bytes, activation_bytes, layer_bytes
+
+    shape = shape_of(SMALL_LLAMA)
+    setup = Setup(method="full", batch_size=2, seq_len=8)
+    per_layer = layer_bytes(shape, setup)
+    outside = 8 + _norm_bytes(shape, setup)
+    assert activation_bytes(shape, setup) == 16 * (2 * per_layer + outside)
+    checkpointed = Setup(method="full", batch_size=2, seq_len=8, activation_checkpointing=True)
+    kept = 2 * 64 * 2  # each layer's input
+    assert activation_bytes(shape, checkpointed) == 16 * (kept + per_layer + 8)

@@ -235,7 +235,6 @@ def activation_bytes(shape: ModelShape, setup: Setup) -> float:
     embedding trains the token ids (8 bytes)."""
     tokens = setup.batch_size * setup.seq_len
     per_layer = layer_bytes(shape, setup)
-    outside = 0.0
     if setup.method == "full":
         outside = 8 + (0 if setup.activation_checkpointing else _norm_bytes(shape, setup))
     else:
