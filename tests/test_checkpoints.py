@@ -381,6 +381,8 @@ def test_numbers_compare_as_numbers_and_auto_once_resolved(tmp_path: Path) -> No
     assert check_checkpoint(checkpoint, _recipe("training.learning_rate=auto")) is None
     last_bit = _recipe("training.learning_rate=0.00030000000000000003")
     assert check_checkpoint(checkpoint, last_bit) is None
+    near = _problems(checkpoint, _recipe("training.learning_rate=3.0001e-4"))
+    assert [(p.path, p.value) for p in near] == [("training.learning_rate", 3.0001e-4)]
     assert _problems(checkpoint, _recipe("training.learning_rate=2e-4")) == [
         _mismatch(
             "training.learning_rate",
