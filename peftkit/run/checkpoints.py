@@ -230,16 +230,12 @@ def _trainer_step(checkpoint: Path) -> int:
 
 
 def _damaged(checkpoint: Path, why: str) -> RecipeError:
-    earlier = [
-        path.name
-        for path in sorted(checkpoint.parent.glob("checkpoint-*"))
-        if path != checkpoint and (path / _COMPLETE).is_file()
+    others = [
+        (int(match.group(1)), path)
+        for path in checkpoint.parent.iterdir()
+        if path != checkpoint and (match := _NAME.match(path.name)) and (path / _COMPLETE).is_file()
     ]
-    other = (
-        f"resume from another checkpoint (--resume {checkpoint.parent / earlier[-1]}), or "
-        if earlier
-        else ""
-    )
+    other = f"resume from another checkpoint (--resume {max(others)[1]}), or " if others else ""
     return RecipeError(
         f"--resume {checkpoint}: the checkpoint is damaged: {why}. Fix: {other}start over "
         "without --resume."
@@ -310,15 +306,19 @@ def _differs(field: str, earlier: Any, now: Any) -> bool:
         return False
     if field == "model.name":
         return _model_key(earlier) != _model_key(now)
-    if field == "lora.target_modules" and isinstance(earlier, list) and isinstance(now, list):
-        return sorted(earlier) != sorted(now)
+    earlier, now = _unordered(earlier), _unordered(now)
     if isinstance(earlier, int | float) and isinstance(now, int | float):
-        return not math.isclose(earlier, now, rel_tol=1e-9)
+        return not math.isclose(earlier, now)  # rel_tol 1e-09 by default
     return bool(earlier != now)
 
 
-def _model_key(name: Any) -> Any:
+def _unordered(value: Any) -> Any:
+    """A list (of modules) as its items in one order: the recipe's order is no difference."""
+    return sorted(value) if isinstance(value, list) else value
+
+
+def _model_key(name: str) -> str:
     """A model name as one spelling: a local folder by its absolute path."""
-    if isinstance(name, str) and is_local(name):
+    if is_local(name):
         return str(Path(name).expanduser().resolve())
     return name
