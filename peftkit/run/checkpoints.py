@@ -41,14 +41,15 @@ _COMPLETE = "trainer_state.json"
 """Written last into a checkpoint: one without it was cut short."""
 
 
-def last_checkpoint(folder: Path) -> Path | None:
-    """The complete checkpoint with the highest step in ``folder``; None when there is none."""
+def last_checkpoint(folder: Path, skip: Path | None = None) -> Path | None:
+    """The complete checkpoint with the highest step in ``folder`` (other than ``skip``); None
+    when there is none."""
     if not folder.is_dir():
         return None
     found = [
         (int(match.group(1)), path)
         for path in folder.iterdir()
-        if (match := _NAME.match(path.name)) and (path / _COMPLETE).is_file()
+        if path != skip and (match := _NAME.match(path.name)) and (path / _COMPLETE).is_file()
     ]
     return max(found)[1] if found else None
 
@@ -230,12 +231,8 @@ def _trainer_step(checkpoint: Path) -> int:
 
 
 def _damaged(checkpoint: Path, why: str) -> RecipeError:
-    others = [
-        (int(match.group(1)), path)
-        for path in checkpoint.parent.iterdir()
-        if path != checkpoint and (match := _NAME.match(path.name)) and (path / _COMPLETE).is_file()
-    ]
-    other = f"resume from another checkpoint (--resume {max(others)[1]}), or " if others else ""
+    another = last_checkpoint(checkpoint.parent, skip=checkpoint)
+    other = f"resume from another checkpoint (--resume {another}), or " if another else ""
     return RecipeError(
         f"--resume {checkpoint}: the checkpoint is damaged: {why}. Fix: {other}start over "
         "without --resume."
